@@ -1,0 +1,209 @@
+"""Commands on model graphs: models, inspect, verify, profile, schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import typer
+from rich.table import Table
+
+from edgesplit.commands.common import (
+    GranularityOpt,
+    InputShapeOpt,
+    JsonOpt,
+    ModelArg,
+    WeightsOpt,
+    console,
+    load_graph,
+    print_json,
+)
+from edgesplit.graph import Graph
+
+
+def graph_document(graph: Graph) -> dict[str, Any]:
+    return {
+        **graph.summary(),
+        "nodes": [
+            {
+                "index": n.index,
+                "name": n.name,
+                "kind": n.kind,
+                "target": n.target,
+                "inputs": list(n.inputs),
+                "input_shapes": [list(s) for s in n.input_shapes],
+                "output_shape": list(n.output_shape),
+                "dtype": n.dtype,
+                "output_bytes": n.output_bytes,
+                "flops": n.flops,
+                "params": n.params,
+                "param_bytes": n.param_bytes,
+            }
+            for n in graph.nodes
+        ],
+        "cuts": [
+            {
+                "index": c.index,
+                "bytes": c.bytes,
+                "tensors": [
+                    {"name": t.name, "shape": list(t.shape), "bytes": t.nbytes} for t in c.tensors
+                ],
+            }
+            for c in graph.cuts()
+        ],
+    }
+
+
+def models() -> None:
+    """List the model zoo."""
+    from edgesplit.models import ZOO
+
+    table = Table(title="edgesplit model zoo")
+    for col in ("name", "input shape", "description"):
+        table.add_column(col)
+    for spec in ZOO.values():
+        table.add_row(spec.name, ",".join(map(str, spec.input_shape)), spec.description)
+    console.print(table)
+
+
+def inspect(
+    model: str = ModelArg,
+    input_shape: str | None = InputShapeOpt,
+    granularity: str = GranularityOpt,
+    weights: str | None = WeightsOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Show the nodes of MODEL and the bytes that cross every cut."""
+    graph, _, _ = load_graph(model, input_shape, granularity, weights)
+    if as_json:
+        print_json(graph_document(graph))
+        return
+    s = graph.summary()
+    console.print(
+        f"[bold]{graph.name}[/]: {s['nodes']} {graph.granularity} nodes, "
+        f"{'chain' if s['is_chain'] else 'DAG'}, {s['flops'] / 1e9:.3f} GFLOPs, {s['params']:,} params"
+    )
+    table = Table()
+    for col in (
+        "#",
+        "name",
+        "kind",
+        "output shape",
+        "out bytes",
+        "MFLOPs",
+        "params",
+        "cut after: bytes (tensors)",
+    ):
+        table.add_column(col, justify="right" if col not in ("name", "kind") else "left")
+    cuts = graph.cuts()
+    table.add_row("-", "(input)", "", "", "", "", "", f"{cuts[0].bytes:,} (1)")
+    for n in graph.nodes:
+        c = cuts[n.index + 1]
+        table.add_row(
+            str(n.index),
+            n.name,
+            n.kind,
+            "x".join(map(str, n.output_shape)),
+            f"{n.output_bytes:,}",
+            f"{n.flops / 1e6:.2f}",
+            f"{n.params:,}",
+            f"{c.bytes:,} ({len(c.tensors)})",
+        )
+    console.print(table)
+
+
+def verify(
+    model: str = ModelArg,
+    input_shape: str | None = InputShapeOpt,
+    granularity: str = GranularityOpt,
+    weights: str | None = WeightsOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Check that splitting MODEL at every cut gives output torch.equal to the unsplit model."""
+    from edgesplit.runtime.partition import split_at
+
+    graph, module, x = load_graph(model, input_shape, granularity, weights)
+    with torch.inference_mode():
+        reference = module(x)
+        results = []
+        for k in range(len(graph.nodes) + 1):
+            out = split_at(graph, [k])(x)
+            results.append({"cut": k, "equal": bool(_equal(out, reference))})
+    passed = all(r["equal"] for r in results)
+    if as_json:
+        print_json(
+            {
+                "model": graph.name,
+                "granularity": graph.granularity,
+                "passed": passed,
+                "cuts": results,
+            }
+        )
+    else:
+        bad = [r["cut"] for r in results if not r["equal"]]
+        verdict = "[green]PASS[/]" if passed else f"[red]FAIL[/] at cuts {bad}"
+        console.print(f"{graph.name}: {len(results)} cuts checked, {verdict}")
+    if not passed:
+        raise typer.Exit(1)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, tuple | list):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def profile(
+    model: str = ModelArg,
+    output: str = typer.Option(..., "-o", "--output", help="profile JSON to write"),
+    input_shape: str | None = InputShapeOpt,
+    granularity: str = GranularityOpt,
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+    repeats: int = typer.Option(20, "--repeats", help="timed repeats per node"),
+    warmup: int = typer.Option(3, "--warmup", help="untimed warm-up passes"),
+    weights: str | None = WeightsOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Measure per-node latency (median, p90) and the end-to-end forward on this host."""
+    from edgesplit.profile import profile_graph
+
+    graph, _, x = load_graph(model, input_shape, granularity, weights)
+    prof = profile_graph(graph, x, repeats=repeats, warmup=warmup, device=device)
+    prof.save(output)
+    summary = {
+        "model": prof.model,
+        "output": output,
+        "nodes": len(prof.nodes),
+        "sum_of_medians_s": prof.sum_of_medians_s,
+        "end_to_end_median_s": prof.end_to_end.median_s,
+        "fidelity": prof.fidelity,
+        "threads": prof.host.threads,
+        "device": prof.host.device,
+    }
+    if as_json:
+        print_json(summary)
+    else:
+        console.print(
+            f"{prof.model}: {len(prof.nodes)} nodes, sum of medians "
+            f"{prof.sum_of_medians_s * 1e3:.2f} ms vs end-to-end "
+            f"{prof.end_to_end.median_s * 1e3:.2f} ms (ratio {prof.fidelity:.3f}); wrote {output}"
+        )
+
+
+def schema(name: str = typer.Argument(..., help="input file type, e.g. profile or system")) -> None:
+    """Print the JSON schema of an input file type."""
+    from edgesplit.schemas import schema as get_schema
+
+    print_json(get_schema(name))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(models)
+    app.command()(inspect)
+    app.command()(verify)
+    app.command()(profile)
+    app.command()(schema)

@@ -1,0 +1,230 @@
+"""Exact split execution: one mechanism that turns any assignment into executable parts.
+
+This is the mechanism side of "policy versus mechanism" (torch.fx ``split_module``):
+planners only produce an assignment ``node -> part``; :func:`partition` builds one
+``torch.fx.GraphModule`` per part whose placeholders are the tensors crossing into it and
+whose outputs are the tensors it must hand on. Running the parts in order on the same
+input gives an output ``torch.equal`` to the unsplit model, because every part executes
+exactly the original ops on exactly the original values.
+
+Assignments need not be contiguous: any assignment whose part-to-part data flow is
+acyclic is executable (a DADS min-cut, for example). A cyclic one raises
+:class:`~edgesplit.errors.PartitionError` naming a tensor on the cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.fx as fx
+
+from edgesplit.errors import PartitionError
+from edgesplit.graph.types import Graph
+
+
+@dataclass(frozen=True)
+class Part:
+    """One executable part: reads ``input_names`` and returns ``output_names``."""
+
+    index: int
+    node_names: tuple[str, ...]
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    module: fx.GraphModule
+
+    def __call__(self, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        try:
+            args = [values[n] for n in self.input_names]
+        except KeyError as err:
+            raise PartitionError(
+                f"part {self.index} needs tensor {err.args[0]!r}, which was not supplied"
+            ) from None
+        outs = self.module(*args)
+        return dict(zip(self.output_names, outs))
+
+
+@dataclass(frozen=True)
+class SplitModel:
+    """The parts of one assignment, in an executable order."""
+
+    graph: Graph
+    parts: tuple[Part, ...]
+    assignment: tuple[int, ...]
+
+    def run_values(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        values: dict[str, Any] = dict(zip(self.graph.input_names, inputs))
+        for part in self.parts:
+            values.update(part(values))
+        return values
+
+    def __call__(self, *inputs: torch.Tensor) -> Any:
+        return self.assemble_output(self.run_values(*inputs))
+
+    def assemble_output(self, values: Mapping[str, Any]) -> Any:
+        """Rebuild the model's output structure from named values."""
+        return assemble_output(self.graph, values)
+
+
+def assemble_output(graph: Graph, values: Mapping[str, Any]) -> Any:
+    out_node = next(n for n in graph.module.graph.nodes if n.op == "output")
+    return fx.node.map_arg(out_node.args[0], lambda n: values[n.name])
+
+
+def part_order(graph: Graph, assignment: Sequence[int]) -> list[int]:
+    """Validate ``assignment`` and return its parts in a data-flow order."""
+    if len(assignment) != len(graph.nodes):
+        raise PartitionError(
+            f"assignment has {len(assignment)} entries but {graph.name!r} has "
+            f"{len(graph.nodes)} nodes; give one part id per node"
+        )
+    for node, p in zip(graph.nodes, assignment):
+        if not isinstance(p, int) or p < 0:
+            raise PartitionError(f"node {node.name!r} has part id {p!r}; use integers >= 0")
+    k = max(assignment, default=-1) + 1
+    edges: dict[int, set[int]] = {p: set() for p in range(k)}
+    witness: dict[tuple[int, int], str] = {}
+    for t in graph.tensors:
+        if t.producer is None:
+            continue
+        src = assignment[graph.index(t.producer)]
+        for c in t.consumers:
+            dst = assignment[graph.index(c)]
+            if dst != src:
+                edges[src].add(dst)
+                witness.setdefault((src, dst), f"{t.name} ({t.producer} -> {c})")
+    indegree = {p: 0 for p in range(k)}
+    for src in edges:
+        for dst in edges[src]:
+            indegree[dst] += 1
+    ready = sorted(p for p, d in indegree.items() if d == 0)
+    order: list[int] = []
+    while ready:
+        p = ready.pop(0)
+        order.append(p)
+        for q in sorted(edges[p]):
+            indegree[q] -= 1
+            if indegree[q] == 0:
+                ready.append(q)
+        ready.sort()
+    if len(order) != k:
+        stuck = [p for p in range(k) if p not in order]
+        hint = next(w for (s, d), w in witness.items() if s in stuck and d in stuck)
+        raise PartitionError(
+            f"parts {stuck} depend on each other in a cycle, e.g. via tensor {hint}; "
+            "assign whole dependency chains so data flows one way between parts"
+        )
+    return order
+
+
+def partition(graph: Graph, assignment: Sequence[int]) -> SplitModel:
+    """Build the executable parts of ``assignment`` (node index -> part id).
+
+    Complexity O(|fx nodes| + |tensors| · consumers). Empty parts are allowed and pass
+    nothing through (cut 0 leaves the first part empty).
+    """
+    if graph.module is None:
+        raise PartitionError(f"graph {graph.name!r} has no traced module to execute")
+    order = part_order(graph, assignment)
+    part_of_member: dict[str, int] = {}
+    for node, p in zip(graph.nodes, assignment):
+        for m in node.members:
+            part_of_member[m] = p
+    gm: fx.GraphModule = graph.module
+    fx_nodes = list(gm.graph.nodes)
+    outputs_needed = _outputs_needed(fx_nodes, part_of_member)
+    parts = []
+    for p in order:
+        members = [n for n in fx_nodes if part_of_member.get(n.name) == p]
+        parts.append(
+            _build_part(
+                gm,
+                p,
+                members,
+                outputs_needed.get(p, []),
+                tuple(n.name for n, a in zip(graph.nodes, assignment) if a == p),
+            )
+        )
+    return SplitModel(graph, tuple(parts), tuple(assignment))
+
+
+def split_at(graph: Graph, cuts: Sequence[int]) -> SplitModel:
+    """Contiguous split: ``cuts`` are increasing cut indices; ``[k]`` gives two parts."""
+    n = len(graph.nodes)
+    bounds = [0, *cuts, n]
+    if any(b < a for a, b in zip(bounds, bounds[1:])) or not all(0 <= c <= n for c in cuts):
+        raise PartitionError(f"cuts {list(cuts)} must be increasing within 0..{n}")
+    assignment = [0] * n
+    for p, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+        for i in range(lo, hi):
+            assignment[i] = p
+    # Empty parts still need an id so the two-tier runtime always sees k parts.
+    return partition_with_empty(graph, assignment, len(bounds) - 1)
+
+
+def partition_with_empty(graph: Graph, assignment: Sequence[int], k: int) -> SplitModel:
+    split = partition(graph, assignment)
+    have = {p.index for p in split.parts}
+    missing = [p for p in range(k) if p not in have]
+    if not missing:
+        return split
+    parts = list(split.parts)
+    for p in missing:
+        parts.append(_build_part(graph.module, p, [], [], ()))
+    parts.sort(key=lambda part: part.index)
+    return SplitModel(graph, tuple(parts), tuple(assignment))
+
+
+def _outputs_needed(fx_nodes: list[fx.Node], part_of: dict[str, int]) -> dict[int, list[fx.Node]]:
+    needed: dict[int, list[fx.Node]] = {}
+    for n in fx_nodes:
+        p = part_of.get(n.name)
+        if p is None:
+            continue
+        external = any(u.op == "output" or part_of.get(u.name, p) != p for u in n.users)
+        if external:
+            needed.setdefault(p, []).append(n)
+    return needed
+
+
+def _build_part(
+    gm: fx.GraphModule,
+    index: int,
+    members: list[fx.Node],
+    outputs: list[fx.Node],
+    node_names: tuple[str, ...],
+) -> Part:
+    member_set = set(members)
+    graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
+    inputs: list[str] = []
+
+    def lookup(a: fx.Node) -> fx.Node:
+        if a in env:
+            return env[a]
+        if a.op == "get_attr":
+            env[a] = graph.get_attr(str(a.target))
+            return env[a]
+        if a in member_set:
+            raise PartitionError(f"node {a.name!r} used before it is defined in part {index}")
+        # A value produced outside this part becomes a placeholder named after it.
+        env[a] = graph.placeholder(a.name)
+        env[a].meta = dict(a.meta)
+        inputs.append(a.name)
+        return env[a]
+
+    for n in members:
+        for a in n.all_input_nodes:
+            lookup(a)
+        env[n] = graph.node_copy(n, lookup)
+    graph.output(tuple(env[o] for o in outputs))
+    module = fx.GraphModule(gm, graph, class_name=f"Part{index}")
+    return Part(
+        index=index,
+        node_names=node_names,
+        input_names=tuple(inputs),
+        output_names=tuple(o.name for o in outputs),
+        module=module,
+    )

@@ -1,0 +1,25 @@
+"""Every input file type and the pydantic model that validates it.
+
+``edgesplit schema NAME`` prints ``model_json_schema()`` of the class named here. Entries
+are import paths so that listing schemas imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from edgesplit.errors import InputError
+
+SCHEMAS: dict[str, str] = {
+    "profile": "edgesplit.profile:Profile",
+}
+
+
+def schema(name: str) -> dict[str, Any]:
+    if name not in SCHEMAS:
+        raise InputError(f"unknown schema {name!r}; choose one of {', '.join(sorted(SCHEMAS))}")
+    module_name, _, cls_name = SCHEMAS[name].partition(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    result: dict[str, Any] = cls.model_json_schema()
+    return result
