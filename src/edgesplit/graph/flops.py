@@ -32,14 +32,14 @@ def count_flops(
     out = _numel(output_shape)
     if kind == "conv":
         if weight_shape is None and module is not None:
-            weight_shape = tuple(module.weight.shape)
+            weight_shape = _weight_shape(module)
         if weight_shape is None:
             return out
         # weight: (C_out, C_in/groups, *kernel): each output element costs C_in/g·K MACs.
         return 2 * out * _numel(weight_shape[1:])
     if kind == "linear":
-        if weight_shape is None and module is not None and hasattr(module, "weight"):
-            weight_shape = tuple(module.weight.shape)
+        if weight_shape is None and module is not None:
+            weight_shape = _weight_shape(module)
         if weight_shape is None or len(weight_shape) != 2:
             return out
         return 2 * out * int(weight_shape[1])
