@@ -12,6 +12,7 @@ import typer
 from pydantic import ValidationError
 
 from edgesplit.commands import graph as graph_commands
+from edgesplit.commands.reproduce import reproduce_app
 from edgesplit.errors import EdgesplitError
 
 app = typer.Typer(
@@ -22,9 +23,10 @@ app = typer.Typer(
     add_completion=False,
 )
 
-# One line per area; each module exposes register(app).
+# One entry per area; each module exposes register(app) and may add to reproduce_app.
 for _area in (graph_commands,):
     _area.register(app)
+app.add_typer(reproduce_app, name="reproduce")
 
 
 def validation_line(err: ValidationError) -> str:
