@@ -1,0 +1,1 @@
+"""Paper reproductions, one module per paper; each registers on `edgesplit reproduce`."""
