@@ -1,0 +1,350 @@
+"""The cloud tier: a FastAPI app that finishes split inferences (Luger 2023 §3.2, §6.5).
+
+Endpoints
+    ``POST /v1/infer?model=M&cut=K[&end=E][&timings=true]``
+        Body: safetensors of the tensors crossing cut ``K`` (see :mod:`.wire`). Runs nodes
+        ``[K, E)`` (``E`` defaults to the node count) and answers safetensors of the
+        tensors crossing cut ``E`` with metadata ``cloud_lat_start``/``cloud_lat_stop``
+        (``time.time()`` seconds, eq. 3.2) and, with ``timings=true``, ``node_times``
+        (JSON: Graph node -> seconds). The same two stamps come back as headers.
+    ``POST /offload``  Listing 1's JSON/base64 form (see :mod:`.wire`).
+    ``GET /v1/models``, ``GET /healthz`` (the RTT probe), ``GET /metrics`` (Prometheus),
+    ``GET /openapi.json``.
+
+Bad input never takes the server down: unknown model -> 404, cut or shape or dtype wrong
+-> 422, corrupt safetensors/base64/JSON -> 400, body over the limit -> 413, missing or
+wrong bearer token -> 401, more requests than ``max_concurrency + max_queue`` in flight
+-> 503 with ``Retry-After`` (bounded admission instead of an unbounded queue). Received
+bytes are parsed by safetensors or base64 only; nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from edgesplit.errors import EdgesplitError, InputError, ShapeError, UnknownModelError
+from edgesplit.runtime import wire
+from edgesplit.runtime.store import ModelStore
+
+SAFETENSORS_TYPE = wire.SAFETENSORS_TYPE
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What one cloud server serves and how much it admits at once."""
+
+    models: tuple[str, ...] = ("alexnet",)
+    device: str = "cpu"
+    max_body_bytes: int = wire.DEFAULT_MAX_BYTES
+    max_concurrency: int = 2
+    max_queue: int = 16
+    retry_after_s: int = 1
+    token: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise InputError("serve at least one model: give --model NAME")
+        if self.max_concurrency < 1 or self.max_queue < 0:
+            raise InputError("--max-concurrency must be >= 1 and --max-queue >= 0")
+        if self.max_body_bytes < 1024:
+            raise InputError("--max-body must be at least 1024 bytes")
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def _status_of(err: EdgesplitError) -> int:
+    if isinstance(err, UnknownModelError):
+        return 404
+    if isinstance(err, ShapeError):
+        return 422
+    return 400
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "edgesplit_requests",
+            "requests by endpoint and status",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "edgesplit_cloud_seconds",
+            "cloud compute seconds per request",
+            ["model"],
+            registry=self.registry,
+        )
+        self.inflight = Gauge("edgesplit_inflight", "requests admitted", registry=self.registry)
+        self.rejected = Counter(
+            "edgesplit_overload_rejections", "503 answers", registry=self.registry
+        )
+
+
+def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI:
+    """Build the app; models load here, once, unless a ``store`` is passed in."""
+    store = store or ModelStore(config.models, config.device)
+    metrics = _Metrics()
+    state: dict[str, Any] = {"inflight": 0}
+    limiter = anyio.CapacityLimiter(config.max_concurrency)
+    app = FastAPI(
+        title="edgesplit cloud tier",
+        description="Finishes split DNN inferences sent by edge agents (Luger 2023).",
+        version="1",
+    )
+
+    @app.exception_handler(_HttpError)
+    async def _http_error(_: Request, err: _HttpError) -> JSONResponse:
+        return JSONResponse({"error": err.message}, status_code=err.status, headers=err.headers)
+
+    @app.exception_handler(EdgesplitError)
+    async def _edgesplit_error(_: Request, err: EdgesplitError) -> JSONResponse:
+        return JSONResponse({"error": str(err)}, status_code=_status_of(err))
+
+    def segment(model: str, cut: int, end: int | None) -> Any:
+        try:
+            return store.segment(model, cut, end)
+        except UnknownModelError:
+            raise
+        except InputError as err:
+            raise _HttpError(422, str(err)) from None
+
+    def authorise(request: Request) -> None:
+        if config.token is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {config.token}".encode()):
+            raise _HttpError(401, "missing or wrong bearer token; send 'Authorization: Bearer T'")
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > config.max_body_bytes:
+            raise _HttpError(413, f"body of {declared} bytes is over {config.max_body_bytes}")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > config.max_body_bytes:
+                raise _HttpError(413, f"body is over the limit of {config.max_body_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def admitted(endpoint: str, request: Request, work: Any) -> Response:
+        authorise(request)
+        if state["inflight"] >= config.max_concurrency + config.max_queue:
+            metrics.rejected.inc()
+            metrics.requests.labels(endpoint, "503").inc()
+            raise _HttpError(
+                503,
+                "server is at capacity; retry later",
+                {"Retry-After": str(config.retry_after_s)},
+            )
+        state["inflight"] += 1
+        metrics.inflight.inc()
+        try:
+            response: Response = await work()
+        except (_HttpError, EdgesplitError) as err:
+            status = err.status if isinstance(err, _HttpError) else _status_of(err)
+            metrics.requests.labels(endpoint, str(status)).inc()
+            raise
+        finally:
+            state["inflight"] -= 1
+            metrics.inflight.dec()
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        return response
+
+    @app.post("/v1/infer", summary="Finish nodes [cut, end) on a safetensors body")
+    async def infer(
+        request: Request, model: str, cut: int, end: int | None = None, timings: bool = False
+    ) -> Response:
+        async def work() -> Response:
+            body = await read_body(request)
+            start = time.time()
+            seg = segment(model, cut, end)
+            tensors = wire.decode_tensors(body, config.max_body_bytes)
+            outs, times = await anyio.to_thread.run_sync(
+                lambda: store.run(seg, tensors, timings), limiter=limiter
+            )
+            stop = time.time()
+            metrics.latency.labels(model).observe(stop - start)
+            meta = {"cloud_lat_start": repr(start), "cloud_lat_stop": repr(stop)}
+            if timings:
+                meta["node_times"] = json.dumps(times)
+            return Response(
+                wire.encode_tensors(outs, meta),
+                media_type=SAFETENSORS_TYPE,
+                headers={"X-Cloud-Lat-Start": repr(start), "X-Cloud-Lat-Stop": repr(stop)},
+            )
+
+        return await admitted("infer", request, work)
+
+    @app.post("/offload", summary="Luger Listing 1: JSON with a base64 tensor")
+    async def offload(request: Request) -> Response:
+        async def work() -> Response:
+            body = await read_body(request)
+            start = time.time()
+            try:
+                doc = json.loads(body)
+                data = doc["input_data"]
+                name, sp, text = data["model"], int(data["splitting_point"]), data["tensor"]
+            except (ValueError, KeyError, TypeError) as err:
+                raise InputError(
+                    "body must be JSON {'input_data': {'tensor', 'splitting_point', 'model'}} "
+                    f"({type(err).__name__}: {err})"
+                ) from None
+            seg = segment(str(name), sp, None)
+            if len(seg.needs) != 1:
+                raise ShapeError(
+                    f"cut {sp} of {name!r} crosses {len(seg.needs)} tensors; use /v1/infer"
+                )
+            want = store.model(seg.model).graph.tensor(seg.needs[0])
+            if "shape" in data and [int(d) for d in data["shape"]] != list(want.shape):
+                raise ShapeError(
+                    f"field 'shape' is {data['shape']} but cut {sp} of {name!r} needs "
+                    f"{list(want.shape)}"
+                )
+            dtype = str(data.get("dtype", "float32"))
+            tensor = wire.b64_to_tensor(str(text), want.shape, dtype, config.max_body_bytes)
+            outs, _ = await anyio.to_thread.run_sync(
+                lambda: store.run(seg, {seg.needs[0]: tensor}), limiter=limiter
+            )
+            stop = time.time()
+            metrics.latency.labels(seg.model).observe(stop - start)
+            return JSONResponse(
+                {
+                    "outputs": {
+                        k: {
+                            "tensor": wire.tensor_to_b64(v),
+                            "shape": list(v.shape),
+                            "dtype": wire.dtype_name(v.dtype),
+                        }
+                        for k, v in outs.items()
+                    },
+                    "cloud_lat_start": start,
+                    "cloud_lat_stop": stop,
+                }
+            )
+
+        return await admitted("offload", request, work)
+
+    @app.get("/v1/models", summary="Served models, node counts and bytes per cut")
+    async def models(request: Request) -> dict[str, Any]:
+        authorise(request)
+        out = []
+        for name in store.names:
+            g = store.model(name).graph
+            out.append(
+                {
+                    "name": name,
+                    "nodes": len(g.nodes),
+                    "input_shape": list(g.tensor(g.input_names[0]).shape),
+                    "cut_bytes": [c.bytes for c in g.cuts()],
+                }
+            )
+        return {"models": out, "device": str(store.device)}
+
+    @app.get("/healthz", summary="Liveness; also the agent's RTT probe")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "inflight": state["inflight"]}
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prom(request: Request) -> Response:
+        authorise(request)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.state.store = store
+    app.state.config = config
+    return app
+
+
+def check_bind(host: str, token: str | None, insecure: bool) -> None:
+    """Loopback needs nothing; any other address needs a token or an explicit --insecure."""
+    if host in ("127.0.0.1", "localhost", "::1") or token or insecure:
+        return
+    raise InputError(
+        f"--host {host} exposes the server beyond this machine; give --token T "
+        "(clients send 'Authorization: Bearer T') or pass --insecure"
+    )
+
+
+class BackgroundServer:
+    """A real uvicorn server on a loopback port in a thread (tests, demo, benchmarks).
+
+    ``stop()`` asks uvicorn to exit, which lets requests in flight finish first
+    (uvicorn's graceful shutdown), then joins the thread.
+    """
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self.host, self.port = self._sock.getsockname()[:2]
+        config = uvicorn.Config(
+            app, log_level="warning", timeout_graceful_shutdown=30, lifespan="off"
+        )
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 30.0) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise EdgesplitError(f"uvicorn did not start on {self.url}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=60)
+        self._sock.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(
+    config: ServerConfig, host: str = "127.0.0.1", port: int = 8000, insecure: bool = False
+) -> None:
+    """Run the cloud tier in the foreground until SIGINT/SIGTERM (graceful)."""
+    import uvicorn
+
+    check_bind(host, config.token, insecure)
+    app = create_app(config)
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)

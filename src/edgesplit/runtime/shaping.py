@@ -1,0 +1,93 @@
+"""In-process link emulation: a token-bucket rate limiter and a user-space RTT delay.
+
+This is the portable shaper that is always available (no root, no kernel support).
+It paces the request body through a token bucket of ``rate`` bytes/s with a burst of
+``burst`` bytes, exactly like the kernel's ``tbf`` qdisc (Linux ``tc-tbf(8)``), and it
+adds ``rtt/2`` before the request and ``rtt/2`` after the answer, since the kernel here
+has no ``netem`` to delay packets. The answer is paced at the same rate (the link is
+symmetric), so Luger eq. 3.3's ``response_size/bandwidth`` term is real.
+
+Expected transfer time of ``s`` bytes: ``max(0, s - burst)·8/bw + rtt`` (eq. 4.3 with
+the burst); O(s / chunk) sleeps. Conditions can change at any moment with :meth:`set`;
+the next chunk uses the new rate.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from edgesplit.errors import InputError
+
+
+@dataclass(frozen=True)
+class LinkConditions:
+    """One link setting: bandwidth in Mbit/s (10^6 bit/s) and round-trip time in seconds."""
+
+    bandwidth_mbit: float
+    rtt_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.bandwidth_mbit > 0:
+            raise InputError(f"bandwidth_mbit is {self.bandwidth_mbit}; give a positive Mbit/s")
+        if self.rtt_s < 0:
+            raise InputError(f"rtt is {self.rtt_s} s; give a non-negative round-trip time")
+
+    def transfer_s(self, nbytes: int) -> float:
+        """Luger eq. 4.3 in SI units: size·8/bandwidth + one-way delay (rtt/2)."""
+        return nbytes * 8 / (self.bandwidth_mbit * 1e6) + self.rtt_s / 2
+
+
+class TokenBucketShaper:
+    """Paces bytes at ``bandwidth_mbit`` with a ``burst_bytes`` bucket; thread-safe."""
+
+    def __init__(
+        self, conditions: LinkConditions, burst_bytes: int = 16 * 1024, chunk_bytes: int = 16 * 1024
+    ) -> None:
+        self._lock = threading.Lock()
+        self._cond = conditions
+        self.burst_bytes = burst_bytes
+        self.chunk_bytes = chunk_bytes
+        self._tokens = float(burst_bytes)
+        self._stamp = time.monotonic()
+
+    @property
+    def conditions(self) -> LinkConditions:
+        return self._cond
+
+    def set(self, conditions: LinkConditions) -> None:
+        with self._lock:
+            self._refill()
+            self._cond = conditions
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        rate = self._cond.bandwidth_mbit * 1e6 / 8
+        self._tokens = min(self.burst_bytes, self._tokens + (now - self._stamp) * rate)
+        self._stamp = now
+
+    def take(self, n: int) -> None:
+        """Block until ``n`` bytes may pass."""
+        while True:
+            with self._lock:
+                self._refill()
+                if self._tokens >= n or (n > self.burst_bytes and self._tokens >= self.burst_bytes):
+                    self._tokens -= n
+                    return
+                rate = self._cond.bandwidth_mbit * 1e6 / 8
+                wait = (min(n, self.burst_bytes) - self._tokens) / rate
+            time.sleep(max(wait, 1e-4))
+
+    def pace(self, data: bytes) -> Iterator[bytes]:
+        """Yield ``data`` in chunks, each released only when the bucket holds it."""
+        view = memoryview(data)
+        for i in range(0, len(data), self.chunk_bytes):
+            chunk = view[i : i + self.chunk_bytes]
+            self.take(len(chunk))
+            yield bytes(chunk)
+
+    def half_rtt(self) -> None:
+        if self._cond.rtt_s > 0:
+            time.sleep(self._cond.rtt_s / 2)

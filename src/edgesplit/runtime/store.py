@@ -1,0 +1,168 @@
+"""Models loaded once and their split parts cached per ``(model, start, end)``.
+
+The cloud (or a middle tier) runs the nodes ``[start, end)`` of a model's topological
+order. It takes exactly the tensors crossing cut ``start`` and answers exactly the
+tensors crossing cut ``end`` (the model's outputs when ``end`` is the node count), so
+tiers chain: agent ``[0, a)`` -> edge server ``[a, b)`` -> cloud ``[b, n)``. A tensor
+that skips the middle tier (a long residual edge of a DAG) is handed on unchanged.
+
+Parts come from :func:`edgesplit.runtime.partition.split_at`, the project's only
+splitter, so a split run is ``torch.equal`` to the unsplit model.
+Building a part costs O(|fx nodes|) once; a cached lookup is O(1).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.fx as fx
+
+from edgesplit.errors import InputError, ShapeError, UnknownModelError
+from edgesplit.graph import Graph, trace
+from edgesplit.models import build
+from edgesplit.runtime.partition import Part, split_at
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Nodes ``[start, end)`` of one model, ready to run."""
+
+    model: str
+    start: int
+    end: int
+    part: Part
+    needs: tuple[str, ...]
+    gives: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    graph: Graph
+    example: torch.Tensor
+
+
+class ModelStore:
+    """Thread-safe cache: each model is built and traced once, each segment split once."""
+
+    def __init__(self, models: tuple[str, ...], device: str = "cpu") -> None:
+        self.device = torch.device(device)
+        self._lock = threading.Lock()
+        self._models: dict[str, LoadedModel] = {}
+        self._segments: dict[tuple[str, int, int], Segment] = {}
+        for name in models:
+            self._load(name)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._models)
+
+    def _load(self, name: str) -> LoadedModel:
+        module, x = build(name)
+        graph = trace(module, x, name=name)
+        if graph.module is not None:
+            # Parts share the traced module's parameters, so one move serves every part.
+            graph.module.to(self.device)
+        loaded = LoadedModel(name, graph, x)
+        self._models[name] = loaded
+        return loaded
+
+    def model(self, name: str) -> LoadedModel:
+        if name not in self._models:
+            raise UnknownModelError(
+                f"model {name!r} is not served here; serve it with --model {name} "
+                f"(serving: {', '.join(self._models) or 'none'})"
+            )
+        return self._models[name]
+
+    def segment(self, name: str, start: int, end: int | None = None) -> Segment:
+        graph = self.model(name).graph
+        n = len(graph.nodes)
+        stop = n if end is None else end
+        if not 0 <= start <= n:
+            raise InputError(f"cut {start} is out of range for {name!r}; use 0..{n}")
+        if not start <= stop <= n:
+            raise InputError(f"end {stop} must lie in {start}..{n} for {name!r} at cut {start}")
+        key = (name, start, stop)
+        with self._lock:
+            seg = self._segments.get(key)
+            if seg is None:
+                split = split_at(graph, [start, stop])
+                seg = Segment(
+                    model=name,
+                    start=start,
+                    end=stop,
+                    part=split.parts[1],
+                    needs=tuple(t.name for t in graph.cut(start).tensors),
+                    gives=tuple(t.name for t in graph.cut(stop).tensors),
+                )
+                self._segments[key] = seg
+        return seg
+
+    def check_inputs(self, seg: Segment, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Exactly the tensors of cut ``start``, with the graph's shapes and dtypes."""
+        graph = self.model(seg.model).graph
+        missing = [n for n in seg.needs if n not in tensors]
+        extra = [n for n in tensors if n not in seg.needs]
+        if missing or extra:
+            raise ShapeError(
+                f"cut {seg.start} of {seg.model!r} takes tensors {list(seg.needs)}; "
+                f"missing {missing}, unexpected {extra}"
+            )
+        for name in seg.needs:
+            want = graph.tensor(name)
+            got = tensors[name]
+            got_dtype = str(got.dtype).removeprefix("torch.")
+            if tuple(got.shape) != tuple(want.shape) or got_dtype != want.dtype:
+                raise ShapeError(
+                    f"tensor {name!r} is {got_dtype}{list(got.shape)} but cut {seg.start} of "
+                    f"{seg.model!r} needs {want.dtype}{list(want.shape)}"
+                )
+
+    def run(
+        self, seg: Segment, tensors: Mapping[str, torch.Tensor], node_times: bool = False
+    ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """Run the segment; returns the tensors of cut ``end`` and, if asked, seconds per node."""
+        self.check_inputs(seg, tensors)
+        values: dict[str, Any] = {k: v.to(self.device) for k, v in tensors.items()}
+        times: dict[str, float] = {}
+        with torch.inference_mode():
+            if node_times:
+                graph = self.model(seg.model).graph
+                owner = {m: node.name for node in graph.nodes for m in node.members}
+                args = [values[n] for n in seg.part.input_names]
+                outs = _TimingInterpreter(seg.part.module, owner, times, self.device).run(*args)
+                values.update(zip(seg.part.output_names, outs))
+            else:
+                values.update(seg.part(values))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return {name: values[name].to("cpu") for name in seg.gives}, times
+
+
+class _TimingInterpreter(fx.Interpreter):
+    """Runs a part node by node and adds each fx node's seconds to its Graph node."""
+
+    def __init__(
+        self, module: fx.GraphModule, owner: dict[str, str], times: dict[str, float], dev: Any
+    ) -> None:
+        super().__init__(module)
+        self._owner = owner
+        self._times = times
+        self._cuda = torch.device(dev).type == "cuda"
+
+    def run_node(self, n: fx.Node) -> Any:
+        if n.op in ("placeholder", "output", "get_attr"):
+            return super().run_node(n)
+        t0 = time.perf_counter()
+        out = super().run_node(n)
+        if self._cuda:
+            torch.cuda.synchronize()
+        key = self._owner.get(n.name, n.name)
+        self._times[key] = self._times.get(key, 0.0) + time.perf_counter() - t0
+        return out
