@@ -13,6 +13,7 @@ from edgesplit.errors import InputError
 
 SCHEMAS: dict[str, str] = {
     "profile": "edgesplit.profile:Profile",
+    "system": "edgesplit.system.model:System",
 }
 
 

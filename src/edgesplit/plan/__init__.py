@@ -1,5 +1,20 @@
 """Planning: Problem and Plan types, and one module per algorithm (``solve(...) -> Plan``)."""
 
+from edgesplit.plan.evaluate import Evaluation, check_plan, evaluate
+from edgesplit.plan.problem import OBJECTIVES, LinkModel, Objective, Problem
+from edgesplit.plan.registry import ALGORITHMS, get_solver, solve
 from edgesplit.plan.types import Plan
 
-__all__ = ["Plan"]
+__all__ = [
+    "ALGORITHMS",
+    "OBJECTIVES",
+    "Evaluation",
+    "LinkModel",
+    "Objective",
+    "Plan",
+    "Problem",
+    "check_plan",
+    "evaluate",
+    "get_solver",
+    "solve",
+]

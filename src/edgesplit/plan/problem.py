@@ -1,0 +1,276 @@
+"""The ``Problem``: everything a planner needs, in one immutable record.
+
+A problem is a traced :class:`~edgesplit.graph.types.Graph` plus, for ``k`` ordered
+devices, the seconds each device needs for each node (``seconds[d, i]``; ``inf`` means
+node ``i`` cannot run on device ``d``), each device's memory capacity, the links between
+device pairs, each device's billing rate and power model, the device that holds the input
+and must receive the output (``source``), and the objective.
+
+Cost semantics, shared by every solver and by the independent evaluator
+(:mod:`edgesplit.plan.evaluate`), for one request executed sequentially:
+
+* compute: device ``d`` is busy for ``sum(seconds[d, i] for i assigned to d)``;
+* communication: every tensor is sent once from its producer's device (the ``source`` for
+  model inputs) to each other device that reads it, and model outputs go back to
+  ``source``. All tensors between one ordered device pair form one message, priced by
+  Luger eq. 4.3: ``bytes·8/bandwidth + rtt/2``. For a two-tier split this is eq. 4.3 for
+  the upload plus the eq. 3.3 response leg;
+* latency = total compute + total communication (no overlap within one request);
+* cost (Luger eq. 4.4) = sum over devices of busy seconds × price per second (0 for an
+  owned edge server, so "own" bills only the cloud);
+* energy = busy seconds × power at ``busy_utilisation`` for every device with a power
+  model, plus the source device's power at ``idle_utilisation`` while it waits;
+* memory: parameters plus output bytes of the nodes on a device must fit its capacity.
+
+Build one with :meth:`Problem.from_system` (from a system file and profiles/predictors),
+or :meth:`Problem.two_tier` (edge/cloud seconds and one link). Complexity of building:
+O(k·n) plus the predictors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from edgesplit.errors import InputError
+from edgesplit.graph.types import Graph
+from edgesplit.predict.communication import transfer_seconds
+from edgesplit.system.power import PowerModel
+
+if TYPE_CHECKING:
+    from edgesplit.system.model import System
+
+Objective = Literal["latency", "cost", "energy", "weighted"]
+OBJECTIVES: tuple[str, ...] = ("latency", "cost", "energy", "weighted")
+
+
+@dataclass(frozen=True)
+class LinkModel:
+    """A directed-agnostic link: bandwidth in bit/s and round-trip time in seconds."""
+
+    bandwidth_bps: float
+    rtt_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.bandwidth_bps > 0:
+            raise InputError(f"link bandwidth must be positive, got {self.bandwidth_bps} bit/s")
+        if self.rtt_s < 0:
+            raise InputError(f"link rtt must be non-negative, got {self.rtt_s} s")
+
+    def seconds(self, nbytes: float) -> float:
+        """Luger eq. 4.3 for one message."""
+        return transfer_seconds(nbytes, bandwidth_bps=self.bandwidth_bps, rtt_s=self.rtt_s)
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """A planning problem over ``graph`` and ``devices`` (see the module docstring)."""
+
+    graph: Graph
+    devices: tuple[str, ...]
+    seconds: np.ndarray
+    links: Mapping[frozenset[int], LinkModel]
+    price_per_second: tuple[float, ...]
+    memory_bytes: tuple[float | None, ...] = ()
+    power: tuple[PowerModel | None, ...] = ()
+    busy_utilisation: tuple[float, ...] = ()
+    idle_utilisation: tuple[float, ...] = ()
+    tiers: tuple[str, ...] = ()
+    source: int = 0
+    objective: Objective = "latency"
+    weight: float = 0.5
+    latency_scale: float = 1.0
+    cost_scale: float = 1.0
+    meta: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        k, n = len(self.devices), len(self.graph.nodes)
+        secs = np.asarray(self.seconds, dtype=float)
+        if secs.shape != (k, n):
+            raise InputError(
+                f"seconds has shape {secs.shape}; expected (devices={k}, nodes={n}) for "
+                f"{self.graph.name!r}"
+            )
+        if np.isnan(secs).any() or (secs < 0).any():
+            bad = np.argwhere(np.isnan(secs) | (secs < 0))[0]
+            raise InputError(
+                f"seconds of node {self.graph.nodes[bad[1]].name!r} on device "
+                f"{self.devices[bad[0]]!r} is {secs[bad[0], bad[1]]}; use a value >= 0 or inf"
+            )
+        secs.setflags(write=False)
+        object.__setattr__(self, "seconds", secs)
+        defaults = {
+            "memory_bytes": (None,) * k,
+            "power": (None,) * k,
+            "busy_utilisation": (1.0,) * k,
+            "idle_utilisation": (0.0,) * k,
+            "tiers": ("edge",) * k,
+        }
+        for name, default in defaults.items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, default)
+        for name in ("price_per_second", *defaults):
+            if len(getattr(self, name)) != k:
+                raise InputError(f"Problem.{name} needs one entry per device ({k})")
+        if len(set(self.devices)) != k:
+            raise InputError(f"device names must be unique: {self.devices}")
+        if not 0 <= self.source < k:
+            raise InputError(f"source device index {self.source} is out of range 0..{k - 1}")
+        if self.objective not in OBJECTIVES:
+            raise InputError(f"objective must be one of {', '.join(OBJECTIVES)}")
+        if not 0.0 <= self.weight <= 1.0:
+            raise InputError(f"--weight must lie in [0, 1], not {self.weight}")
+
+    # -- sizes ----------------------------------------------------------------------
+    @property
+    def n_nodes(self) -> int:
+        return len(self.graph.nodes)
+
+    @property
+    def n_devices(self) -> int:
+        return len(self.devices)
+
+    def device_index(self, name: str) -> int:
+        try:
+            return self.devices.index(name)
+        except ValueError:
+            raise InputError(
+                f"problem has no device {name!r}; devices: {', '.join(self.devices)}"
+            ) from None
+
+    # -- costs ----------------------------------------------------------------------
+    def link(self, a: int, b: int) -> LinkModel | None:
+        return self.links.get(frozenset((a, b)))
+
+    def transfer_seconds(self, src: int, dst: int, nbytes: float) -> float:
+        """Seconds for one message of ``nbytes`` from device ``src`` to ``dst``.
+
+        0 on the same device or for an empty message, ``inf`` when no link joins them.
+        """
+        if src == dst or nbytes <= 0:
+            return 0.0
+        link = self.link(src, dst)
+        return math.inf if link is None else link.seconds(nbytes)
+
+    @property
+    def node_memory_bytes(self) -> np.ndarray:
+        """Parameter bytes plus output bytes per node (what a device must hold)."""
+        return np.array([n.param_bytes + n.output_bytes for n in self.graph.nodes], dtype=float)
+
+    def objective_value(self, latency_s: float, cost: float, energy_j: float) -> float:
+        """The scalar a solver minimises; ``weighted`` is (1−w)·L/L₀ + w·C/C₀."""
+        if self.objective == "latency":
+            return latency_s
+        if self.objective == "cost":
+            return cost
+        if self.objective == "energy":
+            return energy_j
+        return (1.0 - self.weight) * latency_s / self.latency_scale + self.weight * (
+            cost / self.cost_scale
+        )
+
+    # -- variants (for re-planning) --------------------------------------------------
+    def with_link(self, a: int, b: int, *, bandwidth_bps: float, rtt_s: float) -> Problem:
+        """A copy with the link between devices ``a`` and ``b`` replaced."""
+        links = dict(self.links)
+        links[frozenset((a, b))] = LinkModel(bandwidth_bps, rtt_s)
+        return replace(self, links=links)
+
+    def with_seconds(self, seconds: np.ndarray) -> Problem:
+        return replace(self, seconds=np.array(seconds, dtype=float))
+
+    def with_objective(self, objective: Objective, weight: float | None = None) -> Problem:
+        return replace(self, objective=objective, weight=self.weight if weight is None else weight)
+
+    # -- constructors ---------------------------------------------------------------
+    @classmethod
+    def two_tier(
+        cls,
+        graph: Graph,
+        edge_seconds: Sequence[float],
+        cloud_seconds: Sequence[float],
+        *,
+        bandwidth_bps: float,
+        rtt_s: float,
+        edge_price_per_hour: float = 0.0,
+        cloud_price_per_hour: float = 0.0,
+        edge_power: PowerModel | None = None,
+        devices: tuple[str, str] = ("edge", "cloud"),
+        objective: Objective = "latency",
+        weight: float = 0.5,
+    ) -> Problem:
+        """Luger's setting: the edge holds the input, the cloud runs the rest."""
+        return cls(
+            graph=graph,
+            devices=devices,
+            seconds=np.array([list(edge_seconds), list(cloud_seconds)], dtype=float),
+            links={frozenset((0, 1)): LinkModel(bandwidth_bps, rtt_s)},
+            price_per_second=(edge_price_per_hour / 3600.0, cloud_price_per_hour / 3600.0),
+            power=(edge_power, None),
+            tiers=("edge", "cloud"),
+            objective=objective,
+            weight=weight,
+        )
+
+    @classmethod
+    def from_system(
+        cls,
+        system: System,
+        graph: Graph,
+        *,
+        devices: Sequence[str] | None = None,
+        seconds: Mapping[str, Sequence[float]] | None = None,
+        strategy: str | None = None,
+        source: str | None = None,
+        objective: Objective = "latency",
+        weight: float = 0.5,
+    ) -> Problem:
+        """Build a problem from a :class:`~edgesplit.system.System`.
+
+        ``devices`` orders (and may subset) the system's devices; by default all, in file
+        order. ``seconds`` gives per-node seconds for some devices directly; the others
+        come from their ``compute`` spec (profile, predictor, or another device scaled).
+        ``strategy`` is Luger's own/rent switch for edge servers. ``source`` (default: the
+        first device of the lowest tier) holds the input and receives the output.
+        """
+        from edgesplit.system.resolve import device_seconds
+
+        names = tuple(devices) if devices is not None else system.names
+        for name in names:
+            system.device(name)
+        given = {k: [float(v) for v in vals] for k, vals in (seconds or {}).items()}
+        table = device_seconds(system, graph, names, given)
+        links = {}
+        for i, a in enumerate(names):
+            for j in range(i + 1, len(names)):
+                link = system.link(a, names[j])
+                if link is not None:
+                    links[frozenset((i, j))] = LinkModel(link.rate_bps, link.rtt)
+        devs = [system.device(n) for n in names]
+        if source is None:
+            order = {"device": 0, "edge": 1, "cloud": 2}
+            src = min(range(len(devs)), key=lambda i: (order[devs[i].tier], i))
+        else:
+            src = names.index(system.device(source).name) if source in names else -1
+            if src < 0:
+                raise InputError(f"source device {source!r} is not among the planned devices")
+        return cls(
+            graph=graph,
+            devices=names,
+            seconds=np.array([table[n] for n in names], dtype=float),
+            links=links,
+            price_per_second=tuple(system.price_per_hour(n, strategy) / 3600.0 for n in names),
+            memory_bytes=tuple(d.memory for d in devs),
+            power=tuple(d.power for d in devs),
+            busy_utilisation=tuple(d.busy_utilisation for d in devs),
+            idle_utilisation=tuple(d.idle_utilisation for d in devs),
+            tiers=tuple(d.tier for d in devs),
+            source=src,
+            objective=objective,
+            weight=weight,
+            meta={"strategy": strategy or "default", "currency": system.prices.currency},
+        )

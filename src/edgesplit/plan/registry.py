@@ -1,0 +1,40 @@
+"""The planner front door: algorithm name -> ``"module:function"``.
+
+Every entry is a ``solve(problem: Problem, **opts) -> Plan`` (or, for problems that are
+not one graph on one set of devices, a frozen result with ``to_dict()``). The ``plan``
+command's ``--algorithm`` dispatches through :func:`solve`, like networkx's
+``maximum_flow(flow_func=...)``. Entries are import paths so listing them imports nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from edgesplit.errors import InputError
+from edgesplit.plan.problem import Problem
+from edgesplit.plan.types import Plan
+
+ALGORITHMS: dict[str, str] = {
+    "exhaustive": "edgesplit.plan.exhaustive:solve",
+}
+
+DEFAULT_ALGORITHM = "exhaustive"
+
+
+def get_solver(name: str) -> Callable[..., Any]:
+    """The ``solve`` function registered under ``name``."""
+    if name not in ALGORITHMS:
+        raise InputError(
+            f"unknown --algorithm {name!r}; choose one of {', '.join(sorted(ALGORITHMS))}"
+        )
+    module_name, _, func = ALGORITHMS[name].partition(":")
+    solver: Callable[..., Any] = getattr(importlib.import_module(module_name), func)
+    return solver
+
+
+def solve(problem: Problem, algorithm: str = DEFAULT_ALGORITHM, **opts: Any) -> Plan:
+    """Solve ``problem`` with the named algorithm."""
+    result: Plan = get_solver(algorithm)(problem, **opts)
+    return result
