@@ -18,6 +18,7 @@ from edgesplit.plan.types import Plan
 
 ALGORITHMS: dict[str, str] = {
     "exhaustive": "edgesplit.plan.exhaustive:solve",
+    "two-tier": "edgesplit.plan.planner:solve",
 }
 
 DEFAULT_ALGORITHM = "exhaustive"
