@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -92,6 +92,7 @@ class HTTPTransport:
         self.client.headers.update(headers)
         self.timeout_s = timeout_s
         self.shaper = shaper
+        self.closer: Callable[[], object] = self.client.close
         # Starlette's TestClient rejects per-request timeouts; it has no network to time out.
         self._timeout: Any = (
             None if client is not None and base_url == "http://testserver" else timeout_s
@@ -168,7 +169,8 @@ class HTTPTransport:
         if self.shaper is not None:
             self.shaper.half_rtt()
         try:
-            resp = self.client.get("/healthz", **({"timeout": 5.0} if self._timeout else {}))
+            extra: dict[str, Any] = {"timeout": 5.0} if self._timeout else {}
+            resp = self.client.get("/healthz", **extra)
         except httpx.HTTPError as err:
             raise TransportError(f"/healthz failed: {type(err).__name__}: {err}") from None
         if self.shaper is not None:
@@ -178,7 +180,7 @@ class HTTPTransport:
         return time.perf_counter() - t0
 
     def close(self) -> None:
-        self.client.close()
+        self.closer()
 
 
 def in_process(
@@ -193,4 +195,8 @@ def in_process(
         from fastapi.testclient import TestClient
 
     client = TestClient(app, base_url="http://testserver", raise_server_exceptions=False)
-    return HTTPTransport("http://testserver", token=token, shaper=shaper, client=client)
+    # Entering keeps one event-loop portal for the client's life instead of one per request.
+    client.__enter__()
+    transport = HTTPTransport("http://testserver", token=token, shaper=shaper, client=client)
+    transport.closer = lambda: client.__exit__(None, None, None)
+    return transport

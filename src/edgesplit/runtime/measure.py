@@ -1,0 +1,120 @@
+"""Latency measurement of one split inference (Luger 2023 §3.4, eq. 3.1–3.4, Table 6.1).
+
+Stamps are ``time.time()`` seconds, as in the thesis; the cloud's two stamps come from the
+cloud's own clock, so only their difference is used::
+
+    edge_lat    = edge_lat_stop − overall_lat_start                                  (3.1)
+    cloud_lat   = cloud_lat_stop − cloud_lat_start                                   (3.2)
+    comm_lat    = overall_lat − cloud_lat − edge_lat − ping_lat/2 − response_size/BW (3.3)
+    overall_lat = overall_lat_stop − overall_lat_start                               (3.4)
+
+Eq. 3.3 as printed subtracts the response's one-way delay (ping/2) and its transfer, so
+``comm_lat`` is the *upload* time: size·8/BW + ping/2 (eq. 4.3). A local fallback has
+no communication: ``comm_lat = 0`` and ``cloud_lat`` holds the locally run tail.
+
+:class:`Recorder` writes one CSV row per request whose first eight columns are Table
+6.1's (id, datetime, start, stop, size, SP, BW, CS), the derived latencies after them,
+optional per-layer rows (``row = "layer"``), and the same records as JSON lines.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from edgesplit.io import write_atomic
+
+
+def comm_latency(
+    overall: float, cloud: float, edge: float, ping: float, response_bytes: int, bw_mbit: float
+) -> float:
+    """Luger eq. 3.3 (seconds; bandwidth in Mbit/s)."""
+    return overall - cloud - edge - ping / 2 - response_bytes * 8 / (bw_mbit * 1e6)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One request: Table 6.1's columns first, then eq. 3.1–3.4 and the run's context."""
+
+    id: int
+    datetime: str
+    start: float
+    stop: float
+    size: int
+    SP: int
+    BW: float
+    CS: float
+    model: str
+    edge_lat: float
+    comm_lat: float
+    cloud_lat: float
+    overall_lat: float
+    rtt: float
+    response_size: int
+    fallback: bool
+    retries: int
+    predicted_lat: float | None = None
+    cost: float | None = None
+    plan: str = ""
+    correct: bool | None = None
+    error: str = ""
+    clock_method: str = ""
+    layers: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+COLUMNS: tuple[str, ...] = (
+    *tuple(f.name for f in fields(Measurement) if f.name != "layers"),
+    "row",
+)
+
+
+class Recorder:
+    """Collects measurements; writes CSV and JSON lines atomically on :meth:`save`."""
+
+    def __init__(self, layer_rows: bool = False) -> None:
+        self.layer_rows = layer_rows
+        self.rows: list[Measurement] = []
+
+    def add(self, m: Measurement) -> None:
+        self.rows.append(m)
+
+    def csv_text(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(COLUMNS)
+        for m in self.rows:
+            doc = m.to_dict()
+            w.writerow([doc[c] if c != "row" else "request" for c in COLUMNS])
+            if self.layer_rows:
+                for layer, seconds in m.layers.items():
+                    # Table 6.1's per-layer rows: id is the layer, size/BW/CS are 0.
+                    w.writerow(
+                        [
+                            f"{m.id}:{layer}",
+                            m.datetime,
+                            0.0,
+                            seconds,
+                            0,
+                            m.SP,
+                            0,
+                            0,
+                            *([""] * (len(COLUMNS) - 9)),
+                            "layer",
+                        ]
+                    )
+        return buf.getvalue()
+
+    def jsonl_text(self) -> str:
+        return "".join(json.dumps(m.to_dict()) + "\n" for m in self.rows)
+
+    def save(self, csv_path: str | Path, jsonl_path: str | Path | None = None) -> None:
+        write_atomic(csv_path, self.csv_text())
+        if jsonl_path is not None:
+            write_atomic(jsonl_path, self.jsonl_text())
