@@ -191,7 +191,7 @@ def in_process(
 
     with warnings.catch_warnings():
         # Starlette nudges towards httpx2; the httpx client here is the supported pin.
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore")
         from fastapi.testclient import TestClient
 
     client = TestClient(app, base_url="http://testserver", raise_server_exceptions=False)

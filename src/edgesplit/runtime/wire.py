@@ -35,7 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from edgesplit.errors import InputError
+from edgesplit.errors import InputError, ShapeError
 
 #: Default bound on one request body: 256 MiB holds VGG16's largest cut 16 times over.
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
@@ -116,7 +116,7 @@ def b64_to_tensor(
     for d in shape:
         numel *= d
     if len(raw) != numel * itemsize:
-        raise InputError(
+        raise ShapeError(
             f"field 'tensor' has {len(raw)} bytes but shape {list(shape)} of {dtype} needs "
             f"{numel * itemsize}; send the tensor at the chosen splitting_point"
         )
