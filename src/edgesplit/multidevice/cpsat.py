@@ -2,13 +2,18 @@
 
 The same decision as :mod:`edgesplit.multidevice.milp`, written the way CP solvers like it:
 
-* ``x_ij`` Booleans with the single switch ``x_ij ≤ x_i,j+1`` (one split per device);
-* start/end integer variables per subtask, ``end = start + (1-x) T^l + x T^s`` (eq. 14);
-* ``start_ij ≥ end_i,j-1 + T^t_ij (x_ij - x_i,j-1)`` (eq. 13 and 15; linear thanks to the
-  single switch);
-* one *optional interval* per subtask on the server, present iff ``x_ij``, and a single
-  ``AddNoOverlap`` over them (eq. 16). No big-M and no pairwise order variables: the
-  no-overlap propagators (edge finding, timetabling) replace the ``Σ M_i M_p`` binaries.
+* one Boolean ``c_ik`` per split ``k`` of device ``i`` (exactly one), and
+  ``x_ij = Σ_{k≤j} c_ik``: the single switch of X by construction;
+* the local side is a dedicated machine, so its subtasks run back to back from time 0
+  (the earliest times eq. 11-14 allow); the split's output then arrives at the release
+  ``r_i = Σ_k c_ik (Σ_{j<k} T^l_ij + T^t_ik)`` (eq. 15);
+* one *optional interval* per subtask on the server, present iff ``x_ij``, starting after
+  ``r_i`` and after the previous server subtask of the device (eq. 13), and one
+  ``AddNoOverlap`` over all of them (eq. 16). No big-M and no pairwise order variables:
+  the no-overlap propagators (edge finding, timetabling) replace the ``Σ M_i M_p`` binaries;
+* completion ``C_i`` = end of the last server subtask, or ``Σ_j T^l_ij`` when local-only,
+  plus the redundant ``C_i ≥ r_i + Σ_{j≥k} T^s_ij`` and, for identical devices, the
+  symmetry breaking ``C_i ≤ C_i'``.
 
 Times are integers in ``resolution`` seconds (default 1 µs), rounded down so that the
 integer problem is a relaxation and its bound a valid lower bound; the returned schedule is
@@ -51,30 +56,47 @@ def solve_cpsat(
     model = cp_model.CpModel()
     xs: list[list[cp_model.IntVar]] = []
     starts: list[list[cp_model.IntVar]] = []
-    ends: list[list[cp_model.IntVar]] = []
+    completions: list[cp_model.IntVar] = []
     intervals = []
     for i, d in enumerate(problem.devices):
-        x = [model.new_bool_var(f"x_{i}_{j}") for j in range(d.m)]
+        # c[k]: the split is k (layers [0, k) local); x[j] = Σ_{k<=j} c[k] (single switch).
+        c = [model.new_bool_var(f"c_{i}_{k}") for k in range(d.m + 1)]
+        model.add_exactly_one(c)
+        if fixed_splits is not None:
+            model.add(c[fixed_splits[i]] == 1)
+        x = []
+        for j in range(d.m):
+            xj = model.new_bool_var(f"x_{i}_{j}")
+            model.add(xj == sum(c[: j + 1]))
+            x.append(xj)
+        release = model.new_int_var(0, horizon, f"r_{i}")
+        model.add(release == sum(q(d.release(k)) * c[k] for k in range(d.m)))
         s = [model.new_int_var(0, horizon, f"s_{i}_{j}") for j in range(d.m)]
         e = [model.new_int_var(0, horizon, f"f_{i}_{j}") for j in range(d.m)]
-        tt = [q(v) for v in d.transfer_s]
         for j in range(d.m):
-            tl, ts = q(d.local_s[j]), q(d.server_s[j])
-            if j + 1 < d.m:
-                model.add(x[j] <= x[j + 1])
-            model.add(e[j] == s[j] + tl + (ts - tl) * x[j])
-            if j == 0:
-                model.add(s[0] >= tt[0] * x[0])
-            else:
-                model.add(s[j] >= e[j - 1] + tt[j] * x[j] - tt[j] * x[j - 1])
+            ts = q(d.server_s[j])
             intervals.append(model.new_optional_interval_var(s[j], ts, e[j], x[j], f"srv_{i}_{j}"))
-            if fixed_splits is not None:
-                model.add(x[j] == (1 if j >= fixed_splits[i] else 0))
+            # eq. 15: nothing of the tail starts before the split output has arrived.
+            model.add(s[j] >= release).only_enforce_if(x[j])
+            if j > 0:
+                model.add(s[j] >= e[j - 1]).only_enforce_if(x[j - 1])  # eq. 13 on the server
+        done = model.new_int_var(0, horizon, f"C_{i}")
+        model.add(done == q(d.local_prefix(d.m))).only_enforce_if(c[d.m])
+        model.add(done == e[-1]).only_enforce_if(x[-1])
+        # Redundant: a tail cannot end before its release plus its total work.
+        model.add(
+            done
+            >= sum((q(d.release(k)) + sum(q(v) for v in d.server_s[k:])) * c[k] for k in range(d.m))
+        )
         xs.append(x)
         starts.append(s)
-        ends.append(e)
+        completions.append(done)
     model.add_no_overlap(intervals)
-    model.minimize(sum(e[-1] for e in ends))
+    # Identical devices are interchangeable: label them in completion order (valid
+    # symmetry breaking, it removes the k! relabellings of k identical devices).
+    for a, b in _identical_pairs(problem):
+        model.add(completions[a] <= completions[b])
+    model.minimize(sum(completions))
     if hint is not None:
         _add_hint(model, problem, hint, xs, starts, q)
     solver = cp_model.CpSolver()
@@ -89,7 +111,10 @@ def solve_cpsat(
         on_server = [bool(solver.value(v)) for v in xs[i]]
         splits.append(on_server.index(True) if any(on_server) else d.m)
     timing = {
-        (i, j): (float(solver.value(starts[i][j])), float(solver.value(ends[i][j])))
+        (i, j): (
+            float(solver.value(starts[i][j])),
+            float(solver.value(starts[i][j])) + q(problem.devices[i].server_s[j]),
+        )
         for i, d in enumerate(problem.devices)
         for j in range(splits[i], d.m)
     }
@@ -106,7 +131,27 @@ def solve_cpsat(
     )
 
 
+def _identical_pairs(problem: Problem) -> list[tuple[int, int]]:
+    pairs = []
+    last: dict[tuple[object, ...], int] = {}
+    for i, d in enumerate(problem.devices):
+        key = (d.local_s, d.server_s, d.cut_bytes, d.uplink_bps)
+        if key in last:
+            pairs.append((last[key], i))
+        last[key] = i
+    return pairs
+
+
 def _add_hint(model, problem, hint, xs, starts, q):  # type: ignore[no-untyped-def]
+    """Seed CP-SAT with a schedule, relabelled to respect the symmetry breaking."""
+    groups: dict[tuple[object, ...], list[int]] = {}
+    for i, d in enumerate(problem.devices):
+        groups.setdefault((d.local_s, d.server_s, d.cut_bytes, d.uplink_bps), []).append(i)
+    source = list(range(problem.n))
+    for members in groups.values():
+        by_completion = sorted(members, key=lambda i: hint.devices[i].completion_s)
+        for target, src in zip(members, by_completion):
+            source[target] = src
     seg_start = {}
     for seg in hint.segments:
         t = seg.start_s
@@ -114,8 +159,9 @@ def _add_hint(model, problem, hint, xs, starts, q):  # type: ignore[no-untyped-d
             seg_start[(seg.device, j)] = t
             t += problem.devices[seg.device].server_s[j]
     for i, d in enumerate(problem.devices):
-        k = hint.splits[i]
+        src = source[i]
+        k = hint.splits[src]
         for j in range(d.m):
             model.add_hint(xs[i][j], 1 if j >= k else 0)
-            if (i, j) in seg_start:
-                model.add_hint(starts[i][j], q(seg_start[(i, j)]))
+            if (src, j) in seg_start:
+                model.add_hint(starts[i][j], q(seg_start[(src, j)]))

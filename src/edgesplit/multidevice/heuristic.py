@@ -36,7 +36,7 @@ def pareto_splits(problem: Problem) -> list[list[int]]:
             ((d.release(k), d.server_suffix(k), k) for k in range(d.m)), key=lambda p: (p[0], p[1])
         )
         keep, best_work = [], float("inf")
-        for r, w, k in pts:
+        for _r, w, k in pts:
             if w < best_work - _EPS:
                 keep.append(k)
                 best_work = w
