@@ -35,7 +35,6 @@ from edgesplit.errors import InputError
 from edgesplit.graph import Graph, trace
 from edgesplit.models.branchy import BranchyNet, build_branchy
 
-
 Tier = Literal["mobile", "edge", "cloud"]
 ALL_TIERS: tuple[Tier, ...] = ("mobile", "edge", "cloud")
 
