@@ -1,0 +1,291 @@
+"""Commands on split planning: plan, fit-predictor, predictor-report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from edgesplit.commands.common import (
+    GranularityOpt,
+    InputShapeOpt,
+    JsonOpt,
+    ModelArg,
+    console,
+    load_graph,
+    print_json,
+)
+from edgesplit.errors import InputError
+
+
+def _edge_cloud_problem(
+    graph: Any,
+    edge_profile: str | None,
+    cloud_profile: str | None,
+    cloud_speedup: float,
+    bandwidth: str | None,
+    rtt: str,
+    clock: str | None,
+    profile_clock: str | None,
+    strategy: str,
+    edge_power_w: float | None,
+    objective: str,
+    weight: float,
+) -> Any:
+    from edgesplit.plan.problem import Problem
+    from edgesplit.profile import load_profile
+    from edgesplit.system import PowerModel
+    from edgesplit.system.resolve import profile_seconds
+    from edgesplit.units import parse_bandwidth, parse_duration, parse_frequency
+
+    if edge_profile is None or bandwidth is None:
+        raise InputError(
+            "give --system FILE, or --edge-profile P and --bandwidth (e.g. 7.2mbit) "
+            "[--cloud-profile P] [--rtt 40ms] [--clock 1.2GHz]"
+        )
+    if cloud_speedup <= 0:
+        raise InputError(f"--cloud-speedup must be positive, not {cloud_speedup}")
+    edge = profile_seconds(edge_profile, graph)
+    scale = 1.0
+    if clock is not None:
+        ref_hz = parse_frequency(profile_clock) if profile_clock else None
+        if ref_hz is None:
+            mhz = load_profile(edge_profile).host.os_clock_mhz
+            if not mhz:
+                raise InputError("--clock needs --profile-clock (the clock the profile ran at)")
+            ref_hz = mhz * 1e6
+        scale = ref_hz / parse_frequency(clock)
+    edge = [s * scale for s in edge]
+    base = (
+        profile_seconds(cloud_profile, graph)
+        if cloud_profile
+        else profile_seconds(edge_profile, graph)
+    )
+    cloud = [s / cloud_speedup for s in base]
+    if strategy not in ("own", "rent"):
+        raise InputError(f"--strategy must be own or rent, not {strategy!r}")
+    from edgesplit.system.prices import Prices
+
+    prices = Prices()
+    return Problem.two_tier(
+        graph,
+        edge,
+        cloud,
+        bandwidth_bps=parse_bandwidth(bandwidth),
+        rtt_s=parse_duration(rtt),
+        edge_price_per_hour=0.0 if strategy == "own" else prices.edge_per_hour,
+        cloud_price_per_hour=prices.cloud_per_hour,
+        edge_power=PowerModel(constant_w=edge_power_w) if edge_power_w is not None else None,
+        objective=objective,  # type: ignore[arg-type]
+        weight=weight,
+    )
+
+
+def _print_table(result: Any) -> None:
+    c = result.candidates
+    has_energy = bool(c.energy_j.any())
+    marks: dict[int, list[str]] = {}
+    chosen = [("OL", result.ol), ("OC", result.oc), ("CL", result.cl)]
+    for label, cut in chosen + ([("OE", result.oe)] if has_energy else []):
+        marks.setdefault(cut, []).append(label)
+    pareto = set(result.pareto)
+    table = Table(title=f"{c.model}: split candidates ({c.devices[0]} -> {c.devices[1]})")
+    for col in (
+        "cut",
+        "bytes",
+        "edge ms",
+        "comm ms",
+        "cloud ms",
+        "total ms",
+        "cost",
+        "energy J",
+        "",
+    ):
+        table.add_column(col, justify="right")
+    for k in range(len(c)):
+        r = c.row(k)
+        tag = " ".join(marks.get(k, [])) + (" P" if k in pareto else "")
+        if not r["feasible"]:
+            tag += " (no memory)"
+        style = "bold green" if k == result.chosen.cut else None
+        table.add_row(
+            str(k),
+            f"{int(r['bytes']):,}",
+            f"{r['edge_s'] * 1e3:.2f}",
+            f"{r['comm_s'] * 1e3:.2f}",
+            f"{r['cloud_s'] * 1e3:.2f}",
+            f"{r['latency_s'] * 1e3:.2f}",
+            f"{r['cost']:.3e}",
+            *([f"{r['energy_j']:.4f}"] if has_energy else []),
+            tag.strip(),
+            style=style,
+        )
+    console.print(table)
+    console.print(
+        "OL optimal latency, OC optimal cost, OE optimal energy, "
+        f"CL Luger Algorithm 1 at w={result.weight}, P Pareto front; chosen cut "
+        f"{result.chosen.cut} ({result.chosen.objective})"
+    )
+
+
+def plan(
+    model: str = ModelArg,
+    system: str | None = typer.Option(None, "--system", help="system YAML/JSON file"),
+    devices: str | None = typer.Option(None, "--devices", help="comma list of system devices"),
+    edge_profile: str | None = typer.Option(None, "--edge-profile", help="edge profile JSON"),
+    cloud_profile: str | None = typer.Option(None, "--cloud-profile", help="cloud profile JSON"),
+    cloud_speedup: float = typer.Option(
+        1.0, "--cloud-speedup", help="cloud seconds = its profile's / this factor"
+    ),
+    bandwidth: str | None = typer.Option(None, "--bandwidth", help="e.g. 7.2mbit, 900kbit/s"),
+    rtt: str = typer.Option("0ms", "--rtt", help="round-trip time, e.g. 40ms"),
+    clock: str | None = typer.Option(None, "--clock", help="edge clock now, e.g. 1.2GHz"),
+    profile_clock: str | None = typer.Option(
+        None, "--profile-clock", help="clock the edge profile ran at (default: its host's)"
+    ),
+    edge_power: float | None = typer.Option(None, "--edge-power", help="edge draw in watts"),
+    strategy: str = typer.Option("rent", "--strategy", help="own or rent the edge server"),
+    objective: str = typer.Option("latency", "--objective", help="latency|cost|energy|weighted"),
+    weight: float = typer.Option(0.5, "--weight", help="0 = latency only, 1 = cost only"),
+    tradeoff: str = typer.Option("luger", "--tradeoff", help="luger (Algorithm 1) or normalised"),
+    algorithm: str = typer.Option(
+        "", "--algorithm", help="solver for more than 2 devices (see registry); 2: two-tier"
+    ),
+    output: str | None = typer.Option(None, "-o", "--output", help="write the chosen plan JSON"),
+    input_shape: str | None = InputShapeOpt,
+    granularity: str = GranularityOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Plan where to split MODEL: candidate table, OL, OC, CL and the Pareto set."""
+    from edgesplit.io import write_json
+    from edgesplit.plan.planner import analyse
+    from edgesplit.plan.problem import OBJECTIVES, Problem
+    from edgesplit.plan.registry import solve
+
+    if objective not in OBJECTIVES:
+        raise InputError(f"--objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
+    if not 0.0 <= weight <= 1.0:
+        raise InputError(f"--weight must lie in [0, 1], not {weight}")
+    graph, _, _ = load_graph(model, input_shape, granularity)
+    if system is not None:
+        from edgesplit.system import load_system
+
+        sysdesc = load_system(system)
+        names = [d.strip() for d in devices.split(",")] if devices else None
+        problem = Problem.from_system(
+            sysdesc,
+            graph,
+            devices=names,
+            strategy=strategy,
+            objective=objective,  # type: ignore[arg-type]
+            weight=weight,
+        )
+    else:
+        problem = _edge_cloud_problem(
+            graph, edge_profile, cloud_profile, cloud_speedup, bandwidth, rtt, clock,
+            profile_clock, strategy, edge_power, objective, weight,
+        )  # fmt: skip
+    two_tier = problem.n_devices == 2 and problem.source == 0 and algorithm in ("", "two-tier")
+    if two_tier:
+        result = analyse(problem, tradeoff)
+        chosen = result.chosen
+        doc: dict[str, Any] = {**result.to_dict(), "strategy": strategy, "objective": objective}
+    else:
+        chosen = solve(problem, algorithm or "exhaustive")
+        doc = {"model": graph.name, "devices": list(problem.devices), "chosen": chosen.to_dict()}
+    if output:
+        write_json(output, chosen.to_dict())
+    if as_json:
+        print_json(doc)
+    elif two_tier:
+        _print_table(result)
+    else:
+        p = chosen.predicted
+        console.print(
+            f"{graph.name} on {', '.join(problem.devices)} ({chosen.algorithm}): latency "
+            f"{p.get('latency_s', float('nan')) * 1e3:.2f} ms, cost {p.get('cost', 0):.3e}"
+        )
+        for d in problem.devices:
+            console.print(f"  {d}: {len(chosen.nodes_on(d))} nodes")
+
+
+def fit_predictor(
+    profiles: list[str] = typer.Argument(..., help="profile JSON files (edgesplit profile)"),
+    output: str = typer.Option(..., "-o", "--output", help="predictor JSON to write"),
+    form: str = typer.Option("auto", "--form", help="auto, linear or loglog"),
+    features: str = typer.Option("extended", "--features", help="extended or table4.1"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Fit per-layer-type latency regressions on PROFILES and save them."""
+    from edgesplit.predict.accuracy import dataset_from_profiles, holdout_report
+    from edgesplit.predict.layer_regression import LayerTypeRegressor
+    from edgesplit.predict.store import save_predictor
+
+    data = dataset_from_profiles(profiles)
+    report = holdout_report(lambda: LayerTypeRegressor(form=form, features=features), data)
+    est = LayerTypeRegressor(form=form, features=features).fit(list(data.nodes), data.seconds)
+    save_predictor(est, output, holdout=report, profiles=list(profiles))
+    summary = {
+        "output": output,
+        "samples": len(data.seconds),
+        "kinds": {k: m.form for k, m in est.models_.items()},
+        "holdout": report["overall"],
+    }
+    if as_json:
+        print_json(summary)
+    else:
+        o = report["overall"]
+        console.print(
+            f"fitted {len(est.models_)} kinds on {len(data.seconds)} nodes; held-out 20 %: "
+            f"R² {o['r2']:.3f}, within ±10 % {o['within_10pct']:.0%}; wrote {output}"
+        )
+
+
+def predictor_report(
+    profiles: list[str] = typer.Argument(..., help="profile JSON files"),
+    predictor: str | None = typer.Option(
+        None, "--predictor", help="score this fitted predictor on all PROFILES instead"
+    ),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Accuracy (R², MAE, share within ±10 %) per layer kind, against plain linear."""
+    from edgesplit.predict.accuracy import dataset_from_profiles, holdout_report, metrics
+    from edgesplit.predict.layer_regression import LayerTypeRegressor
+    from edgesplit.predict.store import load_predictor
+
+    data = dataset_from_profiles(profiles)
+    reports: dict[str, Any] = {}
+    if predictor:
+        est: Any = load_predictor(predictor)
+        pred = est.predict(list(data.nodes))
+        kinds = [n.kind for n in data.nodes]
+        per_kind = {
+            k: metrics(pred[[x == k for x in kinds]], data.seconds[[x == k for x in kinds]])
+            for k in sorted(set(kinds))
+        }
+        reports[predictor] = {"overall": metrics(pred, data.seconds), "per_kind": per_kind}
+    else:
+        reports["layer_regression"] = holdout_report(LayerTypeRegressor, data)
+        reports["plain_linear"] = holdout_report(
+            lambda: LayerTypeRegressor(form="linear", features="table4.1"), data
+        )
+    if as_json:
+        print_json({"samples": len(data.seconds), "reports": reports})
+        return
+    table = Table(title=predictor if predictor else "latency predictor accuracy (held-out 20 %)")
+    for col in ("predictor", "kind", "n", "R²", "MAE ms", "within ±10 %"):
+        table.add_column(col, justify="left" if col in ("predictor", "kind") else "right")
+    for name, rep in reports.items():
+        for kind, m in [("all", rep["overall"]), *rep["per_kind"].items()]:
+            table.add_row(
+                name, kind, str(int(m["n"])), f"{m['r2']:.3f}", f"{m['mae_s'] * 1e3:.3f}",
+                f"{m['within_10pct']:.0%}",
+            )  # fmt: skip
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(plan)
+    app.command("fit-predictor")(fit_predictor)
+    app.command("predictor-report")(predictor_report)
