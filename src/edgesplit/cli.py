@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from edgesplit.commands import graph as graph_commands
 from edgesplit.commands import plan as plan_commands
+from edgesplit.commands import runtime as runtime_commands
 from edgesplit.commands.reproduce import reproduce_app
 from edgesplit.errors import EdgesplitError
 
@@ -25,7 +26,7 @@ app = typer.Typer(
 )
 
 # One entry per area; each module exposes register(app) and may add to reproduce_app.
-for _area in (graph_commands, plan_commands):
+for _area in (graph_commands, plan_commands, runtime_commands):
     _area.register(app)
 app.add_typer(reproduce_app, name="reproduce")
 

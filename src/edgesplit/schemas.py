@@ -12,6 +12,7 @@ from typing import Any
 from edgesplit.errors import InputError
 
 SCHEMAS: dict[str, str] = {
+    "conditions": "edgesplit.runtime.conditions:Schedule",
     "profile": "edgesplit.profile:Profile",
     "system": "edgesplit.system.model:System",
 }

@@ -77,10 +77,10 @@ def test_no_request_lost_or_duplicated_across_switches(app, store) -> None:  # t
     schedule = Schedule(
         unit="requests",
         steps=[
-            Step(at=0, bandwidth=1.0, rtt_ms=0, clock_ghz=2.0),
-            Step(at=4, bandwidth=2.0),
-            Step(at=8, bandwidth=3.0, clock_ghz=1.0),
-            Step(at=12, bandwidth=1.0),
+            Step(at=0, bandwidth_mbit=1.0, rtt_ms=0, clock_ghz=2.0),
+            Step(at=4, bandwidth_mbit=2.0),
+            Step(at=8, bandwidth_mbit=3.0, clock_ghz=1.0),
+            Step(at=12, bandwidth_mbit=1.0),
         ],
     )
     resched = Rescheduler(cut_planner({1.0: 0, 2.0: 5, 3.0: 9}), threshold=0.1)
@@ -106,11 +106,13 @@ def test_no_request_lost_or_duplicated_across_switches(app, store) -> None:  # t
 def test_schedule_validation_and_carry_over(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "c.yaml"
     path.write_text(
-        "steps:\n  - {at: 0, bandwidth: 2, rtt_ms: 20, clock_ghz: 1.5}\n  - {at: 20, bandwidth: 20}\n"
+        "steps:\n  - {at: 0, bandwidth_mbit: 2, rtt_ms: 20, clock_ghz: 1.5}\n  - {at: 20, bandwidth_mbit: 20}\n"
     )
     s = Schedule.load(path)
-    assert s.at(25).bandwidth == 20 and s.at(25).clock_ghz == 1.5 and s.at(5).bandwidth == 2
-    path.write_text("steps:\n  - {at: 5, bandwidth: 2, clock_ghz: 1}\n")
+    assert (
+        s.at(25).bandwidth_mbit == 20 and s.at(25).clock_ghz == 1.5 and s.at(5).bandwidth_mbit == 2
+    )
+    path.write_text("steps:\n  - {at: 5, bandwidth_mbit: 2, clock_ghz: 1}\n")
     with pytest.raises(ValueError, match="start at 0"):
         Schedule.load(path)
     with pytest.raises(InputError, match="does not exist"):

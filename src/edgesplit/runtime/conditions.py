@@ -6,9 +6,9 @@ deterministic; ``unit: seconds`` follows the wall clock, as the demo does)::
 
     unit: seconds            # or: requests
     steps:
-      - {at: 0,  bandwidth: 2,  rtt_ms: 20, clock_ghz: 1.5}
-      - {at: 20, bandwidth: 20}                      # unspecified fields carry over
-      - {at: 40, bandwidth: 5,  clock_ghz: 1.0}
+      - {at: 0,  bandwidth_mbit: 2,  rtt_ms: 20, clock_ghz: 1.5}
+      - {at: 20, bandwidth_mbit: 20}                      # unspecified fields carry over
+      - {at: 40, bandwidth_mbit: 5,  clock_ghz: 1.0}
 
 ``edgesplit schema conditions`` prints the schema. The schedule drives the emulators
 (shaper, clock); the agent plans on :class:`LinkMonitor`'s live estimates: bandwidth from
@@ -41,7 +41,7 @@ class Step(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     at: float = Field(ge=0, description="seconds or request index where this step begins")
-    bandwidth: float | None = Field(default=None, gt=0, description="Mbit/s (10^6 bit/s)")
+    bandwidth_mbit: float | None = Field(default=None, gt=0, description="Mbit/s (10^6 bit/s)")
     rtt_ms: float | None = Field(default=None, ge=0, description="round-trip time, ms")
     clock_ghz: float | None = Field(default=None, gt=0, description="emulated edge clock, GHz")
 
@@ -51,13 +51,13 @@ class Conditions(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    bandwidth: float
+    bandwidth_mbit: float
     rtt_ms: float
     clock_ghz: float
 
     @property
     def link(self) -> LinkConditions:
-        return LinkConditions(self.bandwidth, self.rtt_ms / 1000)
+        return LinkConditions(self.bandwidth_mbit, self.rtt_ms / 1000)
 
 
 class Schedule(BaseModel):
@@ -74,13 +74,13 @@ class Schedule(BaseModel):
         if ats != sorted(ats) or ats[0] != 0:
             raise ValueError("steps must start at 0 and be sorted by 'at'")
         first = self.steps[0]
-        if first.bandwidth is None or first.clock_ghz is None:
-            raise ValueError("the first step must give bandwidth and clock_ghz")
+        if first.bandwidth_mbit is None or first.clock_ghz is None:
+            raise ValueError("the first step must give bandwidth_mbit and clock_ghz")
         return self
 
     def resolved(self) -> list[Conditions]:
         out: list[Conditions] = []
-        cur = {"bandwidth": 0.0, "rtt_ms": 0.0, "clock_ghz": 0.0}
+        cur = {"bandwidth_mbit": 0.0, "rtt_ms": 0.0, "clock_ghz": 0.0}
         for s in self.steps:
             for k in cur:
                 v = getattr(s, k)
@@ -110,8 +110,10 @@ class Schedule(BaseModel):
         return cls.model_validate(doc)
 
     @classmethod
-    def constant(cls, bandwidth: float, rtt_ms: float, clock_ghz: float) -> Schedule:
-        return cls(steps=[Step(at=0, bandwidth=bandwidth, rtt_ms=rtt_ms, clock_ghz=clock_ghz)])
+    def constant(cls, bandwidth_mbit: float, rtt_ms: float, clock_ghz: float) -> Schedule:
+        return cls(
+            steps=[Step(at=0, bandwidth_mbit=bandwidth_mbit, rtt_ms=rtt_ms, clock_ghz=clock_ghz)]
+        )
 
 
 class LinkMonitor:

@@ -77,7 +77,7 @@ class Session:
         self.agent.clock.set(cond.clock_ghz)
         if self.agent.cloud_up:
             self.monitor.maybe_probe(self.agent.transport.probe)
-        bw, source = self.monitor.bandwidth(cond.bandwidth)
+        bw, source = self.monitor.bandwidth(cond.bandwidth_mbit)
         rtt = self.monitor.rtt_s if self.monitor.rtt_s is not None else cond.rtt_ms / 1000
         obs = Observation(bandwidth_mbit=bw, rtt_s=rtt, clock_ghz=self.agent.clock.clock_ghz)
         plan = self.rescheduler.plan_for_request(obs, i)
@@ -86,7 +86,7 @@ class Session:
                 f"plan by {plan.algorithm!r} is not a two-tier cut; the agent needs one"
             )
         ctx = RequestContext(
-            bandwidth_mbit=cond.bandwidth,
+            bandwidth_mbit=cond.bandwidth_mbit,
             rtt_s=rtt,
             predicted_lat=plan.predicted.get("latency_s"),
             cost=plan.predicted.get("cost"),

@@ -1,0 +1,163 @@
+"""Runtime commands: ``serve`` (the cloud tier) and ``run`` (the edge agent loop)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from edgesplit.commands.common import JsonOpt, ModelArg, console, err_console, print_json
+from edgesplit.errors import InputError
+
+
+def serve(
+    model: list[str] = typer.Option(
+        ["alexnet"], "--model", "-m", help="model to serve (repeat for several)"
+    ),
+    host: str = typer.Option("127.0.0.1", help="bind address; non-loopback needs --token"),
+    port: int = typer.Option(8000, help="TCP port"),
+    device: str = typer.Option("cpu", help="cpu or cuda (the cloud tier on a GPU)"),
+    token: str | None = typer.Option(None, envvar="EDGESPLIT_TOKEN", help="bearer token"),
+    insecure: bool = typer.Option(False, help="allow a non-loopback bind without a token"),
+    max_concurrency: int = typer.Option(2, help="inferences running at once"),
+    max_queue: int = typer.Option(16, help="admitted requests waiting; beyond: 503"),
+    max_body: int = typer.Option(256 * 1024 * 1024, help="largest request body, bytes"),
+    threads: int | None = typer.Option(None, help="torch intra-op threads"),
+) -> None:
+    """Run the cloud tier: finishes split inferences sent by `edgesplit run` (Ctrl-C stops)."""
+    import torch
+
+    from edgesplit.runtime.server import ServerConfig, check_bind
+    from edgesplit.runtime.server import serve as run_server
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise InputError(f"--device must be cpu or cuda, not {device!r}")
+    check_bind(host, token, insecure)
+    if threads:
+        torch.set_num_threads(threads)
+    config = ServerConfig(
+        models=tuple(model),
+        device=device,
+        max_body_bytes=max_body,
+        max_concurrency=max_concurrency,
+        max_queue=max_queue,
+        token=token,
+    )
+    err_console.print(f"serving {', '.join(model)} on http://{host}:{port} ({device})")
+    run_server(config, host=host, port=port, insecure=insecure)
+
+
+def run(
+    model: str = ModelArg,
+    server: str | None = typer.Option(
+        None, help="cloud URL, e.g. http://127.0.0.1:8000; default: an in-process server"
+    ),
+    token: str | None = typer.Option(None, envvar="EDGESPLIT_TOKEN", help="bearer token"),
+    cut: int | None = typer.Option(None, help="fixed split point; default: plan and re-plan"),
+    requests: int | None = typer.Option(None, "--requests", "-n", help="number of requests"),
+    duration: float | None = typer.Option(None, help="run this many seconds instead"),
+    schedule: Path | None = typer.Option(None, help="condition schedule YAML"),
+    bandwidth: float = typer.Option(10.0, help="Mbit/s when no --schedule"),
+    rtt_ms: float = typer.Option(20.0, help="round-trip ms when no --schedule"),
+    clock_ghz: float = typer.Option(2.6, help="emulated edge clock when no --schedule"),
+    ref_ghz: float = typer.Option(2.6, help="this host's real clock (time-dilation reference)"),
+    shape: bool = typer.Option(True, help="shape the link in-process (token bucket + RTT)"),
+    objective: str = typer.Option("weighted", help="latency, cost, energy or weighted"),
+    weight: float = typer.Option(0.5, help="Luger w: 0 latency only .. 1 cost only"),
+    strategy: str = typer.Option("rent", help="own or rent the edge server (eq. 4.4)"),
+    interval: float | None = typer.Option(None, help="also re-plan every this many seconds"),
+    threshold: float = typer.Option(0.2, help="re-plan on this relative change"),
+    retries: int = typer.Option(2, help="retries per request before the local fallback"),
+    timeout: float = typer.Option(10.0, help="seconds per request"),
+    check: bool = typer.Option(False, help="compare every result with local inference"),
+    layers: bool = typer.Option(False, help="per-layer cloud times as extra CSV rows"),
+    csv_path: Path = typer.Option(Path("results/run/requests.csv"), "--csv", help="CSV out"),
+    jsonl_path: Path | None = typer.Option(None, "--jsonl", help="JSON lines out"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Run the edge agent: head here, tail on the cloud, one CSV row per request."""
+    from edgesplit.runtime.conditions import Schedule
+    from edgesplit.runtime.loop import RunOptions, run_agent
+
+    if requests is None and duration is None:
+        requests = 20
+    sched = (
+        Schedule.load(schedule)
+        if schedule
+        else Schedule.constant(bandwidth_mbit=bandwidth, rtt_ms=rtt_ms, clock_ghz=clock_ghz)
+    )
+    opts = RunOptions(
+        model=model,
+        server=server,
+        token=token,
+        fixed_cut=cut,
+        schedule=sched,
+        ref_ghz=ref_ghz,
+        shape=shape,
+        objective=objective,
+        weight=weight,
+        strategy=strategy,
+        interval_s=interval,
+        threshold=threshold,
+        retries=retries,
+        timeout_s=timeout,
+        check=check,
+        node_times=layers,
+    )
+    table = Table(title=f"edgesplit run {model}")
+    for col in (
+        "id",
+        "SP",
+        "BW",
+        "CS",
+        "edge s",
+        "comm s",
+        "cloud s",
+        "overall s",
+        "pred s",
+        "note",
+    ):
+        table.add_column(col, justify="right")
+    result = run_agent(opts, requests=requests, duration_s=duration)
+    result.recorder.layer_rows = layers
+    result.recorder.save(csv_path, jsonl_path)
+    summary = result.summary()
+    if as_json:
+        print_json(summary)
+        return
+    for m in result.recorder.rows:
+        table.add_row(*_row(m))
+    console.print(table)
+    console.print(
+        f"{summary['requests']} requests, {summary['fallbacks']} local fallbacks, "
+        f"{summary['replans']} re-plans, clock method {summary['clock_method']}; "
+        f"CSV {csv_path}"
+    )
+
+
+def _row(m: Any) -> list[str]:
+    note = "fallback" if m.fallback else ""
+    if m.correct is False:
+        note += " MISMATCH"
+    pred = "" if m.predicted_lat is None else f"{m.predicted_lat:.4f}"
+    return [
+        str(m.id),
+        str(m.SP),
+        f"{m.BW:g}",
+        f"{m.CS:g}",
+        f"{m.edge_lat:.4f}",
+        f"{m.comm_lat:.4f}",
+        f"{m.cloud_lat:.4f}",
+        f"{m.overall_lat:.4f}",
+        pred,
+        note,
+    ]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("run")(run)

@@ -1,0 +1,159 @@
+"""Assemble a whole edge run from options: tier, link, clock, planner, rescheduler, session.
+
+This is the wiring behind ``edgesplit run``, ``make demo`` and ``reproduce luger2023``:
+choose the remote tier (a URL, or the same FastAPI app in-process), put the token-bucket
+shaper on the link, profile the model on this host for the planner, and run a
+:class:`~edgesplit.runtime.session.Session`. Nothing here decides or executes by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgesplit.errors import InputError
+from edgesplit.graph import Graph
+from edgesplit.plan.types import Plan
+from edgesplit.runtime.agent import AgentConfig, EdgeAgent
+from edgesplit.runtime.clock import ClockEmulator
+from edgesplit.runtime.conditions import LinkMonitor, Schedule
+from edgesplit.runtime.measure import Recorder
+from edgesplit.runtime.planning import PlannerSettings, TwoTierPlanner, profile_seconds
+from edgesplit.runtime.rescheduler import Observation, Planner, Rescheduler
+from edgesplit.runtime.session import Session, Step
+from edgesplit.runtime.shaping import TokenBucketShaper
+from edgesplit.runtime.transport import HTTPTransport, Transport, in_process
+from edgesplit.system.prices import LUGER_CLOUD_PER_HOUR, LUGER_EDGE_PER_HOUR
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything ``edgesplit run`` takes (see its ``--help``)."""
+
+    model: str
+    schedule: Schedule
+    server: str | None = None
+    token: str | None = None
+    fixed_cut: int | None = None
+    ref_ghz: float = 2.6
+    shape: bool = True
+    objective: str = "weighted"
+    weight: float = 0.5
+    strategy: str = "rent"
+    interval_s: float | None = None
+    threshold: float = 0.2
+    retries: int = 2
+    timeout_s: float = 10.0
+    check: bool = False
+    node_times: bool = False
+    profile_repeats: int = 10
+    cloud_scale: float = 1.0
+
+
+@dataclass
+class RunResult:
+    """The run's rows, re-planning events and the pieces used (for plots)."""
+
+    recorder: Recorder
+    rescheduler: Rescheduler
+    graph: Graph
+    seconds: np.ndarray
+    planner: TwoTierPlanner
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        rows = self.recorder.rows
+        return {
+            "requests": len(rows),
+            "fallbacks": sum(m.fallback for m in rows),
+            "mismatches": sum(m.correct is False for m in rows),
+            "replans": len(self.rescheduler.events),
+            "splits": sorted({m.SP for m in rows}),
+            "median_overall_s": float(np.median([m.overall_lat for m in rows])) if rows else None,
+            "clock_method": rows[0].clock_method if rows else "",
+            "events": [
+                {"at_request": e.at_request, "reason": e.reason, "cut": e.cut}
+                for e in self.rescheduler.events
+            ],
+        }
+
+
+def fixed_planner(graph: Graph, cut: int, inner: TwoTierPlanner) -> Planner:
+    """Always ``cut``, with the planner's predictions for it (so rows still show them)."""
+    n = len(graph.nodes)
+    if not 0 <= cut <= n:
+        raise InputError(f"--cut {cut} is out of range for {graph.name!r}; use 0..{n}")
+
+    def plan(obs: Observation) -> Plan:
+        from edgesplit.plan.planner import plan_from_table
+        from edgesplit.plan.two_tier import candidate_table
+
+        s = inner.settings
+        table = candidate_table(
+            inner.inputs,
+            bandwidth_bps=obs.bandwidth_mbit * 1e6,
+            rtt_s=obs.rtt_s,
+            edge_price_per_s=0.0 if s.strategy == "own" else LUGER_EDGE_PER_HOUR / 3600,
+            cloud_price_per_s=LUGER_CLOUD_PER_HOUR / 3600,
+            edge_scale=inner.edge_scale(obs.clock_ghz),
+        )
+        return plan_from_table(table, cut, algorithm="fixed", objective=s.objective, meta={})
+
+    return plan
+
+
+def build_transport(opts: RunOptions, shaper: TokenBucketShaper | None) -> Transport:
+    if opts.server:
+        return HTTPTransport(opts.server, token=opts.token, timeout_s=opts.timeout_s, shaper=shaper)
+    from edgesplit.runtime.server import ServerConfig, create_app
+
+    return in_process(create_app(ServerConfig(models=(opts.model,))), shaper=shaper)
+
+
+def run_agent(
+    opts: RunOptions,
+    *,
+    requests: int | None = None,
+    duration_s: float | None = None,
+    on_step: Callable[[Step], None] | None = None,
+    graph: Graph | None = None,
+    seconds: np.ndarray | None = None,
+) -> RunResult:
+    """Build everything for ``opts`` and run it; the remote tier is closed afterwards."""
+    from edgesplit.graph import trace
+    from edgesplit.models import build
+
+    module, x = build(opts.model)
+    graph = graph or trace(module, x, name=opts.model)
+    if seconds is None:
+        seconds = profile_seconds(graph, x, opts.profile_repeats)
+    settings = PlannerSettings(
+        objective=opts.objective, weight=opts.weight, strategy=opts.strategy, ref_ghz=opts.ref_ghz
+    )
+    planner = TwoTierPlanner.from_seconds(graph, seconds, settings, cloud_scale=opts.cloud_scale)
+    policy: Planner = (
+        planner if opts.fixed_cut is None else fixed_planner(graph, opts.fixed_cut, planner)
+    )
+    first = opts.schedule.at(0)
+    shaper = TokenBucketShaper(first.link) if opts.shape else None
+    transport = build_transport(opts, shaper)
+    agent = EdgeAgent(
+        graph,
+        transport,
+        model=opts.model,
+        clock=ClockEmulator(ref_ghz=opts.ref_ghz, clock_ghz=first.clock_ghz),
+        config=AgentConfig(retries=opts.retries, check=opts.check, node_times=opts.node_times),
+    )
+    resched = Rescheduler(policy, interval_s=opts.interval_s, threshold=opts.threshold)
+    recorder = Recorder(layer_rows=opts.node_times)
+    session = Session(
+        agent, resched, opts.schedule, shaper=shaper, monitor=LinkMonitor(), recorder=recorder
+    )
+    try:
+        session.run(requests=requests, duration_s=duration_s, on_step=on_step)
+    finally:
+        transport.close()
+    return RunResult(recorder, resched, graph, seconds, planner)
