@@ -8,18 +8,19 @@ shaper on the link, profile the model on this host for the planner, and run a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from edgesplit.errors import InputError
 from edgesplit.graph import Graph
 from edgesplit.plan.types import Plan
 from edgesplit.runtime.agent import AgentConfig, EdgeAgent
 from edgesplit.runtime.clock import ClockEmulator
-from edgesplit.runtime.conditions import LinkMonitor, Schedule
+from edgesplit.runtime.conditions import Conditions, LinkMonitor, Schedule
 from edgesplit.runtime.measure import Recorder
 from edgesplit.runtime.planning import PlannerSettings, TwoTierPlanner, profile_seconds
 from edgesplit.runtime.rescheduler import Observation, Planner, Rescheduler
@@ -113,22 +114,33 @@ def build_transport(opts: RunOptions, shaper: TokenBucketShaper | None) -> Trans
     return in_process(create_app(ServerConfig(models=(opts.model,))), shaper=shaper)
 
 
-def run_agent(
-    opts: RunOptions,
-    *,
-    requests: int | None = None,
-    duration_s: float | None = None,
-    on_step: Callable[[Step], None] | None = None,
-    graph: Graph | None = None,
-    seconds: np.ndarray | None = None,
-) -> RunResult:
-    """Build everything for ``opts`` and run it; the remote tier is closed afterwards."""
+@dataclass
+class RunParts:
+    """One wired run: the session and the pieces it drives."""
+
+    session: Session
+    agent: EdgeAgent
+    shaper: TokenBucketShaper | None
+    planner: TwoTierPlanner
+    rescheduler: Rescheduler
+    transport: Transport
+    seconds: np.ndarray
+
+
+def build_run(
+    opts: RunOptions, graph: Graph | None = None, seconds: np.ndarray | None = None
+) -> RunParts:
+    """Trace, profile (unless ``seconds`` is given) and wire everything for ``opts``."""
     from edgesplit.graph import trace
     from edgesplit.models import build
 
-    module, x = build(opts.model)
-    graph = graph or trace(module, x, name=opts.model)
+    if graph is None:
+        module, x = build(opts.model)
+        graph = trace(module, x, name=opts.model)
     if seconds is None:
+        if graph.module is None:
+            raise InputError(f"graph {graph.name!r} has no module to profile")
+        x = torch.randn(graph.tensor(graph.input_names[0]).shape)
         seconds = profile_seconds(graph, x, opts.profile_repeats)
     settings = PlannerSettings(
         objective=opts.objective, weight=opts.weight, strategy=opts.strategy, ref_ghz=opts.ref_ghz
@@ -148,12 +160,63 @@ def run_agent(
         config=AgentConfig(retries=opts.retries, check=opts.check, node_times=opts.node_times),
     )
     resched = Rescheduler(policy, interval_s=opts.interval_s, threshold=opts.threshold)
-    recorder = Recorder(layer_rows=opts.node_times)
     session = Session(
-        agent, resched, opts.schedule, shaper=shaper, monitor=LinkMonitor(), recorder=recorder
+        agent,
+        resched,
+        opts.schedule,
+        shaper=shaper,
+        monitor=LinkMonitor(),
+        recorder=Recorder(layer_rows=opts.node_times),
     )
+    return RunParts(session, agent, shaper, planner, resched, transport, seconds)
+
+
+def run_agent(
+    opts: RunOptions,
+    *,
+    requests: int | None = None,
+    duration_s: float | None = None,
+    on_step: Callable[[Step], None] | None = None,
+) -> RunResult:
+    """Build everything for ``opts`` and run it; the remote tier is closed afterwards."""
+    parts = build_run(opts)
     try:
-        session.run(requests=requests, duration_s=duration_s, on_step=on_step)
+        parts.session.run(requests=requests, duration_s=duration_s, on_step=on_step)
     finally:
-        transport.close()
-    return RunResult(recorder, resched, graph, seconds, planner)
+        parts.transport.close()
+    return RunResult(
+        parts.session.recorder, parts.rescheduler, parts.agent.graph, parts.seconds, parts.planner
+    )
+
+
+def measure_cuts(
+    parts: RunParts,
+    conditions: Conditions,
+    cuts: Sequence[int],
+    repeats: int = 3,
+    seed: int = 0,
+) -> dict[int, dict[str, float]]:
+    """Run every cut ``repeats`` times under fixed conditions; medians of eq. 3.1-3.4.
+
+    This is the measured ground truth behind OL and the split-choice regret: it goes
+    through the same agent, wire and shaper as the dynamic run.
+    """
+    from edgesplit.runtime.agent import RequestContext
+
+    if parts.shaper is not None:
+        parts.shaper.set(conditions.link)
+    parts.agent.clock.set(conditions.clock_ghz)
+    ctx = RequestContext(bandwidth_mbit=conditions.bandwidth_mbit, rtt_s=conditions.rtt_ms / 1000)
+    shape = parts.agent.graph.tensor(parts.agent.graph.input_names[0]).shape
+    out: dict[int, dict[str, float]] = {}
+    for cut in cuts:
+        rows = []
+        for r in range(repeats):
+            x = torch.randn(shape, generator=torch.Generator().manual_seed(seed + r))
+            rows.append(parts.agent.infer(x, cut, r, ctx)[1])
+        out[cut] = {
+            key: float(np.median([getattr(m, key) for m in rows]))
+            for key in ("edge_lat", "comm_lat", "cloud_lat", "overall_lat")
+        }
+        out[cut]["fallbacks"] = float(sum(m.fallback for m in rows))
+    return out
