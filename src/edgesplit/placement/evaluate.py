@@ -61,7 +61,7 @@ def _check_shape(inst: Instance, assignment: Sequence[int]) -> None:
             )
 
 
-def _reaches_after_leaving(inst: Instance, members: set[int]) -> set[int]:
+def reached_after_leaving(inst: Instance, members: set[int]) -> set[int]:
     """Nodes reachable from ``members`` by a path that has left ``members``."""
     after: set[int] = set()
     for u in range(inst.n):  # positions are a topological order
@@ -88,7 +88,7 @@ def violations(inst: Instance, assignment: Sequence[int], contiguous: bool = Tru
         if used > inst.acc_memory[a] * (1 + 1e-9):
             out.append(f"{name}: holds {used:.6g} bytes, capacity {inst.acc_memory[a]:.6g}")
         if contiguous:
-            back = sorted(_reaches_after_leaving(inst, members) & members)
+            back = sorted(reached_after_leaving(inst, members) & members)
             if back:
                 out.append(
                     f"{name}: subgraph is not contiguous (node {inst.ids[back[0]]} is reached "
