@@ -2,12 +2,15 @@
 
 This is the portable shaper that is always available (no root, no kernel support).
 It paces the request body through a token bucket of ``rate`` bytes/s with a burst of
-``burst`` bytes, exactly like the kernel's ``tbf`` qdisc (Linux ``tc-tbf(8)``), and it
+``burst`` bytes (one 1500-byte MTU by default), like the kernel's ``tbf`` qdisc (Linux
+``tc-tbf(8)``). A chunk may start when the bucket holds ``min(chunk, burst)`` tokens and
+leaves a debt that later chunks wait out; the body ends only when the debt is repaid,
+i.e. when the last byte would have left the link. It
 adds ``rtt/2`` before the request and ``rtt/2`` after the answer, since the kernel here
 has no ``netem`` to delay packets. The answer is paced at the same rate (the link is
 symmetric), so Luger eq. 3.3's ``response_size/bandwidth`` term is real.
 
-Expected transfer time of ``s`` bytes: ``max(0, s - burst)·8/bw + rtt`` (eq. 4.3 with
+Expected transfer time of ``s`` bytes: ``max(0, s − burst)·8/bw + rtt/2`` (eq. 4.3 less
 the burst); O(s / chunk) sleeps. Conditions can change at any moment with :meth:`set`;
 the next chunk uses the new rate.
 """
@@ -44,7 +47,7 @@ class TokenBucketShaper:
     """Paces bytes at ``bandwidth_mbit`` with a ``burst_bytes`` bucket; thread-safe."""
 
     def __init__(
-        self, conditions: LinkConditions, burst_bytes: int = 16 * 1024, chunk_bytes: int = 16 * 1024
+        self, conditions: LinkConditions, burst_bytes: int = 1500, chunk_bytes: int = 16 * 1024
     ) -> None:
         self._lock = threading.Lock()
         self._cond = conditions
@@ -69,24 +72,35 @@ class TokenBucketShaper:
         self._stamp = now
 
     def take(self, n: int) -> None:
-        """Block until ``n`` bytes may pass."""
+        """Block until ``n`` bytes may start; a chunk larger than the bucket runs into debt."""
+        cap = min(n, self.burst_bytes)
         while True:
             with self._lock:
                 self._refill()
-                if self._tokens >= n or (n > self.burst_bytes and self._tokens >= self.burst_bytes):
+                if self._tokens >= cap:
                     self._tokens -= n
                     return
-                rate = self._cond.bandwidth_mbit * 1e6 / 8
-                wait = (min(n, self.burst_bytes) - self._tokens) / rate
+                wait = (cap - self._tokens) / (self._cond.bandwidth_mbit * 1e6 / 8)
+            time.sleep(max(wait, 1e-4))
+
+    def drain(self) -> None:
+        """Block until every byte taken so far has left the link (the debt is repaid)."""
+        while True:
+            with self._lock:
+                self._refill()
+                if self._tokens >= 0:
+                    return
+                wait = -self._tokens / (self._cond.bandwidth_mbit * 1e6 / 8)
             time.sleep(max(wait, 1e-4))
 
     def pace(self, data: bytes) -> Iterator[bytes]:
-        """Yield ``data`` in chunks, each released only when the bucket holds it."""
+        """Yield ``data`` in chunks at the link rate; ends once the last byte is through."""
         view = memoryview(data)
         for i in range(0, len(data), self.chunk_bytes):
             chunk = view[i : i + self.chunk_bytes]
             self.take(len(chunk))
             yield bytes(chunk)
+        self.drain()
 
     def half_rtt(self) -> None:
         if self._cond.rtt_s > 0:
