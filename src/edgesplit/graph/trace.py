@@ -18,7 +18,10 @@ them into every part that reads them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import io
+import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +49,7 @@ def to_graph_module(
     except Exception as fx_err:
         fx_reason = _one_line(fx_err)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_torch_logs():
             exported = torch.export.export(model, example_inputs)
         gm = exported.module()
         assert isinstance(gm, fx.GraphModule)
@@ -85,6 +88,23 @@ def trace(
     return _Builder(gm, granularity, tracer).build(name or type(model).__name__)
 
 
+@contextlib.contextmanager
+def _quiet_torch_logs() -> Iterator[None]:
+    """torch.export logs whole graphs on failure; our error is one line, so mute them."""
+    saved = {}
+    for name in list(logging.root.manager.loggerDict):
+        if name == "torch" or name.startswith("torch."):
+            logger = logging.getLogger(name)
+            saved[name] = logger.level
+            logger.setLevel(logging.CRITICAL + 1)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
 def _one_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return (text[0] if text else type(err).__name__)[:300]
@@ -110,7 +130,7 @@ class _Builder:
         by_key: dict[str, _Group] = {}
         groups: list[_Group] = []
         for n in self.gm.graph.nodes:
-            if n.op not in _COMPUTE_OPS:
+            if n.op not in _COMPUTE_OPS or _is_guard(n):
                 continue
             target: _Group | None = None
             if self.granularity == "layer":
@@ -145,6 +165,15 @@ class _Builder:
 
     @staticmethod
     def _is_shape_only(n: fx.Node) -> bool:
+        """Ops that re-label memory or compute on sizes; fused into their producer.
+
+        Scalar arithmetic on sizes (``channels // groups`` in ShuffleNet) must follow the
+        ``size()`` it reads, or the layer graph would gain a cycle.
+        """
+        if n.op != "call_module" and not isinstance(
+            n.meta.get("tensor_meta"), TensorMetadata | tuple
+        ):
+            return True
         if n.op == "call_method":
             return n.target in kinds.SHAPE_ONLY_METHODS
         if n.op == "call_function":
@@ -329,6 +358,12 @@ class _Builder:
             attrs=self._attrs(head, kind),
             members=tuple(m.name for m in g.members),
         )
+
+
+def _is_guard(n: fx.Node) -> bool:
+    """torch.export's input guards and runtime asserts: checks, not layers."""
+    name = str(n.target if n.op != "call_function" else getattr(n.target, "__name__", n.target))
+    return name == "_guards_fn" or name.startswith("_assert")
 
 
 def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:

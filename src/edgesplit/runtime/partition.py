@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 import torch.fx as fx
+import torch.utils._pytree as pytree
 
 from edgesplit.errors import PartitionError
 from edgesplit.graph.types import Graph
@@ -69,11 +70,21 @@ class SplitModel:
 
 
 def assemble_output(graph: Graph, values: Mapping[str, Any]) -> Any:
-    out_node = next(n for n in graph.module.graph.nodes if n.op == "output")
-    return fx.node.map_arg(out_node.args[0], lambda n: values[n.name])
+    """The model's output structure, rebuilt from named values.
+
+    Exported graphs return a flat tuple and unflatten it with their ``_out_spec``; we do
+    the same so the result matches the model's own return value.
+    """
+    gm = graph.module
+    out_node = next(n for n in gm.graph.nodes if n.op == "output")
+    flat = fx.node.map_arg(out_node.args[0], lambda n: values[n.name])
+    out_spec = getattr(gm, "_out_spec", None)
+    if out_spec is not None and isinstance(flat, tuple | list):
+        return pytree.tree_unflatten(list(flat), out_spec)
+    return flat
 
 
-def part_order(graph: Graph, assignment: Sequence[int]) -> list[int]:
+def part_order(graph: Graph, assignment: Sequence[int], num_parts: int | None = None) -> list[int]:
     """Validate ``assignment`` and return its parts in a data-flow order."""
     if len(assignment) != len(graph.nodes):
         raise PartitionError(
@@ -83,7 +94,7 @@ def part_order(graph: Graph, assignment: Sequence[int]) -> list[int]:
     for node, p in zip(graph.nodes, assignment):
         if not isinstance(p, int) or p < 0:
             raise PartitionError(f"node {node.name!r} has part id {p!r}; use integers >= 0")
-    k = max(assignment, default=-1) + 1
+    k = max(max(assignment, default=-1) + 1, num_parts or 0)
     edges: dict[int, set[int]] = {p: set() for p in range(k)}
     witness: dict[tuple[int, int], str] = {}
     for t in graph.tensors:
@@ -119,7 +130,7 @@ def part_order(graph: Graph, assignment: Sequence[int]) -> list[int]:
     return order
 
 
-def partition(graph: Graph, assignment: Sequence[int]) -> SplitModel:
+def partition(graph: Graph, assignment: Sequence[int], num_parts: int | None = None) -> SplitModel:
     """Build the executable parts of ``assignment`` (node index -> part id).
 
     Complexity O(|fx nodes| + |tensors| · consumers). Empty parts are allowed and pass
@@ -127,7 +138,7 @@ def partition(graph: Graph, assignment: Sequence[int]) -> SplitModel:
     """
     if graph.module is None:
         raise PartitionError(f"graph {graph.name!r} has no traced module to execute")
-    order = part_order(graph, assignment)
+    order = part_order(graph, assignment, num_parts)
     part_of_member: dict[str, int] = {}
     for node, p in zip(graph.nodes, assignment):
         for m in node.members:
@@ -160,21 +171,8 @@ def split_at(graph: Graph, cuts: Sequence[int]) -> SplitModel:
     for p, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
         for i in range(lo, hi):
             assignment[i] = p
-    # Empty parts still need an id so the two-tier runtime always sees k parts.
-    return partition_with_empty(graph, assignment, len(bounds) - 1)
-
-
-def partition_with_empty(graph: Graph, assignment: Sequence[int], k: int) -> SplitModel:
-    split = partition(graph, assignment)
-    have = {p.index for p in split.parts}
-    missing = [p for p in range(k) if p not in have]
-    if not missing:
-        return split
-    parts = list(split.parts)
-    for p in missing:
-        parts.append(_build_part(graph.module, p, [], [], ()))
-    parts.sort(key=lambda part: part.index)
-    return SplitModel(graph, tuple(parts), tuple(assignment))
+    # Trailing empty parts still count, so a two-tier split always has two parts.
+    return partition(graph, assignment, num_parts=len(bounds) - 1)
 
 
 def _outputs_needed(fx_nodes: list[fx.Node], part_of: dict[str, int]) -> dict[int, list[fx.Node]]:

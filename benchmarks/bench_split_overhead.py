@@ -1,0 +1,63 @@
+"""Split overhead: k-part in-process execution over the unsplit forward, same run.
+
+For each model we time the unsplit ``model(x)`` and the split model alternately, at
+(a) the worst two-part cut, taken as the cut crossing the most tensors and, among those,
+the most bytes, (b) a three-part split at the 1/3 and 2/3 cuts, and (c) the extreme of one
+part per node. Goal (issue #2): ratio at most 1.03 at the median for (a).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from _common import interleaved, save
+
+from edgesplit.graph import trace
+from edgesplit.models import build
+from edgesplit.runtime.partition import partition, split_at
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--models", default="alexnet,vgg16,resnet50")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    rows = []
+    for name in args.models.split(","):
+        model, x = build(name)
+        g = trace(model, x, name=name)
+        n = len(g)
+        worst = max(range(1, n), key=lambda k: (len(g.cut(k).tensors), g.cut(k).bytes))
+        variants = {
+            "worst_two_part": split_at(g, [worst]),
+            "three_part": split_at(g, [n // 3, 2 * n // 3]),
+            "per_node": partition(g, list(range(n))),
+        }
+        with torch.inference_mode():
+            for label, split in variants.items():
+                reps = args.repeats if label != "per_node" else max(5, args.repeats // 3)
+                cand, base = interleaved(lambda s=split, x=x: s(x), lambda m=model, x=x: m(x), reps)
+                row = {
+                    "model": name,
+                    "variant": label,
+                    "parts": len(split.parts),
+                    "cut": worst if label == "worst_two_part" else None,
+                    "crossing_tensors": len(g.cut(worst).tensors)
+                    if label == "worst_two_part"
+                    else None,
+                    "split_median_s": cand,
+                    "unsplit_median_s": base,
+                    "ratio": cand / base,
+                }
+                rows.append(row)
+                print(
+                    f"{name:10s} {label:15s} parts={len(split.parts):3d}  split {cand * 1e3:8.2f} ms"
+                    f"  unsplit {base * 1e3:8.2f} ms  ratio {cand / base:.3f}"
+                )
+    save("split_overhead", {"repeats": args.repeats, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()

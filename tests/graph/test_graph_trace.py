@@ -1,0 +1,139 @@
+"""Tracing: node counts, hand-checked node statistics, cuts, and the export fallback."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from edgesplit.errors import ShapeError, TraceError
+from edgesplit.graph import KINDS, trace
+from edgesplit.models import ZOO, build
+
+# Reduced inputs keep the suite fast; adaptive pooling makes every zoo model accept them.
+SMALL_SHAPES = {
+    "vgg13": (1, 3, 32, 32),
+    "vgg16": (1, 3, 32, 32),
+    "resnet50": (1, 3, 64, 64),
+    "mobilenet_v2": (1, 3, 64, 64),
+    "googlenet": (1, 3, 64, 64),
+    "inception_v3": (1, 3, 96, 96),
+}
+
+
+@pytest.fixture(scope="module")
+def alexnet_graph():
+    model, x = build("alexnet")
+    return trace(model, x, name="alexnet")
+
+
+def test_layer_counts_match_the_papers(alexnet_graph):
+    assert len(alexnet_graph) == 21
+    assert sum(n.kind == "dropout" for n in alexnet_graph) == 2
+    model, x = build("mnist_cnn")
+    g = trace(model, x)
+    assert [n.kind for n in g] == [
+        "conv",
+        "pool",
+        "activation",
+        "conv",
+        "pool",
+        "linear",
+        "activation",
+        "linear",
+        "softmax",
+    ]
+
+
+def test_conv_and_linear_stats_by_hand(alexnet_graph):
+    conv = alexnet_graph.nodes[0]  # Conv2d(3, 64, k=11, s=4, p=2) on 224x224 -> 55x55
+    assert conv.kind == "conv" and conv.output_shape == (1, 64, 55, 55)
+    assert conv.flops == 2 * 64 * 55 * 55 * 3 * 11 * 11
+    assert conv.params == 64 * 3 * 11 * 11 + 64
+    assert conv.param_bytes == conv.params * 4
+    assert conv.output_bytes == 64 * 55 * 55 * 4
+    fc = next(n for n in alexnet_graph if n.kind == "linear")  # Linear(9216, 4096)
+    assert fc.input_shapes == ((1, 9216),)
+    assert fc.flops == 2 * 9216 * 4096
+    assert fc.params == 9216 * 4096 + 4096
+    pool = alexnet_graph.nodes[2]  # MaxPool2d(3, 2): 9 comparisons per output element
+    assert pool.flops == 64 * 27 * 27 * 9
+
+
+def test_mnist_cnn_stats_by_hand():
+    model, x = build("mnist_cnn")
+    g = trace(model, x)
+    conv1, fc1 = g.nodes[0], g.nodes[5]
+    assert conv1.flops == 2 * 10 * 24 * 24 * 25 and conv1.params == 260
+    assert fc1.flops == 2 * 320 * 50 and fc1.params == 320 * 50 + 50
+    assert fc1.input_shapes == ((1, 320),)
+
+
+def test_cut_zero_sends_input_and_last_cut_sends_output(alexnet_graph):
+    cuts = alexnet_graph.cuts()
+    assert len(cuts) == len(alexnet_graph) + 1
+    assert cuts[0].bytes == 3 * 224 * 224 * 4
+    assert cuts[-1].bytes == 1000 * 4
+    assert cuts[-1].tensors[0].is_output
+    # A chain: every cut crosses the output of the node before it.
+    for k in range(1, len(alexnet_graph)):
+        assert cuts[k].tensors[0].producer == alexnet_graph.nodes[k - 1].name
+    assert alexnet_graph.is_chain
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_every_zoo_model_traces(name):
+    model, x = build(name, SMALL_SHAPES.get(name))
+    g = trace(model, x, name=name)
+    assert len(g) > 0 and all(n.kind in KINDS for n in g)
+    chains = {"mnist_cnn", "lenet", "alexnet", "vgg13", "vgg16"}
+    assert g.is_chain == (name in chains)
+    op = trace(model, x, name=name, granularity="op")
+    assert len(op) >= len(g)
+    assert sum(n.flops for n in op) == g.flops
+
+
+def test_resnet_is_a_dag_with_multi_tensor_cuts():
+    model, x = build("resnet50", SMALL_SHAPES["resnet50"])
+    g = trace(model, x)
+    assert not g.is_chain
+    assert any(n.kind == "add" for n in g)
+    assert max(len(c.tensors) for c in g.cuts()) >= 2
+
+
+class _ShapeBranch(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 1:  # Python control flow on a shape: fx fails, export specialises
+            x = x * 2
+        return self.c(self.b(self.a(x)))
+
+
+class _DataDependent(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a(x) if x.sum() > 0 else x
+
+
+def test_export_fallback_traces_what_fx_cannot():
+    g = trace(_ShapeBranch().eval(), torch.randn(1, 8))
+    assert g.tracer == "export"
+    assert [n.kind for n in g] == ["linear", "activation", "linear"]
+    assert g.nodes[0].params == 8 * 8 + 8
+
+
+def test_untraceable_module_names_module_and_reasons():
+    with pytest.raises(TraceError, match="_DataDependent.*torch.fx said.*torch.export said"):
+        trace(_DataDependent().eval(), torch.randn(1, 8))
+
+
+def test_wrong_input_shape_is_a_shape_error():
+    model, _ = build("alexnet")
+    with pytest.raises(ShapeError, match="input shape"):
+        trace(model, torch.randn(1, 5, 224, 224))
