@@ -1,0 +1,199 @@
+"""Named policies of Tuli 2021 Table 1 and the training runs they need.
+
+| name       | split decision          | placement            |
+|------------|-------------------------|----------------------|
+| splitplace | MAB (eq. 2-7, UCB test) | DASO (eq. 9-10)      |
+| m+g        | MAB                     | GOBI                 |
+| r+d        | random L/S              | DASO                 |
+| l+g        | always layer            | GOBI                 |
+| s+g        | always semantic         | GOBI                 |
+| gillis     | always layer            | earliest finish time |
+| mc         | layer or compressed     | best-fit             |
+| random     | random L/S              | random               |
+| bestfit    | random L/S              | best-fit             |
+
+Training is separate from evaluation, as in the paper: :func:`train_mab` runs the
+epsilon-greedy bandit on its own seed and returns its state; :func:`train_surrogate`
+collects traces with random decisions and placements (:func:`collect_traces`) and fits the
+surrogate (eq. 9). Both are seeded. Costs: a training run is one simulation.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgesplit.cluster.apps import AppProfile
+from edgesplit.cluster.config import ClusterConfig
+from edgesplit.cluster.daso import Encoding, Surrogate, SurrogatePlacer, fit_surrogate
+from edgesplit.cluster.heuristics import (
+    BestFitPlacer,
+    EFTPlacer,
+    FixedSplitter,
+    MCSplitter,
+    RandomPlacer,
+    RandomSplitter,
+)
+from edgesplit.cluster.mab import MABSplitter
+from edgesplit.cluster.metrics import IntervalMetrics
+from edgesplit.cluster.policy import ClusterView, PendingContainer, Placer, Policy, Splitter
+from edgesplit.cluster.simulator import Simulator
+from edgesplit.errors import InputError
+
+POLICIES: dict[str, tuple[str, str]] = {
+    "splitplace": ("mab", "daso"),
+    "m+g": ("mab", "gobi"),
+    "r+d": ("random", "daso"),
+    "l+g": ("layer", "gobi"),
+    "s+g": ("semantic", "gobi"),
+    "gillis": ("layer", "eft"),
+    "mc": ("mc", "bestfit"),
+    "random": ("random", "random"),
+    "bestfit": ("random", "bestfit"),
+}
+TABLE1 = ("mc", "gillis", "s+g", "l+g", "r+d", "m+g", "splitplace")
+
+
+@dataclass
+class Trained:
+    """Learned state shared by the learning policies of one experiment."""
+
+    mab_state: dict[str, Any] | None = None
+    surrogates: dict[str, Surrogate] = field(default_factory=dict)
+    mab_history: list[dict[str, object]] = field(default_factory=list)
+
+
+class _Recorder:
+    """Random placement that records (state, one-hot placement) and the interval's O^P."""
+
+    name = "recorder"
+
+    def __init__(self, encoding: Encoding, seed: int) -> None:
+        self.encoding = encoding
+        self.inner = RandomPlacer(seed)
+        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.samples: list[tuple[torch.Tensor, torch.Tensor, float]] = []
+
+    def place(self, view: ClusterView, pending: Sequence[PendingContainer]) -> list[int | None]:
+        out = self.inner.place(view, pending)
+        enc = self.encoding
+        self.pending = []
+        for lo in range(0, len(pending), enc.slots):
+            chunk = pending[lo : lo + enc.slots]
+            p = torch.zeros(enc.slots, enc.hosts)
+            for i, h in enumerate(out[lo : lo + enc.slots]):
+                if h is not None:
+                    p[i, h] = 1.0
+            self.pending.append((enc.state(view, chunk), p))
+        return out
+
+    def observe(self, metrics: IntervalMetrics) -> None:
+        if metrics.reward is not None:
+            self.samples += [(s, p, float(metrics.reward)) for s, p in self.pending]
+        self.pending = []
+
+
+def collect_traces(
+    config: ClusterConfig,
+    encoding: Encoding,
+    profiles: dict[str, AppProfile],
+    seeds: Sequence[int],
+) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+    """Simulator traces Lambda of eq. 9 from random split decisions and placements."""
+    samples = []
+    for s in seeds:
+        rec = _Recorder(encoding, seed=s)
+        cfg = config.model_copy(update={"seed": s})
+        Simulator(cfg, Policy("trace", RandomSplitter(s), rec), profiles).run()
+        samples += rec.samples
+    return samples
+
+
+def train_surrogate(
+    config: ClusterConfig,
+    profiles: dict[str, AppProfile],
+    decision_aware: bool,
+    seeds: Sequence[int] = (1001, 1002),
+    slots: int = 32,
+    epochs: int = 300,
+) -> tuple[Surrogate, list[float]]:
+    """Fit f (eq. 9) on traces from ``seeds`` (kept apart from evaluation seeds)."""
+    enc = Encoding(len(config.hosts), slots, decision_aware)
+    samples = collect_traces(config, enc, profiles, seeds)
+    if not samples:
+        raise InputError("surrogate training produced no traces; raise --intervals")
+    model = Surrogate(enc)
+    states = torch.stack([s for s, _, _ in samples])
+    places = torch.stack([p for _, p, _ in samples])
+    targets = torch.tensor([y for _, _, y in samples], dtype=torch.float32)
+    losses = fit_surrogate(model, states, places, targets, epochs=epochs)
+    return model, losses
+
+
+def train_mab(
+    config: ClusterConfig, profiles: dict[str, AppProfile], seed: int = 2001
+) -> MABSplitter:
+    """epsilon-greedy training run (eq. 6) with best-fit placement on its own seed."""
+    mab = MABSplitter(mode="train", seed=seed)
+    cfg = config.model_copy(update={"seed": seed})
+    Simulator(cfg, Policy("mab-train", mab, BestFitPlacer()), profiles).run()
+    return mab
+
+
+def make_policy(name: str, seed: int = 0, trained: Trained | None = None) -> Policy:
+    """Build a named policy; learning parts come from ``trained`` (see :func:`prepare`)."""
+    if name not in POLICIES:
+        raise InputError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
+    split_name, place_name = POLICIES[name]
+    trained = trained or Trained()
+    splitter: Splitter
+    if split_name == "mab":
+        if trained.mab_state is None:
+            raise InputError(f"policy {name!r} needs a trained MAB state")
+        splitter = MABSplitter.from_state(trained.mab_state, mode="test", seed=seed)
+    elif split_name == "random":
+        splitter = RandomSplitter(seed)
+    elif split_name == "mc":
+        splitter = MCSplitter()
+    else:
+        splitter = FixedSplitter(split_name)
+    placer: Placer
+    if place_name in ("daso", "gobi"):
+        if place_name not in trained.surrogates:
+            raise InputError(f"policy {name!r} needs a trained {place_name} surrogate")
+        placer = SurrogatePlacer(copy.deepcopy(trained.surrogates[place_name]))
+    elif place_name == "eft":
+        placer = EFTPlacer()
+    elif place_name == "bestfit":
+        placer = BestFitPlacer()
+    else:
+        placer = RandomPlacer(seed)
+    return Policy(name, splitter, placer)
+
+
+def prepare(
+    config: ClusterConfig,
+    profiles: dict[str, AppProfile],
+    names: Sequence[str],
+    mab_state: dict[str, Any] | None = None,
+) -> Trained:
+    """Train what ``names`` need: the MAB (unless given) and the DASO/GOBI surrogates."""
+    for name in names:
+        if name not in POLICIES:
+            raise InputError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
+    parts = {p for n in names for p in POLICIES[n]}
+    trained = Trained(mab_state=mab_state)
+    if "mab" in parts and mab_state is None:
+        mab = train_mab(config, profiles)
+        trained.mab_state = mab.state()
+        trained.mab_history = mab.history
+    for kind in ("daso", "gobi"):
+        if kind in parts:
+            torch.manual_seed(int(np.uint32(config.seed)))
+            trained.surrogates[kind], _ = train_surrogate(config, profiles, kind == "daso")
+    return trained
