@@ -7,7 +7,8 @@ Endpoints
         tensors crossing cut ``E`` with metadata ``cloud_lat_start``/``cloud_lat_stop``
         (``time.time()`` seconds, eq. 3.2) and, with ``timings=true``, ``node_times``
         (JSON: Graph node -> seconds). The same two stamps come back as headers.
-    ``POST /offload``  Listing 1's JSON/base64 form (see :mod:`.wire`).
+    ``POST /offload``  Listing 1's JSON/base64 form (see :mod:`.wire`); an optional
+        ``"end"`` field in ``input_data`` works as ``end`` above.
     ``GET /v1/models``, ``GET /healthz`` (the RTT probe), ``GET /metrics`` (Prometheus),
     ``GET /openapi.json``.
 
@@ -214,7 +215,8 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
                     "body must be JSON {'input_data': {'tensor', 'splitting_point', 'model'}} "
                     f"({type(err).__name__}: {err})"
                 ) from None
-            seg = segment(str(name), sp, None)
+            end = data.get("end")
+            seg = segment(str(name), sp, None if end is None else int(end))
             if len(seg.needs) != 1:
                 raise ShapeError(
                     f"cut {sp} of {name!r} crosses {len(seg.needs)} tensors; use /v1/infer"

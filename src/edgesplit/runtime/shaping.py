@@ -1,17 +1,17 @@
 """In-process link emulation: a token-bucket rate limiter and a user-space RTT delay.
 
 This is the portable shaper that is always available (no root, no kernel support).
-It paces the request body through a token bucket of ``rate`` bytes/s with a burst of
-``burst`` bytes (one 1500-byte MTU by default), like the kernel's ``tbf`` qdisc (Linux
-``tc-tbf(8)``). A chunk may start when the bucket holds ``min(chunk, burst)`` tokens and
-leaves a debt that later chunks wait out; the body ends only when the debt is repaid,
-i.e. when the last byte would have left the link. It
+It paces the request body through a token bucket of ``rate`` bytes/s, like the kernel's
+``tbf`` qdisc (Linux ``tc-tbf(8)``): a chunk starts once the bytes before it are through
+and leaves a debt of its own size; the body ends when the last byte is through. A message
+starts with no credit saved up while the link was idle, so it takes size/rate; during a
+message the bucket may bank up to ``burst`` bytes, which absorbs the oversleeping of
+``time.sleep`` on a busy machine instead of losing that link time. It
 adds ``rtt/2`` before the request and ``rtt/2`` after the answer, since the kernel here
 has no ``netem`` to delay packets. The answer is paced at the same rate (the link is
 symmetric), so Luger eq. 3.3's ``response_size/bandwidth`` term is real.
 
-Expected transfer time of ``s`` bytes: ``max(0, s − burst)·8/bw + rtt/2`` (eq. 4.3 less
-the burst); O(s / chunk) sleeps. Conditions can change at any moment with :meth:`set`;
+Expected transfer time of ``s`` bytes: ``s·8/bw + rtt/2`` (eq. 4.3); O(s / chunk) sleeps. Conditions can change at any moment with :meth:`set`;
 the next chunk uses the new rate.
 """
 
@@ -47,7 +47,7 @@ class TokenBucketShaper:
     """Paces bytes at ``bandwidth_mbit`` with a ``burst_bytes`` bucket; thread-safe."""
 
     def __init__(
-        self, conditions: LinkConditions, burst_bytes: int = 1500, chunk_bytes: int = 16 * 1024
+        self, conditions: LinkConditions, burst_bytes: int = 16 * 1024, chunk_bytes: int = 16 * 1024
     ) -> None:
         self._lock = threading.Lock()
         self._cond = conditions
@@ -72,15 +72,14 @@ class TokenBucketShaper:
         self._stamp = now
 
     def take(self, n: int) -> None:
-        """Block until ``n`` bytes may start; a chunk larger than the bucket runs into debt."""
-        cap = min(n, self.burst_bytes)
+        """Block until the previous bytes are through, then let ``n`` bytes start (debt)."""
         while True:
             with self._lock:
                 self._refill()
-                if self._tokens >= cap:
+                if self._tokens >= 0:
                     self._tokens -= n
                     return
-                wait = (cap - self._tokens) / (self._cond.bandwidth_mbit * 1e6 / 8)
+                wait = -self._tokens / (self._cond.bandwidth_mbit * 1e6 / 8)
             time.sleep(max(wait, 1e-4))
 
     def drain(self) -> None:
@@ -95,6 +94,10 @@ class TokenBucketShaper:
 
     def pace(self, data: bytes) -> Iterator[bytes]:
         """Yield ``data`` in chunks at the link rate; ends once the last byte is through."""
+        with self._lock:
+            # A message starts on an idle link with no saved-up credit: its time is size/rate.
+            self._refill()
+            self._tokens = min(self._tokens, 0.0)
         view = memoryview(data)
         for i in range(0, len(data), self.chunk_bytes):
             chunk = view[i : i + self.chunk_bytes]

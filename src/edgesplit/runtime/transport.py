@@ -151,9 +151,14 @@ class HTTPTransport:
         times = {k: float(v) for k, v in json.loads(meta.get("node_times", "{}")).items()}
         return InferReply(out, start, stop, len(body), len(data), times)
 
-    def offload_json(self, model: str, cut: int, tensor: torch.Tensor) -> InferReply:
+    def offload_json(
+        self, model: str, cut: int, tensor: torch.Tensor, end: int | None = None
+    ) -> InferReply:
         """The thesis' path: Listing 1 JSON with a base64 tensor (for comparison only)."""
-        body = json.dumps(wire.offload_document(model, cut, tensor)).encode()
+        doc = wire.offload_document(model, cut, tensor)
+        if end is not None:
+            doc["input_data"]["end"] = end
+        body = json.dumps(doc).encode()
         resp = self._post("/offload", body, {}, "application/json")
         doc = resp.json()
         out = {
