@@ -158,6 +158,25 @@ def _row(m: Any) -> list[str]:
     ]
 
 
+def luger2023(
+    quick: bool = typer.Option(False, help="3 settings, 1 repeat (CI, < 5 minutes)"),
+    out: Path = typer.Option(Path("results/luger2023"), help="output folder"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Luger 2023 ch. 7: OC/OL/CL on 15 bandwidth/clock settings, real runs, Table 7.1."""
+    from edgesplit.experiments.luger2023 import reproduce
+
+    summary = reproduce(quick=quick, out=out)
+    if as_json:
+        print_json(summary)
+        return
+    console.print((out / "table_7_1.md").read_text())
+    console.print(f"tables, CSV and figures in {out}/")
+
+
 def register(app: typer.Typer) -> None:
+    from edgesplit.commands.reproduce import reproduce_app
+
     app.command("serve")(serve)
     app.command("run")(run)
+    reproduce_app.command("luger2023")(luger2023)

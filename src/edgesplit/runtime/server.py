@@ -350,3 +350,57 @@ def serve(
     check_bind(host, config.token, insecure)
     app = create_app(config)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+
+
+class ServerProcess:
+    """``edgesplit serve`` in a child process (benchmarks, fault runs): start, kill, restart."""
+
+    def __init__(self, models: tuple[str, ...], port: int = 0, args: tuple[str, ...] = ()) -> None:
+        import socket
+
+        if port == 0:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+        self.models, self.port, self.args = models, port, args
+        self.proc: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 180.0) -> ServerProcess:
+        import subprocess
+        import sys
+
+        import httpx
+
+        argv = [sys.executable, "-m", "edgesplit.cli", "serve", "--port", str(self.port)]
+        for m in self.models:
+            argv += ["--model", m]
+        self.proc = subprocess.Popen(
+            [*argv, *self.args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise EdgesplitError(f"edgesplit serve exited with {self.proc.returncode}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.kill()
+        raise EdgesplitError(f"edgesplit serve did not answer on {self.url} in {timeout_s} s")
+
+    def kill(self) -> None:
+        """SIGKILL: the crash case, no graceful shutdown."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        """SIGTERM: uvicorn finishes the requests in flight, then exits."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
