@@ -134,8 +134,20 @@ class _Task:
     start: float | None = None
 
 
+@dataclass(frozen=True)
+class ScriptedTask:
+    """A task given explicitly instead of drawn (tests, replaying a real run's workload)."""
+
+    app: str
+    batch: int
+    sla_s: float
+
+
 class Simulator:
-    """Runs one policy on one cluster config; ``run()`` returns per-interval metrics."""
+    """Runs one policy on one cluster config; ``run()`` returns per-interval metrics.
+
+    ``script`` maps interval -> tasks arriving then and replaces the random arrivals.
+    """
 
     def __init__(
         self,
@@ -143,14 +155,14 @@ class Simulator:
         policy: Policy,
         profiles: dict[str, AppProfile] | None = None,
         on_interval: Callable[[IntervalMetrics], None] | None = None,
+        script: dict[int, list[ScriptedTask]] | None = None,
     ) -> None:
         self.cfg = config
         self.policy = policy
         self.profiles = profiles or build_profiles(config.workload)
-        missing = {a.name for a in config.workload.apps} - set(self.profiles)
-        if missing:
-            raise InputError(f"no profile for apps {sorted(missing)}; check workload.apps")
+        self.app_names = list(self.profiles)  # random arrivals draw uniformly from these
         self.on_interval = on_interval
+        self.script = script
         self.rng = np.random.default_rng(config.seed)
         self.env = simpy.Environment()
         self.hosts = [HostRuntime(self.env, h) for h in config.hosts]
@@ -229,13 +241,24 @@ class Simulator:
         )
 
     # ---------------------------------------------------------------- broker
-    def _new_tasks(self, interval: int) -> list[_Task]:
+    def _draw(self, interval: int) -> list[ScriptedTask]:
+        if self.script is not None:
+            return list(self.script.get(interval, []))
         w = self.cfg.workload
-        tasks = []
+        drawn = []
         for _ in range(int(self.rng.poisson(w.arrival_rate))):
-            app = self.profiles[w.apps[int(self.rng.integers(len(w.apps)))].name]
+            app = self.profiles[self.app_names[int(self.rng.integers(len(self.app_names)))]]
             batch = int(self.rng.integers(app.batch_range[0], app.batch_range[1] + 1))
             sla_s = float(self.rng.uniform(w.sla_min, w.sla_max)) * self.cfg.interval_s
+            drawn.append(ScriptedTask(app.name, batch, sla_s))
+        return drawn
+
+    def _new_tasks(self, interval: int) -> list[_Task]:
+        tasks = []
+        for spec in self._draw(interval):
+            if spec.app not in self.profiles:
+                raise InputError(f"scripted task names unknown app {spec.app!r}")
+            app, batch, sla_s = self.profiles[spec.app], spec.batch, spec.sla_s
             tid = self._id()
             info = NewTask(tid, app.name, batch, sla_s, self.estimates[app.name], interval)
             decision = self.policy.splitter.decide(info)

@@ -1,0 +1,103 @@
+"""Fragments from real traced graphs, accuracy table, config validation, mobility."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from edgesplit.cluster.apps import (
+    balanced_cuts,
+    build_profile,
+    build_variant,
+    class_groups,
+    load_accuracy_table,
+    trace_variant,
+)
+from edgesplit.cluster.config import ClusterConfig, HostSpec, WorkloadSpec, load_cluster
+from edgesplit.cluster.mobility import Mobility
+from edgesplit.errors import InputError
+from edgesplit.runtime.partition import split_at
+
+W = WorkloadSpec()
+MNIST = W.apps[0]
+
+
+def test_layer_fragments_are_exact_parts_of_the_traced_model() -> None:
+    (g,) = trace_variant(MNIST, "layer", 4)
+    cuts = balanced_cuts(g, 4)
+    split = split_at(g, cuts)
+    x = torch.randn(2, *MNIST.input_shape)
+    model = build_variant(MNIST, "layer", 4)[0].eval()
+    assert torch.equal(split(x), model(x))
+    prof = build_profile(MNIST, W)
+    frags = prof.fragments["layer"]
+    assert len(frags) == 4
+    assert sum(f.instructions for f in frags) == pytest.approx(g.flops * W.instructions_per_flop)
+    # successive fragments hand over exactly the cut tensors
+    for a, b, k in zip(frags, frags[1:], cuts):
+        assert a.out_bytes == b.in_bytes == g.cut(k).bytes
+
+
+def test_semantic_fragments_are_narrower_and_cover_all_classes() -> None:
+    prof = build_profile(MNIST, W)
+    sem, layer = prof.fragments["semantic"], prof.fragments["layer"]
+    assert len(sem) == W.fragments
+    assert sum(f.instructions for f in sem) < sum(f.instructions for f in layer)
+    groups = class_groups(MNIST.num_classes, W.fragments)
+    assert sorted(c for g in groups for c in g) == list(range(MNIST.num_classes))
+    assert sum(f.out_bytes for f in sem) == MNIST.num_classes * 4
+    assert prof.fragments["compressed"][0].instructions < sum(f.instructions for f in layer)
+
+
+def test_shipped_accuracy_table_is_measured_for_mnist() -> None:
+    table = load_accuracy_table()
+    assert set(table["mnist"]) == {"layer", "semantic", "compressed"}
+    assert all(0.5 < v <= 1.0 for v in table["mnist"].values())
+
+
+def test_app_without_accuracy_is_rejected() -> None:
+    app = MNIST.model_copy(update={"name": "unknown-app"})
+    with pytest.raises(InputError, match="accuracy"):
+        build_profile(app, W)
+
+
+def test_default_cluster_is_the_papers() -> None:
+    cfg = ClusterConfig()
+    assert len(cfg.hosts) == 16 and cfg.interval_s == 300.0 and cfg.intervals == 100
+    assert sorted(h.ram_mb for h in cfg.hosts) == [4096.0] * 8 + [8192.0] * 8
+    assert {h.mips for h in cfg.hosts} == {4029.0} and cfg.workload.arrival_rate == 6.0
+    assert any(h.mobile for h in cfg.hosts) and not all(h.mobile for h in cfg.hosts)
+
+
+def test_bad_config_names_the_field(tmp_path) -> None:
+    with pytest.raises(ValidationError, match="power_w"):
+        HostSpec(name="x", ram_mb=1.0, power_w=(1.0, 2.0))
+    f = tmp_path / "c.yaml"
+    f.write_text("hosts: [{name: a, ram_mb: -1, power_w: [1,1,1,1,1,1,1,1,1,1,1]}]\n")
+    with pytest.raises(ValidationError, match="ram_mb"):
+        load_cluster(f)
+    with pytest.raises(InputError, match="does not exist"):
+        load_cluster(tmp_path / "missing.yaml")
+    f.write_text("- a\n")
+    with pytest.raises(InputError, match="mapping"):
+        load_cluster(f)
+
+
+def test_random_waypoint_stays_on_streets_and_links_degrade() -> None:
+    cfg = ClusterConfig()
+    mob = Mobility(cfg.hosts, cfg.mobility, np.random.default_rng(0))
+    mobile = [i for i, h in enumerate(cfg.hosts) if h.mobile]
+    for _ in range(20):
+        mob.advance(300.0)
+        for i in mobile:
+            x, y = mob.positions[i]
+            b = cfg.mobility.block_km
+            # one coordinate is always on a street line of the grid
+            on_street = min(abs(x / b - round(x / b)), abs(y / b - round(y / b))) < 1e-6
+            assert on_street and 0 <= x <= cfg.mobility.grid_km and 0 <= y <= cfg.mobility.grid_km
+    near, far = sorted(mobile, key=mob.distance)[0], sorted(mobile, key=mob.distance)[-1]
+    assert mob.link(far)[0] <= mob.link(near)[0] and mob.link(far)[1] >= mob.link(near)[1]
+    static = next(i for i, h in enumerate(cfg.hosts) if not h.mobile)
+    assert mob.link(static) == (cfg.hosts[static].bandwidth_mbps, cfg.hosts[static].latency_s)
