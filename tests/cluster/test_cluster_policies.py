@@ -72,6 +72,7 @@ def test_reward_terms_by_hand() -> None:
     }
     assert o_mab(ts) == pytest.approx(0.8)
     om, art, r = reward(ts, aec=0.2, interval_s=10.0, sla_max=4.0)
+    assert om == pytest.approx(0.8)
     # mean response 50/3 s = 1.667 intervals / 4 = 0.4167
     assert art == pytest.approx(50 / 3 / 10 / 4)
     assert r == pytest.approx(0.8 - 0.5 * 0.2 - 0.5 * art)
