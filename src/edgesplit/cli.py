@@ -11,7 +11,9 @@ import sys
 import typer
 from pydantic import ValidationError
 
+from edgesplit.commands import earlyexit as earlyexit_commands
 from edgesplit.commands import graph as graph_commands
+from edgesplit.commands import multidevice as multidevice_commands
 from edgesplit.commands import plan as plan_commands
 from edgesplit.commands import runtime as runtime_commands
 from edgesplit.commands.reproduce import reproduce_app
@@ -26,7 +28,7 @@ app = typer.Typer(
 )
 
 # One entry per area; each module exposes register(app) and may add to reproduce_app.
-for _area in (graph_commands, plan_commands, runtime_commands):
+for _area in (graph_commands, plan_commands, runtime_commands, earlyexit_commands, multidevice_commands):
     _area.register(app)
 app.add_typer(reproduce_app, name="reproduce")
 

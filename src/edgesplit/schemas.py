@@ -13,6 +13,8 @@ from edgesplit.errors import InputError
 
 SCHEMAS: dict[str, str] = {
     "conditions": "edgesplit.runtime.conditions:Schedule",
+    "earlyexit": "edgesplit.earlyexit.instance:EarlyExitInstance",
+    "multidevice": "edgesplit.multidevice.instance:MultiDeviceInstance",
     "profile": "edgesplit.profile:Profile",
     "system": "edgesplit.system.model:System",
 }

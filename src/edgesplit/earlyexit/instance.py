@@ -106,9 +106,13 @@ class EarlyExitInstance(BaseModel):
         default_factory=lambda: LinkSpec(rate_mbps=1000.0, width_hz=None, snr_db=None)
     )
     cloud_speed_factor: float = Field(4.0, gt=0)
+    mobile_speed_factor: float = Field(
+        1.0, gt=0, description="mobile predictor divided by this (e.g. 0.1: 10x slower)"
+    )
     predictors: Literal["table4.2", "fitted"] = "table4.2"
     profile: str | None = Field(None, description="profile JSON of this model (fitted only)")
     include_loading: bool = True
+    weights: str | None = Field(None, description="BranchyNet state dict (.safetensors)")
 
     @classmethod
     def load(cls, path: str | Path) -> EarlyExitInstance:
@@ -143,7 +147,7 @@ def tier_models(inst: EarlyExitInstance, graph: Graph, x: torch.Tensor) -> list[
     """Predictors for mobile, edge and cloud per ``inst.predictors``."""
     if inst.predictors == "table4.2":
         return [
-            Table42Model("mobile"),
+            Table42Model("mobile", inst.mobile_speed_factor),
             Table42Model("edge"),
             Table42Model("edge", inst.cloud_speed_factor),
         ]
@@ -151,9 +155,9 @@ def tier_models(inst: EarlyExitInstance, graph: Graph, x: torch.Tensor) -> list[
 
     prof = load_profile(inst.profile) if inst.profile else profile_graph(graph, x, repeats=10)
     seconds = prof.node_seconds()
-    # This one machine plays every tier; the cloud is faster by the stated factor.
+    # This one machine is the edge; mobile and cloud differ from it by the stated factors.
     return [
-        fitted_from_profile(graph.nodes, seconds),
+        fitted_from_profile(graph.nodes, seconds, speedup=inst.mobile_speed_factor),
         fitted_from_profile(graph.nodes, seconds),
         fitted_from_profile(graph.nodes, seconds, speedup=inst.cloud_speed_factor),
     ]
@@ -231,6 +235,11 @@ def load_instance_problem(
     net, x = build_branchy(inst.model)
     if model is not None:
         net = model
+    elif inst.weights:
+        from edgesplit.models.zoo import load_weights
+
+        load_weights(net, inst.weights)
+        net.eval()
     if inst.accuracies == "digits":
         split = digits_split()
         train(net, split, epochs=inst.train_epochs)

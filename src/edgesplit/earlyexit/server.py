@@ -43,9 +43,12 @@ def executor_from_spec(spec: Mapping[str, Any]) -> EarlyExitExecutor:
     from edgesplit.models.zoo import load_weights
 
     inst = EarlyExitInstance.model_validate(spec["instance"])
+    # Parts depend only on the genes, not on predicted costs: skip profiling here.
+    inst = inst.model_copy(update={"predictors": "table4.2", "profile": None})
     net, x = build_branchy(inst.model)
-    if spec.get("weights"):
-        load_weights(net, spec["weights"])
+    weights = spec.get("weights") or inst.weights
+    if weights:
+        load_weights(net, str(weights))
     net.eval()
     problem, graph = build_problem(
         net, x, list(spec["accuracies"]), inst.requirement.build(), inst, name=inst.model
