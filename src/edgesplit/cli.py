@@ -11,6 +11,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
+from edgesplit.commands import cluster as cluster_commands
 from edgesplit.commands import earlyexit as earlyexit_commands
 from edgesplit.commands import graph as graph_commands
 from edgesplit.commands import multidevice as multidevice_commands
@@ -28,7 +29,7 @@ app = typer.Typer(
 )
 
 # One entry per area; each module exposes register(app) and may add to reproduce_app.
-for _area in (graph_commands, plan_commands, runtime_commands, earlyexit_commands, multidevice_commands):
+for _area in (graph_commands, cluster_commands, plan_commands, runtime_commands, earlyexit_commands, multidevice_commands):
     _area.register(app)
 app.add_typer(reproduce_app, name="reproduce")
 

@@ -12,6 +12,7 @@ from typing import Any
 from edgesplit.errors import InputError
 
 SCHEMAS: dict[str, str] = {
+    "cluster": "edgesplit.cluster.config:ClusterConfig",
     "conditions": "edgesplit.runtime.conditions:Schedule",
     "earlyexit": "edgesplit.earlyexit.instance:EarlyExitInstance",
     "multidevice": "edgesplit.multidevice.instance:MultiDeviceInstance",

@@ -21,7 +21,7 @@ surrogate (eq. 9). Both are seeded. Costs: a training run is one simulation.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,3 +197,17 @@ def prepare(
             torch.manual_seed(int(np.uint32(config.seed)))
             trained.surrogates[kind], _ = train_surrogate(config, profiles, kind == "daso")
     return trained
+
+
+def run_policy(
+    config: ClusterConfig,
+    name: str,
+    profiles: dict[str, AppProfile],
+    trained: Trained,
+    seed: int | None = None,
+    on_interval: Callable[[IntervalMetrics], None] | None = None,
+) -> tuple[list[IntervalMetrics], Policy]:
+    """Evaluate one named policy on ``config`` (seed overrides ``config.seed``)."""
+    cfg = config if seed is None else config.model_copy(update={"seed": seed})
+    policy = make_policy(name, cfg.seed, trained)
+    return Simulator(cfg, policy, profiles, on_interval=on_interval).run(), policy

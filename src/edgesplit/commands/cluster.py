@@ -1,0 +1,133 @@
+"""``edgesplit simulate``: run a SplitPlace policy on a simulated mobile edge cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from edgesplit.commands.common import JsonOpt, console, err_console, print_json
+
+
+def summary_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
+    """Table 1 layout: one row per policy."""
+    table = Table(title=title)
+    cols = [
+        ("energy_kwh", "Energy kWh", "{:.4f}"),
+        ("sched_s", "Sched. s", "{:.3f}"),
+        ("jain", "Jain", "{:.2f}"),
+        ("wait_intervals", "Wait", "{:.2f}"),
+        ("response_intervals", "Resp.", "{:.2f}"),
+        ("sla_violation", "SLA viol.", "{:.2f}"),
+        ("accuracy", "Acc. %", "{:.2f}"),
+        ("reward", "Reward", "{:.2f}"),
+    ]
+    table.add_column("Policy")
+    for _, label, _ in cols:
+        table.add_column(label, justify="right")
+    for name, s in rows.items():
+        cells = []
+        for key, _, fmt in cols:
+            v = s.get(key)
+            cells.append("-" if v is None else fmt.format(v))
+        table.add_row(name, *cells)
+    return table
+
+
+def simulate(
+    cluster: Path | None = typer.Option(
+        None, "--cluster", help="cluster YAML/JSON (`edgesplit schema cluster`); default: paper"
+    ),
+    policy: str = typer.Option(
+        "splitplace", "--policy", help="splitplace, m+g, r+d, l+g, s+g, gillis, mc, random, bestfit"
+    ),
+    intervals: int | None = typer.Option(None, "--intervals", min=1, help="override intervals"),
+    seed: int | None = typer.Option(None, "--seed", help="override the config's seed"),
+    mab_state: Path | None = typer.Option(
+        None, "--mab-state", help="trained MAB JSON: loaded if present, else trained and saved"
+    ),
+    out: Path | None = typer.Option(None, "--out", help="also write the JSON result here"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Simulate one policy (Tuli 2021) and print Table 1's metrics for it."""
+    from edgesplit.cluster.apps import build_profiles
+    from edgesplit.cluster.config import ClusterConfig, load_cluster
+    from edgesplit.cluster.mab import MABSplitter
+    from edgesplit.cluster.metrics import interval_rows, summarize
+    from edgesplit.cluster.policies import POLICIES, prepare, run_policy
+    from edgesplit.errors import InputError
+    from edgesplit.io import write_json
+
+    if policy not in POLICIES:
+        raise InputError(f"--policy {policy!r} is unknown; choose one of {', '.join(POLICIES)}")
+    cfg = load_cluster(cluster) if cluster else ClusterConfig()
+    updates: dict[str, Any] = {}
+    if intervals is not None:
+        updates["intervals"] = intervals
+    if seed is not None:
+        updates["seed"] = seed
+    cfg = cfg.model_copy(update=updates)
+    profiles = build_profiles(cfg.workload)
+    state = None
+    if mab_state is not None and mab_state.is_file():
+        state = MABSplitter.load(mab_state).state()
+    with err_console.status("training learned components", spinner="dots"):
+        trained = prepare(cfg, profiles, [policy], state)
+    if mab_state is not None and state is None and trained.mab_state is not None:
+        write_json(mab_state, trained.mab_state)
+    progress = Progress(
+        TextColumn(f"{policy}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=as_json,
+    )
+    with progress:
+        bar = progress.add_task("simulate", total=cfg.intervals)
+        metrics, _ = run_policy(
+            cfg, policy, profiles, trained, on_interval=lambda m: progress.advance(bar)
+        )
+    summary = summarize(metrics, cfg.interval_s)
+    doc = {
+        "policy": policy,
+        "seed": cfg.seed,
+        "hosts": len(cfg.hosts),
+        "intervals": cfg.intervals,
+        "summary": summary,
+        "per_interval": interval_rows(metrics),
+    }
+    if out is not None:
+        write_json(out, doc)
+    if as_json:
+        print_json(doc)
+        return
+    console.print(
+        summary_table(
+            f"{policy}: {len(cfg.hosts)} hosts, {cfg.intervals} intervals, seed {cfg.seed}",
+            {policy: summary},
+        )
+    )
+    per_app = Table(title="per application")
+    for col in ("app", "tasks", "resp.", "SLA viol.", "acc. %", "layer share"):
+        per_app.add_column(col)
+    for app, s in summary["per_app"].items():
+        per_app.add_row(
+            app,
+            str(s["tasks"]),
+            f"{s.get('response_intervals', 0):.2f}",
+            f"{s.get('sla_violation', 0):.2f}",
+            f"{s.get('accuracy', 0):.2f}",
+            f"{s.get('layer_fraction', 0):.2f}",
+        )
+    console.print(per_app)
+
+
+def register(app: typer.Typer) -> None:
+    from edgesplit.experiments.tuli2021 import register_reproduction
+
+    app.command("simulate")(simulate)
+    register_reproduction()
