@@ -8,11 +8,11 @@ from collections.abc import Callable
 import pytest
 
 from edgesplit.multidevice import DeviceCosts, Problem, evaluate, solve
-
-Make = Callable[[int, int, tuple[int, int]], Problem]
 from edgesplit.multidevice.bruteforce import solve_bruteforce
 from edgesplit.multidevice.heuristic import solve_heuristic
 from edgesplit.multidevice.problem import job_sequence
+
+Make = Callable[[int, int, tuple[int, int]], Problem]
 
 CASES = [(seed, 2, (1, 6)) for seed in range(6)] + [(seed, 3, (1, 4)) for seed in range(6, 14)]
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Sequence
+from functools import partial
 
 from edgesplit.multidevice.problem import Problem, Schedule, evaluate, job_sequence
 
@@ -52,6 +53,10 @@ class _Jobs:
         self.work = [[d.server_suffix(k) for k in range(d.m + 1)] for d in problem.devices]
         self.local = [d.local_prefix(d.m) for d in problem.devices]
         self.m = [d.m for d in problem.devices]
+
+    def alone(self, i: int, k: int) -> float:
+        """Completion of device ``i`` at split ``k`` with the server to itself."""
+        return self.local[i] if k == self.m[i] else self.release[i][k] + self.work[i][k]
 
     def value(self, splits: Sequence[int], order: Sequence[int]) -> float:
         """Sum of completion times for an order of the offloaded devices, O(N)."""
@@ -87,15 +92,7 @@ def solve_heuristic(problem: Problem, *, time_budget: float = 0.8) -> Schedule:
     t0 = time.perf_counter()
     jobs = _Jobs(problem)
     cands = pareto_splits(problem)
-    splits = [
-        min(
-            ks,
-            key=lambda k, i=i: (
-                jobs.local[i] if k == jobs.m[i] else jobs.release[i][k] + jobs.work[i][k]
-            ),
-        )
-        for i, ks in enumerate(cands)
-    ]
+    splits = [min(ks, key=partial(jobs.alone, i)) for i, ks in enumerate(cands)]
     order = jobs.list_order(splits)
     best = jobs.value(splits, order)
     sweeps = 0

@@ -45,6 +45,9 @@ class DelaySource(BaseModel):
     factor: float = Field(1.0, gt=0, description="multiplier on measured/predicted delays")
     seconds: list[float] | None = Field(None, description="explicit per-layer delays (seconds)")
     profile: str | None = Field(None, description="saved `edgesplit profile` JSON to use")
+    timer: Literal["cpu", "wall"] = Field(
+        "cpu", description="profile by thread CPU time (dedicated core) or wall time"
+    )
 
     @field_validator("seconds")
     @classmethod
@@ -64,8 +67,12 @@ class DeviceSpec(BaseModel):
     name: str = "device"
     model: str | None = Field(None, description="zoo name or package.module:callable")
     uplink_mbps: float = Field(..., description="uplink rate in Mbit/s (> 0)")
-    local: DelaySource = DelaySource(source="profile", factor=DEFAULT_SPEED_FACTOR)
-    server: DelaySource = DelaySource(source="profile", factor=1.0)
+    local: DelaySource = DelaySource(
+        source="profile", factor=DEFAULT_SPEED_FACTOR, seconds=None, profile=None, timer="cpu"
+    )
+    server: DelaySource = DelaySource(
+        source="profile", factor=1.0, seconds=None, profile=None, timer="cpu"
+    )
     layers: list[str] | None = Field(None, description="layer names for explicit devices")
     cut_bytes: list[int] | None = Field(None, description="bytes sent at cut 0..M (explicit)")
     count: int = Field(1, ge=1, le=1000)
@@ -126,8 +133,8 @@ class _Costs:
             self.inputs[model] = x
         return self.graphs[model]
 
-    def measured(self, model: str, saved: str | None) -> list[float]:
-        key = saved or model
+    def measured(self, model: str, saved: str | None, timer: str = "cpu") -> list[float]:
+        key = saved or f"{model}:{timer}"
         if key not in self.profiles:
             graph = self.graph(model)
             if saved:
@@ -136,20 +143,28 @@ class _Costs:
                 prof = load_profile(saved)
                 if [n.name for n in prof.nodes] != [n.name for n in graph.nodes]:
                     raise InputError(f"profile {saved!r} does not match the layers of {model!r}")
+                self.profiles[key] = [n.median_s for n in prof.nodes]
+            elif timer == "cpu":
+                from edgesplit.predict.gao import cpu_profile
+
+                self.profiles[key] = cpu_profile(
+                    graph, self.inputs[model], repeats=self.instance.profile_repeats
+                )
             else:
                 from edgesplit.profile import profile_graph
 
                 prof = profile_graph(
                     graph, self.inputs[model], repeats=self.instance.profile_repeats, warmup=2
                 )
-            self.profiles[key] = [n.median_s for n in prof.nodes]
+                self.profiles[key] = [n.median_s for n in prof.nodes]
         return self.profiles[key]
 
     def predicted(self, model: str) -> list[float]:
         if self.gao is None:
-            from edgesplit.predict.gao import fit_with_holdout
+            from edgesplit.predict.gao import fit_with_holdout, sample_layers
 
-            nodes, secs = [], []
+            # Variable-controlled single layers (§II-B) plus the instance's own models.
+            nodes, secs = sample_layers(40, repeats=self.instance.profile_repeats)
             for m in sorted({d.model for d in self.instance.devices if d.model}):
                 nodes.extend(self.graph(m).nodes)
                 secs.extend(self.measured(m, None))
@@ -184,6 +199,8 @@ def build_problem(instance: MultiDeviceInstance) -> Problem:
     costs = _Costs(instance)
     slowdown = 1.0 / (1.0 - instance.server_load)
     devices = []
+    local_factor: list[float] = []
+    server_factor: list[float] = []
     for spec in instance.devices:
         if spec.model is not None:
             graph = costs.graph(spec.model)
@@ -206,6 +223,8 @@ def build_problem(instance: MultiDeviceInstance) -> Problem:
         local = costs.delays(spec, spec.local, "local", len(layers))
         server = [s * slowdown for s in costs.delays(spec, spec.server, "server", len(layers))]
         for c in range(spec.count):
+            local_factor.append(spec.local.factor if spec.local.source != "explicit" else 1.0)
+            server_factor.append(spec.server.factor if spec.server.source != "explicit" else 1.0)
             devices.append(
                 DeviceCosts(
                     name=spec.name if spec.count == 1 else f"{spec.name}-{c}",
@@ -217,7 +236,12 @@ def build_problem(instance: MultiDeviceInstance) -> Problem:
                     uplink_bps=spec.uplink_mbps * 1e6,
                 )
             )
-    meta: dict[str, Any] = {"server_slowdown": slowdown}
+    # The factors are what `multidevice run` dilates real compute by (see execute.py).
+    meta: dict[str, Any] = {
+        "server_slowdown": slowdown,
+        "local_factor": local_factor,
+        "server_factor": server_factor,
+    }
     if costs.gao_report is not None:
         meta["gao_fit"] = costs.gao_report
     return Problem(tuple(devices), server_load=instance.server_load, meta=meta)

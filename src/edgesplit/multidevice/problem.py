@@ -223,7 +223,7 @@ def evaluate(
     """
     if len(splits) != problem.n:
         raise InputError(f"{len(splits)} splits given for {problem.n} devices")
-    for i, (d, k) in enumerate(zip(problem.devices, splits)):
+    for d, k in zip(problem.devices, splits):
         if not 0 <= k <= d.m:
             raise InputError(f"device {d.name!r}: split {k} outside 0..{d.m}")
     expected = {(i, j) for i, d in enumerate(problem.devices) for j in range(splits[i], d.m)}
