@@ -241,3 +241,12 @@ def test_http_transport_against_closed_port_is_a_transport_error() -> None:
         t.probe()
     with pytest.raises(TransportError):
         t.infer("mnist_cnn", 0, {"x": torch.zeros(1, 1, 28, 28)})
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; CI has none")
+def test_cuda_cloud_tier_matches_cpu(store) -> None:  # type: ignore[no-untyped-def]
+    cuda = ModelStore(("alexnet",), device="cuda")
+    tensors, ref = crossing(store, "alexnet", 8)
+    out, _ = cuda.run(cuda.segment("alexnet", 8), tensors)
+    assert torch.allclose(out["classifier_6"], ref, rtol=1e-3, atol=1e-4)
