@@ -14,10 +14,10 @@ For graphs too large for the MILP of :mod:`edgesplit.plan.milp` within its time 
    semantics (overlap can only shorten it). ``S`` is a used-accelerator count for identical
    accelerators, a bit mask otherwise. Cost: O(n^2) numpy memory and O(n^2 K) work, with
    ``K`` the number of states times accelerators.
-2. **Local search.** First-improvement moves of boundary nodes (a node with a neighbour on
-   another device) to that device or to the host, scored by the independent evaluator
-   (O(n + m) each), up to ``max_evals`` evaluations; this adds overlap-aware and
-   non-interval placements.
+2. **Local search.** From the DP placement and from all-host, first-improvement moves of
+   one node (with its colour class) to another device, neighbours' devices first, scored by
+   the independent evaluator (O(n + m) each), up to ``max_evals`` evaluations in all; this
+   adds overlap-aware and non-interval placements.
 
 The ``C_a`` matrices come from two 2-D difference arrays: node ``u``'s output leaves
 ``[i, j)`` iff ``i <= u < j <= maxsucc(u)``, and enters it iff ``u < i <= s < j`` for some
@@ -37,6 +37,16 @@ from edgesplit.errors import InputError
 from edgesplit.placement.evaluate import SEMANTICS, evaluate
 from edgesplit.placement.instance import HOST, Instance
 from edgesplit.placement.result import PlacementResult
+from edgesplit.plan.evaluate import evaluate as problem_evaluate
+from edgesplit.plan.placement_problem import (
+    contiguous_violations,
+    from_instance_assignment,
+    make_executable,
+    plan_from_assignment,
+    problem_to_instance,
+)
+from edgesplit.plan.problem import Problem
+from edgesplit.plan.types import Plan
 
 MAX_MASK_ACCELERATORS = 10
 
@@ -158,9 +168,11 @@ def local_search(
     while improved and evals < max_evals:
         improved = False
         for v in range(inst.n):
-            targets = {best[w] for w in inst.succ[v] + inst.pred[v]} | {HOST}
-            targets.discard(best[v])
-            for d in sorted(targets):
+            # Neighbours' devices first (they keep subgraphs contiguous), then the rest.
+            near = {best[w] for w in inst.succ[v] + inst.pred[v]} | {HOST}
+            rest = set(range(inst.accelerators + 1)) - near
+            targets = [d for d in sorted(near) + sorted(rest) if d != best[v]]
+            for d in targets:
                 if d != HOST and not inst.supported(d - 1, v):
                     continue
                 old = best[v]
@@ -188,17 +200,20 @@ def place(
     inst: Instance,
     semantics: str = "critical",
     contiguous: bool = True,
-    max_evals: int = 300,
+    max_evals: int = 600,
 ) -> PlacementResult:
     """Interval DP plus local search; the all-host placement is the fallback candidate."""
     if semantics not in SEMANTICS:
         raise InputError(f"semantics must be one of {SEMANTICS}, not {semantics!r}")
     t0 = time.perf_counter()
     start, dp_value = interval_dp(inst)
-    candidates = [start, tuple([HOST] * inst.n)]
-    scored = [(evaluate(inst, c, semantics, contiguous).latency, c) for c in candidates]
-    value, best = min(scored, key=lambda p: p[0])
-    best, value, evals = local_search(inst, best, semantics, contiguous, max_evals)
+    # Two starts: the DP's interval placement and all-host; each gets half the budget.
+    runs = [
+        local_search(inst, c, semantics, contiguous, max_evals // 2)
+        for c in (start, tuple([HOST] * inst.n))
+    ]
+    best, value, _ = min(runs, key=lambda r: r[1])
+    evals = sum(r[2] for r in runs)
     meta: dict[str, Any] = {"dp_sequential_value": dp_value, "local_search_evals": evals}
     return PlacementResult(
         algorithm="heuristic",
@@ -210,3 +225,54 @@ def place(
         contiguous=contiguous,
         meta=meta,
     )
+
+
+def solve(problem: Problem, *, contiguous: bool = True, max_evals: int = 200) -> Plan:
+    """Registry entry ``heuristic`` on a planner Problem.
+
+    Interval DP on :func:`~edgesplit.plan.placement_problem.problem_to_instance`, made
+    executable (every device contiguous), then first-improvement single-node moves scored
+    by the Problem's own evaluator, from that start and from all-on-source.
+    """
+    t0 = time.perf_counter()
+    inst, devices = problem_to_instance(problem)
+    dp, _ = interval_dp(inst)
+    starts = [
+        tuple([problem.source] * problem.n_nodes),
+        from_instance_assignment(inst, devices, dp),
+    ]
+    if contiguous:
+        starts = [make_executable(problem, s) for s in starts]
+    runs = [_problem_search(problem, s, contiguous, max_evals // 2) for s in starts]
+    best, _ = min(runs, key=lambda r: r[1])
+    meta = {"solve_s": time.perf_counter() - t0, "max_evals": max_evals}
+    return plan_from_assignment(problem, "heuristic", best, meta)
+
+
+def _problem_search(
+    problem: Problem, start: Sequence[int], contiguous: bool, max_evals: int
+) -> tuple[tuple[int, ...], float]:
+    def score(a: Sequence[int]) -> float:
+        ev = problem_evaluate(problem, a)
+        if not ev.memory_ok or (contiguous and contiguous_violations(problem.graph, a)):
+            return math.inf
+        return ev.objective_value
+
+    best = list(start)
+    value, evals, improved = score(best), 1, True
+    while improved and evals < max_evals:
+        improved = False
+        for v in range(problem.n_nodes):
+            for d in range(problem.n_devices):
+                if d == best[v] or not math.isfinite(problem.seconds[d, v]):
+                    continue
+                old, best[v] = best[v], d
+                trial = score(best)
+                evals += 1
+                if trial < value - 1e-15:
+                    value, improved = trial, True
+                    break
+                best[v] = old
+                if evals >= max_evals:
+                    return tuple(best), value
+    return tuple(best), value

@@ -26,13 +26,17 @@ heuristic of :mod:`edgesplit.plan.heuristic` also supplies the fallback when the
 passes without an incumbent), and ``T <= M`` is added, which is valid and tightens the LP.
 Size: O(nA) binaries and O(mA) rows; NP-hard in general (Tarnawski et al. §4). A licensed
 Gurobi or MOSEK is used when cvxpy finds one, else HiGHS.
+
+:func:`solve` is the registry entry ``ilp``: the same machinery on a planner Problem, whose
+formulation (sequential, message-per-device-pair semantics) is in
+:mod:`edgesplit.plan.placement_ilp`.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cvxpy as cp
@@ -42,6 +46,10 @@ from edgesplit.errors import InfeasiblePlanError, InputError
 from edgesplit.placement.evaluate import SEMANTICS, evaluate
 from edgesplit.placement.instance import HOST, Instance
 from edgesplit.placement.result import PlacementResult
+from edgesplit.plan.placement_ilp import build_problem_model
+from edgesplit.plan.placement_problem import plan_from_assignment
+from edgesplit.plan.problem import Problem
+from edgesplit.plan.types import Plan
 
 COMMERCIAL = ("GUROBI", "MOSEK")
 
@@ -95,7 +103,8 @@ def build(
         objective = host @ on_host + cp.sum(calls)
     else:
         big = upper_bound if math.isfinite(upper_bound) else _trivial_bound(inst)
-        big = big * (1 + 1e-6) + 1e-9
+        # Slack on M keeps HiGHS's 1e-6 integrality tolerance from turning into infeasibility.
+        big = big * 1.01 + 1e-6
         r = cp.Variable(n, nonneg=True, name="ready")
         s = cp.Variable(k, nonneg=True, name="start")
         total = cp.Variable(name="latency")
@@ -242,7 +251,10 @@ def place(
         if d != HOST:
             x0[v, d - 1] = 1.0
     left = max(1.0, time_limit - (time.perf_counter() - t0))
-    solver = run_solver(model.problem, left, threads, start=(model.x, x0))
+    try:
+        solver = run_solver(model.problem, left, threads, start=(model.x, x0))
+    except cp.error.SolverError as err:
+        return replace(start, algorithm="milp", status="solver_error", meta={"error": str(err)})
     status = model.problem.status
     info = getattr(model.problem.solver_stats, "extra_stats", None)
     has_incumbent = status == cp.OPTIMAL or (
@@ -286,3 +298,39 @@ def place(
         contiguous=contiguous,
         meta=meta,
     )
+
+
+def solve(
+    problem: Problem,
+    *,
+    time_limit: float = 60.0,
+    contiguous: bool = True,
+    threads: int = 1,
+) -> Plan:
+    """Registry entry ``ilp``: the exact MILP of a planner Problem (see placement_ilp)."""
+    from edgesplit.plan.heuristic import solve as heuristic_solve
+
+    t0 = time.perf_counter()
+    start = heuristic_solve(problem, contiguous=contiguous)
+    model, x = build_problem_model(problem, contiguous)
+    x0 = np.zeros((problem.n_nodes, problem.n_devices))
+    for v, d in enumerate(start.assignment):
+        x0[v, d] = 1.0
+    left = max(1.0, time_limit - (time.perf_counter() - t0))
+    meta: dict[str, Any] = {"heuristic_objective": start.predicted.get("objective_value")}
+    try:
+        meta["solver"] = run_solver(model, left, threads, start=(x, x0))
+    except cp.error.SolverError as err:
+        meta["error"] = str(err)
+    assignment = start.assignment
+    if model.status in (cp.OPTIMAL, cp.USER_LIMIT) and x.value is not None:
+        info = getattr(model.solver_stats, "extra_stats", None)
+        if model.status == cp.OPTIMAL or getattr(info, "primal_solution_status", 0) == 2:
+            assignment = tuple(int(np.argmax(row)) for row in np.asarray(x.value))
+            meta["milp_objective"] = float(model.value)  # type: ignore[arg-type]
+    meta["status"] = "optimal" if model.status == cp.OPTIMAL else "time_limit"
+    meta["solve_s"] = time.perf_counter() - t0
+    plan = plan_from_assignment(problem, "ilp", assignment, meta)
+    if plan.predicted["objective_value"] > start.predicted["objective_value"]:
+        return replace(start, algorithm="ilp", meta={**meta, "incumbent_from": "heuristic"})
+    return plan

@@ -19,6 +19,10 @@ from edgesplit.plan.types import Plan
 ALGORITHMS: dict[str, str] = {
     "exhaustive": "edgesplit.plan.exhaustive:solve",
     "two-tier": "edgesplit.plan.planner:solve",
+    "mincut": "edgesplit.plan.mincut:solve",
+    "ilp": "edgesplit.plan.milp:solve",
+    "relax": "edgesplit.plan.relax:solve",
+    "heuristic": "edgesplit.plan.heuristic:solve",
 }
 
 DEFAULT_ALGORITHM = "exhaustive"

@@ -33,7 +33,12 @@ import numpy as np
 from edgesplit.placement.evaluate import evaluate, reached_after_leaving
 from edgesplit.placement.instance import HOST, Instance
 from edgesplit.placement.result import PlacementResult
+from edgesplit.plan.evaluate import evaluate as problem_evaluate
 from edgesplit.plan.milp import build, run_solver
+from edgesplit.plan.placement_ilp import build_problem_model
+from edgesplit.plan.placement_problem import make_executable, plan_from_assignment
+from edgesplit.plan.problem import Problem
+from edgesplit.plan.types import Plan
 
 THRESHOLDS = (0.5, 0.3, 0.1, 0.7, 0.9)
 
@@ -115,3 +120,35 @@ def place(
         contiguous=contiguous,
         meta=meta,
     )
+
+
+def solve(
+    problem: Problem, *, time_limit: float = 60.0, contiguous: bool = True, threads: int = 1
+) -> Plan:
+    """Registry entry ``relax``: the LP of :mod:`edgesplit.plan.placement_ilp`, rounded.
+
+    Each node goes to its largest share, or to the source when no share exceeds
+    ``tau``; the result is made executable and scored by the Problem evaluator.
+    """
+    t0 = time.perf_counter()
+    model, x = build_problem_model(problem, contiguous, relaxed=True)
+    solver = run_solver(model, time_limit, threads)
+    k, n = problem.n_devices, problem.n_nodes
+    shares = np.asarray(x.value) if x.value is not None else np.eye(k)[[problem.source] * n]
+    candidates = set()
+    for tau in THRESHOLDS:
+        raw = tuple(int(np.argmax(row)) if row.max() > tau else problem.source for row in shares)
+        candidates.add(make_executable(problem, raw) if contiguous else raw)
+
+    def score(a: tuple[int, ...]) -> float:
+        ev = problem_evaluate(problem, a)
+        return ev.objective_value if ev.memory_ok else math.inf
+
+    best = min(sorted(candidates), key=score)
+    meta: dict[str, Any] = {
+        "solver": solver,
+        "lp_status": model.status,
+        "lp_bound": None if model.value is None else float(model.value),  # type: ignore[arg-type]
+        "solve_s": time.perf_counter() - t0,
+    }
+    return plan_from_assignment(problem, "relax", best, meta)
