@@ -271,9 +271,12 @@ def tuli2021(
     seeds: int | None = typer.Option(None, "--seeds", min=1, help="evaluation seeds"),
 ) -> None:
     """Reproduce SplitPlace's Table 1, Figure 4 and MAB curves (Tuli 2021)."""
+    import torch
+
     from edgesplit.commands.cluster import summary_table
     from edgesplit.commands.common import console
 
+    torch.set_num_threads(1)  # the surrogate is tiny; threads only add contention
     with console.status("training and simulating every Table 1 policy"):
         doc = reproduce(quick, out, seeds)
     rows = {

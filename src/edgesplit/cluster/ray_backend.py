@@ -1,0 +1,329 @@
+"""Real execution of SplitPlace decisions on Ray (Tuli 2021 §4 runs containers on Pis).
+
+The simulator decides (split per task, host per fragment); this module replays exactly
+those decisions with real networks on real inputs and measures what happens:
+
+- **Hosts** are Ray custom resources ``host0 .. host{H-1}`` (one unit each: one fragment at
+  a time per host). Locally ``ray.init(resources=...)`` creates them on one node; on a real
+  cluster start each worker with ``ray start --address HEAD --resources '{"host3": 1}'``
+  and pass ``address``.
+- **Application**: the MNIST-like app trained on sklearn digits
+  (:func:`edgesplit.cluster.accuracy.train_digits`) at 8x8 input. Layer fragments are the
+  parts of :func:`edgesplit.runtime.partition.split_at` on its traced graph; semantic
+  fragments are the k class-subset networks; compressed is the half-width network.
+- **Tasks** are Ray tasks pinned to their host's resource; a layer split chains them,
+  passing intermediate tensors through the object store (Ray's own serialisation, inside the
+  cluster only); a semantic split fans out and a broker-side task combines class scores.
+  Inputs are batches of held-out digit images; accuracy is measured against their labels.
+- **Time**: intervals last ``interval_s`` real seconds; each task is submitted when the
+  simulator created it, and its response time is measured on the driver from submission
+  to the arrival of its result.
+
+The simulated twin uses the same hosts with MIPS calibrated by timing the full network on
+this machine (one thread), so simulated and measured response times can be compared.
+Cost: one Ray task per fragment, plus a calibration forward pass.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgesplit.cluster.accuracy import SemanticEnsemble, train_digits
+from edgesplit.cluster.apps import AppProfile, balanced_cuts, build_profile
+from edgesplit.cluster.config import AppSpec, ClusterConfig, HostSpec, WorkloadSpec
+from edgesplit.cluster.metrics import IntervalMetrics, TaskRecord
+from edgesplit.cluster.policies import make_policy, prepare
+from edgesplit.cluster.policy import ClusterView, PendingContainer, Placer
+from edgesplit.cluster.simulator import Simulator
+from edgesplit.errors import InputError
+from edgesplit.graph import trace
+from edgesplit.runtime.partition import split_at
+
+
+@dataclass(frozen=True)
+class RealTask:
+    """One task replayed on Ray: decisions from the simulator, times measured."""
+
+    tid: int
+    decision: str
+    hosts: tuple[int, ...]
+    simulated_s: float
+    measured_s: float
+    correct: int
+    batch: int
+
+
+class _Recording:
+    """Wraps a placer and remembers the host chosen for every container id."""
+
+    def __init__(self, inner: Placer) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.hosts: dict[int, int] = {}
+        self.tasks: dict[int, list[int]] = {}
+
+    def place(self, view: ClusterView, pending: Sequence[PendingContainer]) -> list[int | None]:
+        out = self.inner.place(view, pending)
+        for c, h in zip(pending, out):
+            self.tasks.setdefault(c.tid, [])
+            if h is not None:
+                self.hosts[c.cid] = h
+                self.tasks[c.tid].append(c.cid)
+        return out
+
+    def observe(self, metrics: IntervalMetrics) -> None:
+        self.inner.observe(metrics)
+
+
+def small_cluster(
+    hosts: int,
+    mips: float,
+    interval_s: float,
+    intervals: int,
+    seed: int,
+    arrival_rate: float,
+    app: AppSpec,
+) -> ClusterConfig:
+    specs = [
+        HostSpec(
+            name=f"host{i}",
+            mips=mips,
+            cores=1,
+            ram_mb=4096.0,
+            latency_s=0.0,
+            power_w=(2.45, 2.78, 2.90, 3.03, 3.65, 3.66, 3.69, 3.71, 3.72, 4.14, 4.75),
+        )
+        for i in range(hosts)
+    ]
+    workload = WorkloadSpec(arrival_rate=arrival_rate, apps=[app], sla_min=1.0, sla_max=4.0)
+    return ClusterConfig(
+        interval_s=interval_s, intervals=intervals, seed=seed, hosts=specs, workload=workload
+    )
+
+
+def _calibrate_mips(model: torch.nn.Module, flops_per_input: float, batch: int = 256) -> float:
+    """Measured million instructions per second of one thread (1 instruction per FLOP)."""
+    x = torch.randn(batch, 1, 8, 8)
+    with torch.no_grad():
+        model(x)
+        t0 = time.perf_counter()
+        for _ in range(3):
+            model(x)
+        dt = (time.perf_counter() - t0) / 3
+    return flops_per_input * batch / dt / 1e6
+
+
+def run_on_ray(
+    policy: str = "bestfit",
+    hosts: int = 4,
+    intervals: int = 10,
+    interval_s: float = 2.0,
+    arrival_rate: float = 2.0,
+    seed: int = 0,
+    address: str | None = None,
+    epochs: int = 8,
+) -> dict[str, Any]:
+    """Simulate, replay on Ray, and compare simulated with measured response times."""
+    import ray
+
+    torch.set_num_threads(1)
+    app = AppSpec(
+        name="digits",
+        input_shape=(1, 8, 8),
+        num_classes=10,
+        width=32,
+        depth=4,
+        batch_min=512,
+        batch_max=2048,
+    )
+    k = 4
+    trained = train_digits(app, k, epochs=epochs, seed=seed)
+    app = app.model_copy(update={"accuracy": trained.accuracy})
+    layer_model = trained.modules["layer"]
+    graph = trace(layer_model, torch.zeros(1, 1, 8, 8), name="digits")
+    mips = _calibrate_mips(layer_model, float(graph.flops))
+    cfg = small_cluster(hosts, mips, interval_s, intervals, seed, arrival_rate, app)
+    profile: AppProfile = build_profile(app, cfg.workload.model_copy(update={"fragments": k}))
+    profiles = {app.name: profile}
+    learned = prepare(cfg, profiles, [policy])
+    pol = make_policy(policy, seed, learned)
+    rec = _Recording(pol.placer)
+    pol.placer = rec
+    sim = Simulator(cfg, pol, profiles)
+    arrivals: list[tuple[int, int, str, int]] = []  # (interval, tid, decision, batch)
+    original = sim._new_tasks
+
+    def spy(interval: int) -> Any:
+        tasks = original(interval)
+        arrivals.extend((interval, t.tid, t.decision, t.batch) for t in tasks)
+        return tasks
+
+    sim._new_tasks = spy  # type: ignore[method-assign]
+    metrics = sim.run()
+    simulated = {t.tid: t for m in metrics for t in m.left}
+
+    split = split_at(graph, balanced_cuts(graph, k))
+    parts = [p for p in sorted(split.parts, key=lambda p: p.index)]
+    semantic = trained.modules["semantic"]
+    assert isinstance(semantic, SemanticEnsemble)
+    nets: dict[str, list[Any]] = {
+        "layer": parts,
+        "semantic": list(semantic.nets),
+        "compressed": [trained.modules["compressed"]],
+    }
+
+    resources = {f"host{i}": 1.0 for i in range(hosts)}
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=2, resources=resources, include_dashboard=False, log_to_driver=False)
+    try:
+        real = _replay(
+            ray, nets, graph, semantic.inverse, trained, arrivals, rec, simulated, interval_s, seed
+        )
+    finally:
+        ray.shutdown()
+    return _report(policy, cfg, real, trained.accuracy, mips)
+
+
+def _replay(
+    ray: Any,
+    nets: dict[str, list[Any]],
+    graph: Any,
+    inverse: torch.Tensor,
+    trained: Any,
+    arrivals: list[tuple[int, int, str, int]],
+    rec: _Recording,
+    simulated: dict[int, TaskRecord],
+    interval_s: float,
+    seed: int,
+) -> list[RealTask]:
+    @ray.remote(num_cpus=0)
+    def run_part(part: Any, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        torch.set_num_threads(1)
+        with torch.no_grad():
+            return {**values, **part(values)}
+
+    @ray.remote(num_cpus=0)
+    def run_net(net: Any, x: torch.Tensor) -> torch.Tensor:
+        torch.set_num_threads(1)
+        with torch.no_grad():
+            return net(x)
+
+    @ray.remote(num_cpus=0)
+    def combine(*scores: torch.Tensor) -> torch.Tensor:
+        return torch.cat(scores, dim=1)[:, inverse].argmax(1)
+
+    refs = {d: [ray.put(n) for n in ns] for d, ns in nets.items()}
+    # warm every host's worker (process start, torch import) so it is not timed as work
+    hosts_used = sorted({h for cids in rec.tasks.values() for h in (rec.hosts[c] for c in cids)})
+    ray.get(
+        [
+            run_net.options(resources={f"host{h}": 1.0}).remote(
+                refs["compressed"][0], trained.x_test[:2]
+            )
+            for h in hosts_used
+        ]
+    )
+    rng = np.random.default_rng(seed)
+    x_all, y_all = trained.x_test, trained.y_test
+    pending: dict[Any, tuple[int, str, float, torch.Tensor, tuple[int, ...]]] = {}
+    done: list[RealTask] = []
+    start = time.perf_counter()
+    by_interval: dict[int, list[tuple[int, str, int]]] = {}
+    for interval, tid, decision, batch in arrivals:
+        by_interval.setdefault(interval, []).append((tid, decision, batch))
+    last = max(by_interval, default=-1)
+    for interval in range(last + 1):
+        while time.perf_counter() < start + interval * interval_s:
+            _collect(
+                ray,
+                pending,
+                done,
+                simulated,
+                graph,
+                timeout=start + interval * interval_s - time.perf_counter(),
+            )
+        for tid, decision, batch in by_interval.get(interval, []):
+            cids = rec.tasks.get(tid, [])
+            if tid not in simulated or len(cids) != len(refs[decision]):
+                continue  # never finished (or never fully placed) in the simulation
+            hosts = tuple(rec.hosts[c] for c in cids)
+            idx = torch.tensor(rng.integers(0, len(x_all), batch))
+            x, y = x_all[idx], y_all[idx]
+            t0 = time.perf_counter()
+            opts = [{"resources": {f"host{h}": 1.0}} for h in hosts]
+            if decision == "layer":
+                ref: Any = {graph.input_names[0]: x}
+                for part, o in zip(refs["layer"], opts):
+                    ref = run_part.options(**o).remote(part, ref)
+            else:
+                outs = [run_net.options(**o).remote(n, x) for n, o in zip(refs[decision], opts)]
+                ref = combine.remote(*outs) if decision == "semantic" else outs[0]
+            pending[ref] = (tid, decision, t0, y, hosts)
+    while pending:
+        _collect(ray, pending, done, simulated, graph, timeout=60.0)
+    return done
+
+
+def _collect(
+    ray: Any,
+    pending: dict[Any, Any],
+    done: list[RealTask],
+    simulated: dict[int, TaskRecord],
+    graph: Any,
+    timeout: float,
+) -> None:
+    if not pending:
+        time.sleep(max(timeout, 0.0))
+        return
+    ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(timeout, 0.0))
+    for ref in ready:
+        t1 = time.perf_counter()
+        tid, decision, t0, y, hosts = pending.pop(ref)
+        out = ray.get(ref)
+        if decision == "layer":
+            out = out[graph.output_names[0]]
+        pred = out if out.dim() == 1 else out.argmax(1)
+        done.append(
+            RealTask(
+                tid,
+                decision,
+                hosts,
+                simulated[tid].response,
+                t1 - t0,
+                int((pred == y).sum()),
+                len(y),
+            )
+        )
+
+
+def _report(
+    policy: str, cfg: ClusterConfig, real: list[RealTask], accuracy: dict[str, float], mips: float
+) -> dict[str, Any]:
+    if not real:
+        raise InputError("no task completed on Ray; raise --intervals or the arrival rate")
+    sim = np.array([t.simulated_s for t in real])
+    meas = np.array([t.measured_s for t in real])
+    corr = float(np.corrcoef(sim, meas)[0, 1]) if len(real) > 2 and sim.std() > 0 else None
+    return {
+        "policy": policy,
+        "hosts": len(cfg.hosts),
+        "intervals": cfg.intervals,
+        "interval_s": cfg.interval_s,
+        "calibrated_mips_per_host": mips,
+        "tasks": len(real),
+        "simulated_response_s": {"mean": float(sim.mean()), "median": float(np.median(sim))},
+        "measured_response_s": {"mean": float(meas.mean()), "median": float(np.median(meas))},
+        "measured_over_simulated_median": float(np.median(meas / sim)),
+        "correlation": corr,
+        "measured_accuracy": 100.0 * sum(t.correct for t in real) / sum(t.batch for t in real),
+        "trained_accuracy": {k: 100.0 * v for k, v in accuracy.items()},
+        "per_task": [t.__dict__ for t in real],
+    }
