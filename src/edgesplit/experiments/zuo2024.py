@@ -103,7 +103,7 @@ def run_setup(name: str, runs: int) -> tuple[dict[str, Any], dict[str, Any]]:
         "ga_paper": ga_runs(problem, optimum, runs),
         "ga_improved": ga_runs(problem, optimum, runs, **IMPROVED_GA),
     }
-    return summary, {"setup": name, "history": curve.meta["history"]}
+    return summary, {"setup": name, "history": curve.meta["history"], "optimum_s": optimum}
 
 
 def plot_curves(curves: list[dict[str, Any]], path: Path) -> Path:
@@ -119,6 +119,7 @@ def plot_curves(curves: list[dict[str, Any]], path: Path) -> Path:
         gens = [h["generation"] for h in c["history"]]
         ax.plot(gens, [h["best_s"] * 1000 for h in c["history"]], label="best")
         ax.plot(gens, [h["mean_s"] * 1000 for h in c["history"]], label="population mean")
+        ax.axhline(c["optimum_s"] * 1000, color="k", linestyle=":", label="exact optimum")
         ax.set_title(f"GA iteration curve ({c['setup']})")
         ax.set_xlabel("generation")
         ax.set_ylabel("expected latency (ms)")
