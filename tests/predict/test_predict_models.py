@@ -145,3 +145,11 @@ def test_profile_predictor(graphs: list[Graph]) -> None:
     assert np.allclose(est.predict_graph(g), base / 2.0 * 2.0)
     with pytest.raises(InputError, match="no node"):
         est.predict(list(graphs[2].nodes))
+
+
+def test_calibrated_profile_predictor_sums_to_end_to_end(graphs: list[Graph]) -> None:
+    g = graphs[1]
+    _, x = build("mnist_cnn")
+    prof = profile_graph(g, x, repeats=1, warmup=0)
+    est = ProfilePredictor(calibrate=True).fit(prof)
+    assert est.predict_graph(g).sum() == pytest.approx(prof.end_to_end.median_s)

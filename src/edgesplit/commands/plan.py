@@ -32,6 +32,7 @@ def _edge_cloud_problem(
     edge_power_w: float | None,
     objective: str,
     weight: float,
+    calibrate: bool = False,
 ) -> Any:
     from edgesplit.plan.problem import Problem
     from edgesplit.profile import load_profile
@@ -46,7 +47,7 @@ def _edge_cloud_problem(
         )
     if cloud_speedup <= 0:
         raise InputError(f"--cloud-speedup must be positive, not {cloud_speedup}")
-    edge = profile_seconds(edge_profile, graph)
+    edge = profile_seconds(edge_profile, graph, calibrate)
     scale = 1.0
     if clock is not None:
         ref_hz = parse_frequency(profile_clock) if profile_clock else None
@@ -145,6 +146,9 @@ def plan(
         None, "--profile-clock", help="clock the edge profile ran at (default: its host's)"
     ),
     edge_power: float | None = typer.Option(None, "--edge-power", help="edge draw in watts"),
+    calibrate: bool = typer.Option(
+        False, "--calibrate", help="rescale profile medians to sum to the end-to-end median"
+    ),
     strategy: str = typer.Option("rent", "--strategy", help="own or rent the edge server"),
     objective: str = typer.Option("latency", "--objective", help="latency|cost|energy|weighted"),
     weight: float = typer.Option(0.5, "--weight", help="0 = latency only, 1 = cost only"),
@@ -184,7 +188,7 @@ def plan(
     else:
         problem = _edge_cloud_problem(
             graph, edge_profile, cloud_profile, cloud_speedup, bandwidth, rtt, clock,
-            profile_clock, strategy, edge_power, objective, weight,
+            profile_clock, strategy, edge_power, objective, weight, calibrate,
         )  # fmt: skip
     two_tier = problem.n_devices == 2 and problem.source == 0 and algorithm in ("", "two-tier")
     if two_tier:

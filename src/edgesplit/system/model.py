@@ -42,6 +42,9 @@ class ComputeSpec(BaseModel):
     relative_to: str | None = None
     speed_factor: float = Field(default=1.0, gt=0, description="times faster than the source")
     reference_clock: Frequency | None = Field(default=None, gt=0)
+    calibrate: bool = Field(
+        default=False, description="rescale profile medians to sum to its end-to-end median"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> ComputeSpec:
