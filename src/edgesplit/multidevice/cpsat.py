@@ -11,6 +11,11 @@ The same decision as :mod:`edgesplit.multidevice.milp`, written the way CP solve
   ``r_i`` and after the previous server subtask of the device (eq. 13), and one
   ``AddNoOverlap`` over all of them (eq. 16). No big-M and no pairwise order variables:
   the no-overlap propagators (edge finding, timetabling) replace the ``Σ M_i M_p`` binaries;
+* splits that are *dominated* (another split has both an earlier-or-equal release and
+  less-or-equal server work) are excluded: replacing a dominated split by its dominator
+  in any schedule keeps every remaining server subtask's slot feasible (a later split
+  only removes subtasks; an earlier one only adds zero-time subtasks), so an optimum
+  survives. A device whose local-only time beats every ``r_ik + Σ_{j≥k} T^s_ij`` stays local;
 * completion ``C_i`` = end of the last server subtask, or ``Σ_j T^l_ij`` when local-only,
   plus the redundant ``C_i ≥ r_i + Σ_{j≥k} T^s_ij`` and, for identical devices, the
   symmetry breaking ``C_i ≤ C_i'``.
@@ -31,6 +36,7 @@ import time
 from ortools.sat.python import cp_model
 
 from edgesplit.errors import InputError
+from edgesplit.multidevice.heuristic import pareto_splits
 from edgesplit.multidevice.problem import Problem, Schedule, evaluate, sequence_from_starts
 
 
@@ -53,6 +59,7 @@ def solve_cpsat(
         return math.floor(seconds / resolution + 1e-6)
 
     horizon = q(problem.horizon()) + sum(d.m for d in problem.devices) + 1
+    allowed = [set(ks) for ks in pareto_splits(problem)]
     model = cp_model.CpModel()
     xs: list[list[cp_model.IntVar]] = []
     starts: list[list[cp_model.IntVar]] = []
@@ -62,6 +69,10 @@ def solve_cpsat(
         # c[k]: the split is k (layers [0, k) local); x[j] = Σ_{k<=j} c[k] (single switch).
         c = [model.new_bool_var(f"c_{i}_{k}") for k in range(d.m + 1)]
         model.add_exactly_one(c)
+        if fixed_splits is None:
+            for k in range(d.m + 1):
+                if k not in allowed[i]:
+                    model.add(c[k] == 0)
         if fixed_splits is not None:
             model.add(c[fixed_splits[i]] == 1)
         x = []

@@ -30,7 +30,10 @@ _EPS = 1e-12
 
 
 def pareto_splits(problem: Problem) -> list[list[int]]:
-    """Per device, the splits not dominated in (release, server work); local-only kept."""
+    """Per device, the splits not dominated in (release, server work); local-only kept.
+
+    Exact: some optimum of eq. 10-16 uses only these (see :mod:`.cpsat`). O(M log M).
+    """
     out = []
     for d in problem.devices:
         pts = sorted(

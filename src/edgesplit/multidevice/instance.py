@@ -66,6 +66,7 @@ class DeviceSpec(BaseModel):
 
     name: str = "device"
     model: str | None = Field(None, description="zoo name or package.module:callable")
+    input_shape: list[int] | None = Field(None, description="input shape for module:callable")
     uplink_mbps: float = Field(..., description="uplink rate in Mbit/s (> 0)")
     local: DelaySource = DelaySource(
         source="profile", factor=DEFAULT_SPEED_FACTOR, seconds=None, profile=None, timer="cpu"
@@ -93,6 +94,9 @@ class MultiDeviceInstance(BaseModel):
     devices: list[DeviceSpec] = Field(..., min_length=1)
     server_load: float = Field(0.0, ge=0.0, lt=1.0, description="share of server CPU taken")
     profile_repeats: int = Field(5, ge=1, description="repeats when profiling on this host")
+    gao_samples: int = Field(
+        40, ge=0, description="random single-layer blocks measured to fit the 'gao' source"
+    )
 
 
 def load_instance(path: str | Path) -> MultiDeviceInstance:
@@ -123,12 +127,12 @@ class _Costs:
         self.gao: Any = None
         self.gao_report: dict[str, Any] | None = None
 
-    def graph(self, model: str) -> Any:
+    def graph(self, model: str, shape: list[int] | None = None) -> Any:
         if model not in self.graphs:
             from edgesplit.graph import trace
             from edgesplit.models import build
 
-            module, x = build(model)
+            module, x = build(model, tuple(shape) if shape else None)
             self.graphs[model] = trace(module, x, name=model)
             self.inputs[model] = x
         return self.graphs[model]
@@ -164,7 +168,9 @@ class _Costs:
             from edgesplit.predict.gao import fit_with_holdout, sample_layers
 
             # Variable-controlled single layers (§II-B) plus the instance's own models.
-            nodes, secs = sample_layers(40, repeats=self.instance.profile_repeats)
+            nodes, secs = sample_layers(
+                self.instance.gao_samples, repeats=self.instance.profile_repeats
+            )
             for m in sorted({d.model for d in self.instance.devices if d.model}):
                 nodes.extend(self.graph(m).nodes)
                 secs.extend(self.measured(m, None))
@@ -203,7 +209,7 @@ def build_problem(instance: MultiDeviceInstance) -> Problem:
     server_factor: list[float] = []
     for spec in instance.devices:
         if spec.model is not None:
-            graph = costs.graph(spec.model)
+            graph = costs.graph(spec.model, spec.input_shape)
             layers = [n.name for n in graph.nodes]
             cut_bytes = [c.bytes for c in graph.cuts()] if layers else []
         else:
