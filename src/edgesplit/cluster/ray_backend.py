@@ -57,6 +57,7 @@ class RealTask:
     measured_s: float
     correct: int
     batch: int
+    matches_local: bool  # predictions equal to the unsplit network's, run in-process
 
 
 class _Recording:
@@ -128,6 +129,7 @@ def run_on_ray(
     seed: int = 0,
     address: str | None = None,
     epochs: int = 8,
+    num_cpus: int = 2,
 ) -> dict[str, Any]:
     """Simulate, replay on Ray, and compare simulated with measured response times."""
     import ray
@@ -182,7 +184,9 @@ def run_on_ray(
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(num_cpus=2, resources=resources, include_dashboard=False, log_to_driver=False)
+        ray.init(
+            num_cpus=num_cpus, resources=resources, include_dashboard=False, log_to_driver=False
+        )
     try:
         real = _replay(
             ray, nets, graph, semantic.inverse, trained, arrivals, rec, simulated, interval_s, seed
@@ -233,7 +237,7 @@ def _replay(
     )
     rng = np.random.default_rng(seed)
     x_all, y_all = trained.x_test, trained.y_test
-    pending: dict[Any, tuple[int, str, float, torch.Tensor, tuple[int, ...]]] = {}
+    pending: dict[Any, tuple[int, str, float, torch.Tensor, torch.Tensor, tuple[int, ...]]] = {}
     done: list[RealTask] = []
     start = time.perf_counter()
     by_interval: dict[int, list[tuple[int, str, int]]] = {}
@@ -248,7 +252,8 @@ def _replay(
                 done,
                 simulated,
                 graph,
-                timeout=start + interval * interval_s - time.perf_counter(),
+                start + interval * interval_s - time.perf_counter(),
+                trained.modules,
             )
         for tid, decision, batch in by_interval.get(interval, []):
             cids = rec.tasks.get(tid, [])
@@ -266,9 +271,9 @@ def _replay(
             else:
                 outs = [run_net.options(**o).remote(n, x) for n, o in zip(refs[decision], opts)]
                 ref = combine.remote(*outs) if decision == "semantic" else outs[0]
-            pending[ref] = (tid, decision, t0, y, hosts)
+            pending[ref] = (tid, decision, t0, x, y, hosts)
     while pending:
-        _collect(ray, pending, done, simulated, graph, timeout=60.0)
+        _collect(ray, pending, done, simulated, graph, 60.0, trained.modules)
     return done
 
 
@@ -279,6 +284,7 @@ def _collect(
     simulated: dict[int, TaskRecord],
     graph: Any,
     timeout: float,
+    local_models: dict[str, Any],
 ) -> None:
     if not pending:
         time.sleep(max(timeout, 0.0))
@@ -286,11 +292,13 @@ def _collect(
     ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(timeout, 0.0))
     for ref in ready:
         t1 = time.perf_counter()
-        tid, decision, t0, y, hosts = pending.pop(ref)
+        tid, decision, t0, x, y, hosts = pending.pop(ref)
         out = ray.get(ref)
         if decision == "layer":
             out = out[graph.output_names[0]]
         pred = out if out.dim() == 1 else out.argmax(1)
+        with torch.no_grad():
+            local = local_models[decision](x).argmax(1)
         done.append(
             RealTask(
                 tid,
@@ -300,6 +308,7 @@ def _collect(
                 t1 - t0,
                 int((pred == y).sum()),
                 len(y),
+                bool(torch.equal(pred, local)),
             )
         )
 
@@ -323,6 +332,7 @@ def _report(
         "measured_response_s": {"mean": float(meas.mean()), "median": float(np.median(meas))},
         "measured_over_simulated_median": float(np.median(meas / sim)),
         "correlation": corr,
+        "all_match_local": all(t.matches_local for t in real),
         "measured_accuracy": 100.0 * sum(t.correct for t in real) / sum(t.batch for t in real),
         "trained_accuracy": {k: 100.0 * v for k, v in accuracy.items()},
         "per_task": [t.__dict__ for t in real],
