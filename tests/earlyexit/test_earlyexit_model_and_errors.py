@@ -155,3 +155,18 @@ def test_fitted_predictors_build_a_problem(tiny) -> None:
     assert all(t >= 0 for layer in problem.layers for t in layer.seconds)
     cloud_faster = [layer.seconds[2] <= layer.seconds[1] + 1e-15 for layer in problem.layers]
     assert all(cloud_faster)
+
+
+def test_table42_layer_time_by_hand() -> None:
+    """zuo_alexnet's first conv on the edge, from Table 4.2 typed in here independently."""
+    from edgesplit.earlyexit.instance import load_instance_problem
+
+    problem, _g, _n, _x = load_instance_problem(EarlyExitInstance(include_loading=False))
+    conv = problem.layers[0]
+    assert conv.kind == "conv"
+    x1, x2 = 3 * 32 * 32 * 4, (5 / 1) ** 2 * 32 * 3  # input bytes, (K/S)^2 * K_n * C
+    edge_ms = 6.03e-5 * x1 + 1.24e-4 * x2 + 1.89e-1
+    mobile_ms = 6.13e-3 * x1 + 2.67e-2 * x2 - 9.909
+    assert conv.seconds[1] * 1000 == pytest.approx(edge_ms)
+    assert conv.seconds[0] * 1000 == pytest.approx(mobile_ms)
+    assert conv.seconds[2] == pytest.approx(conv.seconds[1] / 4.0)  # cloud: edge / 4
