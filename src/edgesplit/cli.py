@@ -15,6 +15,7 @@ from edgesplit.commands import cluster as cluster_commands
 from edgesplit.commands import earlyexit as earlyexit_commands
 from edgesplit.commands import graph as graph_commands
 from edgesplit.commands import multidevice as multidevice_commands
+from edgesplit.commands import placement as placement_commands
 from edgesplit.commands import plan as plan_commands
 from edgesplit.commands import runtime as runtime_commands
 from edgesplit.commands.reproduce import reproduce_app
@@ -29,7 +30,7 @@ app = typer.Typer(
 )
 
 # One entry per area; each module exposes register(app) and may add to reproduce_app.
-for _area in (graph_commands, cluster_commands, plan_commands, runtime_commands, earlyexit_commands, multidevice_commands):
+for _area in (graph_commands, cluster_commands, plan_commands, runtime_commands, earlyexit_commands, multidevice_commands, placement_commands):
     _area.register(app)
 app.add_typer(reproduce_app, name="reproduce")
 

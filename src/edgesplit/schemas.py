@@ -18,6 +18,8 @@ SCHEMAS: dict[str, str] = {
     "multidevice": "edgesplit.multidevice.instance:MultiDeviceInstance",
     "profile": "edgesplit.profile:Profile",
     "system": "edgesplit.system.model:System",
+    "tarnawski": "edgesplit.placement.tarnawski:TarnawskiInput",
+    "tarnawski-placement": "edgesplit.placement.tarnawski:TarnawskiPlacement",
 }
 
 
