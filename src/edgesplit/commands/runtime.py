@@ -27,16 +27,16 @@ def serve(
     threads: int | None = typer.Option(None, help="torch intra-op threads"),
 ) -> None:
     """Run the cloud tier: finishes split inferences sent by `edgesplit run` (Ctrl-C stops)."""
-    import torch
-
     from edgesplit.runtime.server import ServerConfig, check_bind
     from edgesplit.runtime.server import serve as run_server
+
+    check_bind(host, token, insecure)  # refuse before any model is loaded
+    import torch
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
     if device != "cpu" and not device.startswith("cuda"):
         raise InputError(f"--device must be cpu or cuda, not {device!r}")
-    check_bind(host, token, insecure)
     if threads:
         torch.set_num_threads(threads)
     config = ServerConfig(
