@@ -228,17 +228,19 @@ def write_outputs(
     console: Console,
 ) -> None:
     from edgesplit.plan.tradeoff import luger_choice, optimal_cost, optimal_latency
-    from edgesplit.plan.two_tier import candidate_table
+    from edgesplit.runtime.rescheduler import Observation
 
     planner = parts.planner
     s = SWEEP_SETTING
-    table = candidate_table(
-        planner.inputs,
-        bandwidth_bps=s.bandwidth_mbit * 1e6,
-        rtt_s=s.rtt_ms / 1000,
-        edge_price_per_s=LUGER_EDGE_PER_HOUR / 3600,
-        cloud_price_per_s=LUGER_CLOUD_PER_HOUR / 3600,
-        edge_scale=planner.edge_scale(s.clock_ghz),
+    compute = parts.session.compute
+    table = planner.table(
+        Observation(
+            bandwidth_mbit=s.bandwidth_mbit,
+            rtt_s=s.rtt_ms / 1000,
+            clock_ghz=s.clock_ghz,
+            edge_factor=compute.edge_factor if compute else 1.0,
+            cloud_factor=compute.cloud_factor if compute else 1.0,
+        )
     )
     marks = {
         "OL": optimal_latency(table),
@@ -264,6 +266,10 @@ def write_outputs(
             for e in parts.rescheduler.events
         ],
         "sweep_setting": s.model_dump(),
+        "compute_factors": {
+            "edge": compute.edge_factor if compute else 1.0,
+            "cloud": compute.cloud_factor if compute else 1.0,
+        },
         "marks": marks,
         "median_overall_s_by_split": {
             str(k): float(np.median([m.overall_lat for m in rows if k == m.SP]))

@@ -137,3 +137,27 @@ def test_shaper_passes_every_byte_in_order() -> None:
     assert LinkConditions(8.0, 0.02).transfer_s(1_000_000) == pytest.approx(1.01)
     with pytest.raises(InputError):
         LinkConditions(0.0)
+
+
+def test_compute_feedback_scales_predictions_and_triggers_replans(store) -> None:  # type: ignore[no-untyped-def]
+    from edgesplit.runtime.conditions import ComputeMonitor
+
+    graph = store.model("alexnet").graph
+    secs = np.full(len(graph.nodes), 2e-3)
+    planner = TwoTierPlanner.from_seconds(
+        graph, secs, PlannerSettings(objective="latency", ref_ghz=2.0)
+    )
+    base = planner.table(Observation(10.0, 0.02, 2.0))
+    slow = planner.table(Observation(10.0, 0.02, 2.0, edge_factor=3.0, cloud_factor=0.5))
+    assert np.allclose(slow.edge_s, base.edge_s * 3.0)
+    assert np.allclose(slow.cloud_s, base.cloud_s * 0.5)
+    monitor = ComputeMonitor(alpha=1.0)
+    monitor.observe(edge_lat=0.03, cloud_lat=0.01, predicted_edge=0.01, predicted_cloud=0.02)
+    assert (monitor.edge_factor, monitor.cloud_factor) == pytest.approx((3.0, 0.5))
+    monitor.observe(edge_lat=1.0, cloud_lat=1.0, predicted_edge=1e-6, predicted_cloud=None)
+    assert (monitor.edge_factor, monitor.cloud_factor) == pytest.approx((3.0, 0.5))
+    r = Rescheduler(cut_planner({10.0: 3}), threshold=0.2)
+    r.plan_for_request(Observation(10.0, 0.0, 1.0), 0)
+    r.plan_for_request(Observation(10.0, 0.0, 1.0, edge_factor=1.1), 1)
+    r.plan_for_request(Observation(10.0, 0.0, 1.0, edge_factor=2.0), 2)
+    assert [e.reason.split()[0] for e in r.events] == ["initial", "edge"]

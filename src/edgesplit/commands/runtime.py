@@ -74,6 +74,9 @@ def run(
     retries: int = typer.Option(2, help="retries per request before the local fallback"),
     timeout: float = typer.Option(10.0, help="seconds per request"),
     check: bool = typer.Option(False, help="compare every result with local inference"),
+    calibrate: bool = typer.Option(
+        True, help="feed measured edge/cloud compute times back into the predictions"
+    ),
     layers: bool = typer.Option(False, help="per-layer cloud times as extra CSV rows"),
     csv_path: Path = typer.Option(Path("results/run/requests.csv"), "--csv", help="CSV out"),
     jsonl_path: Path | None = typer.Option(None, "--jsonl", help="JSON lines out"),
@@ -107,6 +110,7 @@ def run(
         timeout_s=timeout,
         check=check,
         node_times=layers,
+        calibrate=calibrate,
     )
     table = Table(title=f"edgesplit run {model}")
     for col in (

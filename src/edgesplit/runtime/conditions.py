@@ -163,3 +163,35 @@ class LinkMonitor:
         self._last_probe = now
         with contextlib.suppress(TransportError):
             self.rtt_s = float(probe())
+
+
+class ComputeMonitor:
+    """Measured over predicted compute time per side (EWMA): the feedback to the planner.
+
+    Profiles age: the host gets busier or idler than when the model was profiled. After
+    each offloaded request, ``edge_lat / predicted edge`` and ``cloud_lat / predicted
+    cloud`` (the plan's ``compute_s:<device>`` figures, made with the factors then in
+    force) update the factors the next observation carries. Sides with a predicted time
+    under ``min_s`` are skipped: their ratio is mostly timer noise.
+    """
+
+    def __init__(self, alpha: float = 0.3, min_s: float = 1e-3) -> None:
+        self.alpha = alpha
+        self.min_s = min_s
+        self.edge_factor = 1.0
+        self.cloud_factor = 1.0
+
+    def _update(self, factor: float, measured: float, predicted: float | None) -> float:
+        if predicted is None or predicted < self.min_s or measured <= 0:
+            return factor
+        return (1 - self.alpha) * factor + self.alpha * factor * measured / predicted
+
+    def observe(
+        self,
+        edge_lat: float,
+        cloud_lat: float,
+        predicted_edge: float | None,
+        predicted_cloud: float | None,
+    ) -> None:
+        self.edge_factor = self._update(self.edge_factor, edge_lat, predicted_edge)
+        self.cloud_factor = self._update(self.cloud_factor, cloud_lat, predicted_cloud)

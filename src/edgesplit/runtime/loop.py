@@ -20,14 +20,13 @@ from edgesplit.graph import Graph
 from edgesplit.plan.types import Plan
 from edgesplit.runtime.agent import AgentConfig, EdgeAgent
 from edgesplit.runtime.clock import ClockEmulator
-from edgesplit.runtime.conditions import Conditions, LinkMonitor, Schedule
+from edgesplit.runtime.conditions import ComputeMonitor, Conditions, LinkMonitor, Schedule
 from edgesplit.runtime.measure import Recorder
 from edgesplit.runtime.planning import PlannerSettings, TwoTierPlanner, profile_seconds
 from edgesplit.runtime.rescheduler import Observation, Planner, Rescheduler
 from edgesplit.runtime.session import Session, Step
 from edgesplit.runtime.shaping import TokenBucketShaper
 from edgesplit.runtime.transport import HTTPTransport, Transport, in_process
-from edgesplit.system.prices import LUGER_CLOUD_PER_HOUR, LUGER_EDGE_PER_HOUR
 
 
 @dataclass(frozen=True)
@@ -52,6 +51,7 @@ class RunOptions:
     node_times: bool = False
     profile_repeats: int = 10
     cloud_scale: float = 1.0
+    calibrate: bool = True
 
 
 @dataclass
@@ -90,18 +90,10 @@ def fixed_planner(graph: Graph, cut: int, inner: TwoTierPlanner) -> Planner:
 
     def plan(obs: Observation) -> Plan:
         from edgesplit.plan.planner import plan_from_table
-        from edgesplit.plan.two_tier import candidate_table
 
-        s = inner.settings
-        table = candidate_table(
-            inner.inputs,
-            bandwidth_bps=obs.bandwidth_mbit * 1e6,
-            rtt_s=obs.rtt_s,
-            edge_price_per_s=0.0 if s.strategy == "own" else LUGER_EDGE_PER_HOUR / 3600,
-            cloud_price_per_s=LUGER_CLOUD_PER_HOUR / 3600,
-            edge_scale=inner.edge_scale(obs.clock_ghz),
-        )
-        return plan_from_table(table, cut, algorithm="fixed", objective=s.objective, meta={})
+        table = inner.table(obs)
+        objective = inner.settings.objective
+        return plan_from_table(table, cut, algorithm="fixed", objective=objective, meta={})
 
     return plan
 
@@ -167,6 +159,7 @@ def build_run(
         shaper=shaper,
         monitor=LinkMonitor(),
         recorder=Recorder(layer_rows=opts.node_times),
+        compute=ComputeMonitor() if opts.calibrate else None,
     )
     return RunParts(session, agent, shaper, planner, resched, transport, seconds)
 

@@ -7,13 +7,15 @@ communication, eq. 4.4 cost, Algorithm 1 for ``objective="weighted"``) with
 ``edge_scale = ref_ghz / clock``: the emulated clock stretches edge time by exactly that
 factor (:mod:`edgesplit.runtime.clock`), which is Luger's eq. 4.1 with exponent −1.
 The cloud tier runs on this host too, so its seconds are the same profile times
-``cloud_scale`` (1 by default; < 1 models a faster cloud).
+``cloud_scale`` (1 by default; < 1 models a faster cloud). Measurements feed back through
+the observation's ``edge_factor``/``cloud_factor`` (measured over predicted compute time),
+which multiply the edge and cloud seconds.
 One re-plan costs O(n log n) (the planner's table and sort).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -21,9 +23,10 @@ import torch
 from edgesplit.errors import InputError
 from edgesplit.graph import Graph
 from edgesplit.plan.planner import plan_two_tier
-from edgesplit.plan.two_tier import TwoTierInputs
+from edgesplit.plan.two_tier import Candidates, TwoTierInputs, candidate_table
 from edgesplit.plan.types import Plan
 from edgesplit.runtime.rescheduler import Observation
+from edgesplit.system.prices import LUGER_CLOUD_PER_HOUR, LUGER_EDGE_PER_HOUR
 
 
 @dataclass(frozen=True)
@@ -85,15 +88,32 @@ class TwoTierPlanner:
     def edge_scale(self, clock_ghz: float) -> float:
         return max(1.0, self.settings.ref_ghz / clock_ghz)
 
+    def table(self, obs: Observation) -> Candidates:
+        """The candidate table the planner chooses from for ``obs`` (plots, fixed splits)."""
+        s = self.settings
+        return candidate_table(
+            self._inputs(obs),
+            bandwidth_bps=obs.bandwidth_mbit * 1e6,
+            rtt_s=obs.rtt_s,
+            edge_price_per_s=0.0 if s.strategy == "own" else LUGER_EDGE_PER_HOUR / 3600,
+            cloud_price_per_s=LUGER_CLOUD_PER_HOUR / 3600,
+            edge_scale=self.edge_scale(obs.clock_ghz) * obs.edge_factor,
+        )
+
+    def _inputs(self, obs: Observation) -> TwoTierInputs:
+        if obs.cloud_factor == 1.0:
+            return self.inputs
+        return replace(self.inputs, cloud_seconds=self.inputs.cloud_seconds * obs.cloud_factor)
+
     def __call__(self, obs: Observation) -> Plan:
         s = self.settings
         return plan_two_tier(
-            self.inputs,
+            self._inputs(obs),
             bandwidth_bps=obs.bandwidth_mbit * 1e6,
             rtt_s=obs.rtt_s,
             weight=s.weight,
             objective=s.objective,
             strategy=s.strategy,
-            edge_scale=self.edge_scale(obs.clock_ghz),
+            edge_scale=self.edge_scale(obs.clock_ghz) * obs.edge_factor,
             tradeoff=s.tradeoff,
         )

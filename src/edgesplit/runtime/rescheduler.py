@@ -8,8 +8,8 @@ is any callable ``Observation -> Plan`` (the planning issue's predictors and wei
 trade-off, see :mod:`edgesplit.runtime.planning`); the agent executes.
 
 Re-plan when (a) no plan exists, (b) ``interval_s`` has passed since the last plan, or
-(c) bandwidth, RTT or clock moved by more than ``threshold`` (relative) from the values
-the current plan was made for. RTT changes below ``rtt_floor_s`` are ignored, so jitter
+(c) bandwidth, RTT, clock or the measured compute speed of either side moved by more
+than ``threshold`` (relative) from the values the current plan was made for. RTT changes below ``rtt_floor_s`` are ignored, so jitter
 on a near-zero RTT does not cause churn.
 
 A switch is atomic: :meth:`Rescheduler.plan_for_request` returns one plan object per
@@ -31,11 +31,15 @@ from edgesplit.plan.types import Plan
 
 @dataclass(frozen=True)
 class Observation:
-    """What the agent believes now: bandwidth (Mbit/s), RTT (s), edge clock (GHz)."""
+    """What the agent believes now: bandwidth (Mbit/s), RTT (s), edge clock (GHz), and
+    how much slower than profiled the edge and cloud parts ran lately (measured/predicted,
+    see :class:`~edgesplit.runtime.conditions.ComputeMonitor`)."""
 
     bandwidth_mbit: float
     rtt_s: float
     clock_ghz: float
+    edge_factor: float = 1.0
+    cloud_factor: float = 1.0
 
 
 Planner = Callable[[Observation], Plan]
@@ -89,6 +93,10 @@ class Rescheduler:
             return f"bandwidth {b.bandwidth_mbit:.2f}->{obs.bandwidth_mbit:.2f} Mbit/s"
         if _moved(obs.clock_ghz, b.clock_ghz, self.threshold):
             return f"clock {b.clock_ghz:.2f}->{obs.clock_ghz:.2f} GHz"
+        if _moved(obs.edge_factor, b.edge_factor, self.threshold):
+            return f"edge speed x{b.edge_factor:.2f}->x{obs.edge_factor:.2f}"
+        if _moved(obs.cloud_factor, b.cloud_factor, self.threshold):
+            return f"cloud speed x{b.cloud_factor:.2f}->x{obs.cloud_factor:.2f}"
         if abs(obs.rtt_s - b.rtt_s) > self.rtt_floor_s and _moved(
             obs.rtt_s, b.rtt_s, self.threshold
         ):

@@ -2,7 +2,9 @@
 
 :class:`Session` owns no policy and no mechanism: the schedule sets the emulated world
 (shaper rate and RTT, emulated clock), :class:`~edgesplit.runtime.conditions.LinkMonitor`
-turns transfers and probes into an observation, the
+turns transfers and probes into an observation (and, when given, a
+:class:`~edgesplit.runtime.conditions.ComputeMonitor` turns measured compute times into
+speed factors: measurements feed back into the predictions), the
 :class:`~edgesplit.runtime.rescheduler.Rescheduler` picks the plan, the
 :class:`~edgesplit.runtime.agent.EdgeAgent` executes, the
 :class:`~edgesplit.runtime.measure.Recorder` keeps the row. One request at a time, as in
@@ -20,7 +22,7 @@ import torch
 
 from edgesplit.errors import InputError
 from edgesplit.runtime.agent import EdgeAgent, RequestContext
-from edgesplit.runtime.conditions import Conditions, LinkMonitor, Schedule
+from edgesplit.runtime.conditions import ComputeMonitor, Conditions, LinkMonitor, Schedule
 from edgesplit.runtime.measure import Measurement, Recorder
 from edgesplit.runtime.rescheduler import Observation, Rescheduler
 from edgesplit.runtime.shaping import TokenBucketShaper
@@ -50,6 +52,7 @@ class Session:
         monitor: LinkMonitor | None = None,
         recorder: Recorder | None = None,
         inputs: Callable[[int], torch.Tensor] | None = None,
+        compute: ComputeMonitor | None = None,
     ) -> None:
         self.agent = agent
         self.rescheduler = rescheduler
@@ -57,6 +60,7 @@ class Session:
         self.shaper = shaper
         self.monitor = monitor or LinkMonitor()
         self.recorder = recorder or Recorder()
+        self.compute = compute
         self.inputs = inputs or self._example_input
         self._t0 = time.monotonic()
         self._next_id = 0
@@ -79,7 +83,13 @@ class Session:
             self.monitor.maybe_probe(self.agent.transport.probe)
         bw, source = self.monitor.bandwidth(cond.bandwidth_mbit)
         rtt = self.monitor.rtt_s if self.monitor.rtt_s is not None else cond.rtt_ms / 1000
-        obs = Observation(bandwidth_mbit=bw, rtt_s=rtt, clock_ghz=self.agent.clock.clock_ghz)
+        obs = Observation(
+            bandwidth_mbit=bw,
+            rtt_s=rtt,
+            clock_ghz=self.agent.clock.clock_ghz,
+            edge_factor=self.compute.edge_factor if self.compute else 1.0,
+            cloud_factor=self.compute.cloud_factor if self.compute else 1.0,
+        )
         plan = self.rescheduler.plan_for_request(obs, i)
         if plan.cut is None:
             raise InputError(
@@ -95,6 +105,14 @@ class Session:
         output, m = self.agent.infer(self.inputs(i), plan.cut, i, ctx)
         if not m.fallback and m.size:
             self.monitor.observe_transfer(m.size, m.comm_lat, m.rtt)
+            if self.compute is not None and len(plan.devices) == 2:
+                edge, cloud = plan.devices
+                self.compute.observe(
+                    m.edge_lat,
+                    m.cloud_lat,
+                    plan.predicted.get(f"compute_s:{edge}"),
+                    plan.predicted.get(f"compute_s:{cloud}"),
+                )
         self.recorder.add(m)
         return Step(cond, obs, source, m, output)
 
