@@ -153,3 +153,21 @@ def test_calibrated_profile_predictor_sums_to_end_to_end(graphs: list[Graph]) ->
     prof = profile_graph(g, x, repeats=1, warmup=0)
     est = ProfilePredictor(calibrate=True).fit(prof)
     assert est.predict_graph(g).sum() == pytest.approx(prof.end_to_end.median_s)
+
+
+def test_forest_arrays_predict_like_sklearn() -> None:
+    from sklearn.ensemble import ExtraTreesRegressor
+
+    from edgesplit.predict.forest import LogForest
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1e6, (80, 3))
+    y = 1e-9 * (1 + x[:, 0]) ** 0.9 + 1e-6
+    forest = LogForest.fit(x, y, n_trees=10, seed=3)
+    ref = ExtraTreesRegressor(n_estimators=10, min_samples_leaf=2, random_state=3).fit(
+        np.log1p(x), np.log(y)
+    )
+    probe = rng.uniform(0, 1e6, (30, 3))
+    assert np.allclose(forest.predict(probe), np.exp(ref.predict(np.log1p(probe))), rtol=1e-12)
+    again = LogForest.from_dict(forest.to_dict())
+    assert np.array_equal(again.predict(probe), forest.predict(probe))

@@ -217,8 +217,8 @@ def plan(
 def fit_predictor(
     profiles: list[str] = typer.Argument(..., help="profile JSON files (edgesplit profile)"),
     output: str = typer.Option(..., "-o", "--output", help="predictor JSON to write"),
-    form: str = typer.Option("auto", "--form", help="auto, linear or loglog"),
-    features: str = typer.Option("extended", "--features", help="extended or table4.1"),
+    form: str = typer.Option("forest", "--form", help="forest, auto, linear or loglog"),
+    features: str = typer.Option("geometry", "--features", help="geometry, extended or table4.1"),
     as_json: bool = JsonOpt,
 ) -> None:
     """Fit per-layer-type latency regressions on PROFILES and save them."""

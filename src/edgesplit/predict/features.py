@@ -19,14 +19,17 @@ output bytes, by analogy with pooling. ``K`` and ``stride`` of a non-square kern
 products of their dimensions' ratios; a grouped conv divides ``channels`` by ``groups``.
 
 The *extended* set adds the node's FLOPs and parameter bytes (what dominates conv and FC
-time on a CPU); :class:`~edgesplit.predict.layer_regression.LayerTypeRegressor` uses it by
-default, and the plain Table 4.1 set is the benchmark baseline. O(1) per node.
+time on a CPU); the *geometry* set adds output bytes and the kernel size, stride and groups
+(depthwise and 1×1 convolutions run at very different speeds per FLOP).
+:class:`~edgesplit.predict.layer_regression.LayerTypeRegressor` uses *geometry* by default,
+and the plain Table 4.1 set is the benchmark baseline. O(1) per node.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +45,8 @@ TABLE_41: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_FEATURES: tuple[str, ...] = ("input_bytes", "output_bytes")
 EXTENDED_EXTRA: tuple[str, ...] = ("flops", "param_bytes")
-FEATURE_SETS = ("table4.1", "extended")
+GEOMETRY_EXTRA: tuple[str, ...] = ("output_bytes", "kernel", "stride", "groups")
+FEATURE_SETS = ("table4.1", "extended", "geometry")
 
 
 def element_size(node: Node) -> float:
@@ -70,7 +74,18 @@ def kernel_term(node: Node) -> float:
 
 def feature_names(kind: str, feature_set: str = "extended") -> tuple[str, ...]:
     base = TABLE_41.get(kind, DEFAULT_FEATURES)
-    return base + EXTENDED_EXTRA if feature_set == "extended" else base
+    if feature_set == "table4.1":
+        return base
+    names = base + EXTENDED_EXTRA
+    if feature_set == "geometry":
+        names += tuple(f for f in GEOMETRY_EXTRA if f not in names)
+    return names
+
+
+def _first(value: Any) -> float:
+    if isinstance(value, list | tuple):
+        return float(math.prod(value)) if value else 1.0
+    return float(value) if value is not None else 1.0
 
 
 def node_value(node: Node, name: str) -> float:
@@ -84,6 +99,12 @@ def node_value(node: Node, name: str) -> float:
         return float(node.flops)
     if name == "param_bytes":
         return float(node.param_bytes)
+    if name == "kernel":
+        return _first(node.attrs.get("kernel_size", 0))
+    if name == "stride":
+        return _first(node.attrs.get("stride", 0))
+    if name == "groups":
+        return float(node.attrs.get("groups", 0))
     raise KeyError(name)
 
 
