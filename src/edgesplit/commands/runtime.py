@@ -77,7 +77,7 @@ def run(
     calibrate: bool = typer.Option(
         True, help="feed measured edge/cloud compute times back into the predictions"
     ),
-    layers: bool = typer.Option(False, help="per-layer cloud times as extra CSV rows"),
+    layers: bool = typer.Option(False, help="per-layer edge and cloud times as CSV rows"),
     csv_path: Path = typer.Option(Path("results/run/requests.csv"), "--csv", help="CSV out"),
     jsonl_path: Path | None = typer.Option(None, "--jsonl", help="JSON lines out"),
     as_json: bool = JsonOpt,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -30,6 +30,7 @@ from edgesplit.graph import Graph
 from edgesplit.runtime.clock import ClockEmulator
 from edgesplit.runtime.measure import Measurement, comm_latency
 from edgesplit.runtime.partition import SplitModel, split_at
+from edgesplit.runtime.store import run_timed
 from edgesplit.runtime.transport import InferReply, ServerRejected, Transport
 
 
@@ -134,8 +135,14 @@ class EdgeAgent:
         values: dict[str, Any] = {self.graph.input_names[0]: x}
         stamp = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         overall_start = time.time()
+        edge_times: dict[str, float] = {}
         with torch.inference_mode():
-            values.update(self.clock.run(lambda: head(values)))
+            if self.config.node_times:
+                values.update(
+                    self.clock.run(lambda: run_timed(head, self.graph, values, edge_times, "cpu"))
+                )
+            else:
+                values.update(self.clock.run(lambda: head(values)))
         edge_stop = time.time()
         crossing = {t.name: values[t.name] for t in self.graph.cut(cut).tensors}
         size = sum(v.numel() * v.element_size() for v in crossing.values())
@@ -180,6 +187,10 @@ class EdgeAgent:
             retries,
             error,
         )
+        if edge_times:
+            # Per-layer seconds at host speed, stretched like the edge part they belong to.
+            f = self.clock.factor
+            m = replace(m, layers={**{k: v * f for k, v in edge_times.items()}, **m.layers})
         if self.config.check:
             m = _with_check(m, output, self.graph, x)
         return output, m
@@ -242,8 +253,6 @@ class EdgeAgent:
 
 
 def _with_check(m: Measurement, output: Any, graph: Graph, x: torch.Tensor) -> Measurement:
-    from dataclasses import replace
-
     if graph.module is None:
         return m
     with torch.inference_mode():

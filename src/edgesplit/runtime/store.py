@@ -134,15 +134,22 @@ class ModelStore:
         with torch.inference_mode():
             if node_times:
                 graph = self.model(seg.model).graph
-                owner = {m: node.name for node in graph.nodes for m in node.members}
-                args = [values[n] for n in seg.part.input_names]
-                outs = _TimingInterpreter(seg.part.module, owner, times, self.device).run(*args)
-                values.update(zip(seg.part.output_names, outs))
+                values.update(run_timed(seg.part, graph, values, times, self.device))
             else:
                 values.update(seg.part(values))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return {name: values[name].to("cpu") for name in seg.gives}, times
+
+
+def run_timed(
+    part: Part, graph: Graph, values: Mapping[str, Any], times: dict[str, float], device: Any
+) -> dict[str, Any]:
+    """Run ``part`` node by node, adding each Graph node's seconds to ``times``."""
+    owner = {m: node.name for node in graph.nodes for m in node.members}
+    args = [values[n] for n in part.input_names]
+    outs = _TimingInterpreter(part.module, owner, times, device).run(*args)
+    return dict(zip(part.output_names, outs))
 
 
 class _TimingInterpreter(fx.Interpreter):
