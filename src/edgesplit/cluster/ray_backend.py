@@ -158,16 +158,8 @@ def run_on_ray(
     rec = _Recording(pol.placer)
     pol.placer = rec
     sim = Simulator(cfg, pol, profiles)
-    arrivals: list[tuple[int, int, str, int]] = []  # (interval, tid, decision, batch)
-    original = sim._new_tasks
-
-    def spy(interval: int) -> Any:
-        tasks = original(interval)
-        arrivals.extend((interval, t.tid, t.decision, t.batch) for t in tasks)
-        return tasks
-
-    sim._new_tasks = spy  # type: ignore[method-assign]
     metrics = sim.run()
+    arrivals = sim.arrivals
     simulated = {t.tid: t for m in metrics for t in m.left}
 
     split = split_at(graph, balanced_cuts(graph, k))

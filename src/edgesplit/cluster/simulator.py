@@ -171,6 +171,7 @@ class Simulator:
         self.pending: list[_Container] = []
         self.left: list[TaskRecord] = []
         self.metrics: list[IntervalMetrics] = []
+        self.arrivals: list[tuple[int, int, str, int]] = []  # (interval, tid, decision, batch)
         self._next_id = 0
         self.estimates = {name: self._idle_estimate(p) for name, p in self.profiles.items()}
         self.phi = 0.9
@@ -265,6 +266,7 @@ class Simulator:
             if decision not in app.fragments:
                 raise InputError(f"splitter {self.policy.splitter.name!r} returned {decision!r}")
             now = self.env.now
+            self.arrivals.append((interval, tid, decision, batch))
             task = _Task(tid, app, batch, now, now + sla_s, decision, info.context)
             for frag in app.fragments[decision]:
                 c = _Container(self._id(), task, frag, frag.instructions * batch, frag.ram_mb)
