@@ -146,7 +146,8 @@ def run_solver(
     """Solve with a licensed commercial solver if cvxpy has one, else HiGHS; returns its name.
 
     ``start`` gives values for one variable (the placement ``x``) that HiGHS completes into
-    its first incumbent; cvxpy cannot pass a partial start to HiGHS itself.
+    its first incumbent; cvxpy cannot pass a partial start to HiGHS itself. With a start,
+    ``time_limit`` covers cvxpy's compilation too (HiGHS gets what is left).
     """
     for name in COMMERCIAL:
         if name not in cp.installed_solvers():
@@ -171,7 +172,9 @@ def _solve_highs_started(
     import highspy as hp
     from cvxpy.reductions.solvers.conic_solvers.conic_solver import dims_to_solver_dict
 
+    t0 = time.perf_counter()
     data, chain, inverse = problem.get_problem_data(cp.HIGHS)
+    time_limit = max(1.0, time_limit - (time.perf_counter() - t0))
     inf = hp.Highs().inf
     dims = dims_to_solver_dict(data[cp.settings.DIMS])
     a_mat = data[cp.settings.A].tocsc()
