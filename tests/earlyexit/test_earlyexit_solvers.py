@@ -92,3 +92,18 @@ def test_edgent_deadline_picks_deepest_feasible(tiny_problem) -> None:
     lat = [best_partition(problem, k)[1] for k in (1, 2, 3)]
     plan = solve_edgent(problem, deadline_s=max(lat) + 1.0)
     assert plan.meta["exit"] == 3
+
+
+def test_exit_without_probability_still_placed_well(make_random, brute) -> None:
+    import itertools
+
+    base = make_random(2)
+    problem = EarlyExitProblem(**{**base.__dict__, "probabilities": (0.0, 0.5, 0.5)})
+    plan = solve_exact(problem)
+    assert plan.predicted["expected_latency_s"] == pytest.approx(brute(problem), rel=1e-12)
+    genes = list(plan.meta["genes"])
+    best_exit1 = min(
+        problem.latency(1, genes[:5] + list(b) + genes[7:])["total_s"]
+        for b in itertools.product(problem.tiers, repeat=2)
+    )
+    assert plan.predicted["latency_exit_1_s"] == pytest.approx(best_exit1)

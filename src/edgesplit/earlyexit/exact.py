@@ -49,26 +49,34 @@ def _step(
     return out
 
 
-def _finish(problem: EarlyExitProblem, k: int, tier: int, used: int, last_bytes: float) -> float:
+def _finish(
+    problem: EarlyExitProblem, k: int, tier: int, used: int, last_bytes: float, weight: float
+) -> float:
     """Exit ``k``'s terms that need the whole chain: return to mobile, loading, parsing."""
     fixed = sum(problem.loading[t] for t in range(3) if used >> t & 1) + problem.parsing[k - 1]
-    return problem.probabilities[k - 1] * (problem.comm_seconds(tier, MOBILE, last_bytes) + fixed)
+    return weight * (problem.comm_seconds(tier, MOBILE, last_bytes) + fixed)
 
 
 def _branch(
     problem: EarlyExitProblem, k: int, state: State, junction_bytes: float
 ) -> tuple[float, tuple[int, ...]]:
-    """Cheapest completion of side branch ``k`` from the junction ``state``."""
+    """Cheapest completion of side branch ``k`` from the junction ``state``.
+
+    An exit no requirement selects (``p_k = 0``) adds nothing to eq. 4.8 whatever its
+    branch does; its branch is still placed for the lowest Latency(k), at no cost.
+    """
     table: Table = {state: (0.0, (), ())}
     prev = junction_bytes
-    weight = problem.probabilities[k - 1]
+    p_k = problem.probabilities[k - 1]
+    weight = p_k if p_k > 0 else 1.0
     for layer in problem.branches[k - 1]:
         table = _step(problem, table, layer, weight, prev)
         prev = float(problem.layers[layer].output_bytes)
-    return min(
-        ((c + _finish(problem, k, t, u, prev), g) for (t, u), (c, g, _b) in table.items()),
+    cost, genes = min(
+        ((c + _finish(problem, k, t, u, prev, weight), g) for (t, u), (c, g, _b) in table.items()),
         key=lambda cg: cg[0],
     )
+    return (cost if p_k > 0 else 0.0), genes
 
 
 def solve_exact(problem: EarlyExitProblem) -> Plan:
@@ -87,7 +95,7 @@ def solve_exact(problem: EarlyExitProblem) -> Plan:
                 table[key] = (cost + bcost, genes, (*branches, bgenes))
     best_cost, trunk_genes, branch_genes = min(
         (
-            (c + _finish(problem, problem.n_exits, t, u, prev), g, b)
+            (c + _finish(problem, problem.n_exits, t, u, prev, p[-1]), g, b)
             for (t, u), (c, g, b) in table.items()
         ),
         key=lambda x: x[0],
