@@ -10,11 +10,11 @@ when ``k_i = M_i``), and the server problem is 1|r_j|ΣC_j (NP-hard). The heuris
 3. orders the jobs by *SPT among released jobs* (when the server frees, run the shortest
    released job; if none is released, jump to the next release), O(N log N);
 4. improves by local search until no move helps or ``time_budget`` runs out: change one
-   device's split (re-scheduling by rule 3, and also keeping the current order), then swap
-   adjacent jobs in the order, each evaluated in O(N).
+   device's split (the others keep their order, the device goes in by release), re-order
+   everything by rule 3, then swap adjacent jobs in the order, each evaluated in O(N).
 
 Tails run whole (non-preemptively), a special case of eq. 16, so every answer is feasible
-for the MILP. One sweep costs O(N · C · N log N) for C Pareto splits per device.
+for the MILP. One sweep costs O(N² · C) for C Pareto splits per device.
 """
 
 from __future__ import annotations
@@ -105,15 +105,18 @@ def solve_heuristic(problem: Problem, *, time_budget: float = 0.8) -> Schedule:
         sweeps += 1
         for i, ks in enumerate(cands):
             for k in ks:
-                if k == splits[i]:
+                if k == splits[i] or time.perf_counter() - t0 > time_budget:
                     continue
                 trial = list(splits)
                 trial[i] = k
-                for trial_order in _orders_for(jobs, trial, order, i):
-                    v = jobs.value(trial, trial_order)
-                    if v < best - _EPS:
-                        splits, order, best, improved = trial, trial_order, v, True
-                        break
+                trial_order = _insert(jobs, trial, order, i)
+                v = jobs.value(trial, trial_order)
+                if v < best - _EPS:
+                    splits, order, best, improved = trial, trial_order, v, True
+        relisted = jobs.list_order(splits)
+        v = jobs.value(splits, relisted)
+        if v < best - _EPS:
+            order, best, improved = relisted, v, True
         for pos in range(len(order) - 1):
             trial_order = list(order)
             trial_order[pos], trial_order[pos + 1] = trial_order[pos + 1], trial_order[pos]
@@ -131,12 +134,11 @@ def solve_heuristic(problem: Problem, *, time_budget: float = 0.8) -> Schedule:
     )
 
 
-def _orders_for(jobs: _Jobs, splits: list[int], order: list[int], i: int) -> list[list[int]]:
-    """Orders to try after device ``i`` changed split: rescheduled, and the old order kept."""
+def _insert(jobs: _Jobs, splits: list[int], order: list[int], i: int) -> list[int]:
+    """The order after device ``i`` changed split: others kept, ``i`` placed by release."""
     kept = [j for j in order if j != i]
     if splits[i] < jobs.m[i]:
-        # Keep the others' order and put i where its new release fits.
         r = jobs.release[i][splits[i]]
         pos = next((p for p, j in enumerate(kept) if jobs.release[j][splits[j]] > r), len(kept))
         kept = [*kept[:pos], i, *kept[pos:]]
-    return [jobs.list_order(splits), kept]
+    return kept
