@@ -200,7 +200,7 @@ def place(
     inst: Instance,
     semantics: str = "critical",
     contiguous: bool = True,
-    max_evals: int = 600,
+    max_evals: int = 300,
 ) -> PlacementResult:
     """Interval DP plus local search; the all-host placement is the fallback candidate."""
     if semantics not in SEMANTICS:
