@@ -129,7 +129,7 @@ def run_on_ray(
     seed: int = 0,
     address: str | None = None,
     epochs: int = 8,
-    num_cpus: int = 2,
+    num_cpus: int | None = None,
 ) -> dict[str, Any]:
     """Simulate, replay on Ray, and compare simulated with measured response times."""
     import ray
@@ -173,15 +173,26 @@ def run_on_ray(
     }
 
     resources = {f"host{i}": 1.0 for i in range(hosts)}
+    # Logical CPUs, not cores: Ray keeps about num_cpus idle workers alive, and every
+    # emulated host plus the broker's combine step needs a warm one.
+    slots = num_cpus or 2 * hosts + 2
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(
-            num_cpus=num_cpus, resources=resources, include_dashboard=False, log_to_driver=False
-        )
+        ray.init(num_cpus=slots, resources=resources, include_dashboard=False, log_to_driver=False)
     try:
         real = _replay(
-            ray, nets, graph, semantic.inverse, trained, arrivals, rec, simulated, interval_s, seed
+            ray,
+            nets,
+            graph,
+            semantic.inverse,
+            trained,
+            arrivals,
+            rec,
+            simulated,
+            interval_s,
+            seed,
+            slots,
         )
     finally:
         ray.shutdown()
@@ -199,6 +210,7 @@ def _replay(
     simulated: dict[int, TaskRecord],
     interval_s: float,
     seed: int,
+    warm_workers: int,
 ) -> list[RealTask]:
     @ray.remote(num_cpus=0)
     def run_part(part: Any, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -217,14 +229,21 @@ def _replay(
         return torch.cat(scores, dim=1)[:, inverse].argmax(1)
 
     refs = {d: [ray.put(n) for n in ns] for d, ns in nets.items()}
-    # warm every host's worker (process start, torch import) so it is not timed as work
-    hosts_used = sorted({h for cids in rec.tasks.values() for h in (rec.hosts[c] for c in cids)})
+
+    # Start the worker pool before timing: overlapping sleeps force one process per slot,
+    # each importing torch, so later tasks find warm workers instead of spawning them.
+    @ray.remote(num_cpus=0)
+    def warm(seconds: float) -> int:
+        time.sleep(seconds)
+        return torch.get_num_threads()
+
+    ray.get([warm.remote(1.0) for _ in range(warm_workers)])
     ray.get(
         [
             run_net.options(resources={f"host{h}": 1.0}).remote(
                 refs["compressed"][0], trained.x_test[:2]
             )
-            for h in hosts_used
+            for h in sorted({h for h in rec.hosts.values()})
         ]
     )
     rng = np.random.default_rng(seed)
