@@ -169,6 +169,7 @@ def run_model(name: str, repeats: int) -> dict[str, object]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
+    ap.add_argument("--name", default="plan_regret", help="result name under results/bench/")
     args = ap.parse_args()
     torch.set_num_threads(1)
     repeats = 3 if args.quick else 7
@@ -191,7 +192,7 @@ def main() -> None:
     )
     print(f"goal (median <= 5 %, top-3 >= 90 % on all three) met by the profile predictor: {goal}")
     save(
-        "plan_regret",
+        args.name,
         {
             "quick": args.quick,
             "repeats": repeats,

@@ -94,6 +94,10 @@ def test_pareto_of_a_table(alexnet_graph: Graph, make_problem: Make) -> None:
     lat, cost = list(c.latency_s), list(c.cost)
     assert set(result.pareto) == {i for i in range(len(c)) if not _dominated(i, lat, cost)}
     assert result.ol in result.pareto and result.oc in result.pareto
+    for name, plan in result.plans.items():
+        ev = check_plan(make_problem(alexnet_graph, seed=3), plan)
+        assert plan.cut == result.to_dict()["optimal"][name]
+        assert ev.latency_s == pytest.approx(c.latency_s[plan.cut])
 
 
 def test_normalised_weighted_sum_is_brute_force(alexnet_graph: Graph, make_problem: Make) -> None:

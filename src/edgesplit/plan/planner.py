@@ -109,7 +109,11 @@ def plan_two_tier(
 
 @dataclass(frozen=True)
 class TwoTierResult:
-    """Every choice over one candidate table (what ``edgesplit plan`` prints)."""
+    """Every choice over one candidate table (what ``edgesplit plan`` prints).
+
+    ``plans`` holds a re-checkable :class:`Plan` for each choice (latency, cost, energy,
+    luger_cl, normalised_weighted); ``chosen`` is the one the problem's objective picks.
+    """
 
     candidates: Candidates
     ol: int
@@ -120,6 +124,7 @@ class TwoTierResult:
     pareto: tuple[int, ...]
     chosen: Plan
     weight: float
+    plans: dict[str, Plan]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,6 +141,7 @@ class TwoTierResult:
             },
             "pareto": list(self.pareto),
             "chosen": self.chosen.to_dict(),
+            "plans": {k: p.to_dict() for k, p in self.plans.items()},
         }
 
 
@@ -145,16 +151,31 @@ def analyse(problem: Problem, tradeoff: str = "luger") -> TwoTierResult:
     cut = choose(c, problem.objective, problem.weight, tradeoff)
     meta = {"weight": problem.weight, "tradeoff": tradeoff, **problem.meta}
     chosen = plan_from_table(c, cut, algorithm="two-tier", objective=problem.objective, meta=meta)
+    picks = {
+        "latency": optimal_latency(c),
+        "cost": optimal_cost(c),
+        "energy": optimal_energy(c),
+        "luger_cl": luger_choice(c, problem.weight),
+        "normalised_weighted": weighted_sum(c, problem.weight),
+    }
+    plans = {
+        name: plan_from_table(
+            c, k, algorithm="two-tier", objective=name if name in OBJECTIVES else "weighted",
+            meta={**meta, "choice": name},
+        )
+        for name, k in picks.items()
+    }  # fmt: skip
     return TwoTierResult(
         candidates=c,
-        ol=optimal_latency(c),
-        oc=optimal_cost(c),
-        oe=optimal_energy(c),
-        cl=luger_choice(c, problem.weight),
-        weighted=weighted_sum(c, problem.weight),
+        ol=picks["latency"],
+        oc=picks["cost"],
+        oe=picks["energy"],
+        cl=picks["luger_cl"],
+        weighted=picks["normalised_weighted"],
         pareto=tuple(pareto_cuts(c)),
         chosen=chosen,
         weight=problem.weight,
+        plans=plans,
     )
 
 
