@@ -114,7 +114,9 @@ def _wait(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise TransportError(f"server for {url} exited with status {proc.returncode}")
+            raise TransportError(
+                f"server for {url} exited with status {proc.returncode}; see its log file"
+            )
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url + "/health", timeout=1.0).status_code == 200:
                 return
@@ -134,7 +136,10 @@ def launch(spec_path: str | Path, timeout_s: float = 90.0) -> Iterator[dict[int,
                    TIER_NAMES[tier], str(port)]  # fmt: skip
             if tier == EDGE:
                 cmd.append(urls[CLOUD])
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            # Server logs go to a file next to the spec: a pipe nobody reads could fill up.
+            log = Path(spec_path).with_name(f"earlyexit-{TIER_NAMES[tier]}.log")
+            with open(log, "wb") as log_file:
+                proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log_file)
             procs.append(proc)
             urls[tier] = f"http://127.0.0.1:{port}"
             _wait(urls[tier], proc, timeout_s)
