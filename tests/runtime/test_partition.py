@@ -17,7 +17,7 @@ SMALL_SHAPES = {
     "resnet50": (1, 3, 64, 64),
     "mobilenet_v2": (1, 3, 64, 64),
     "googlenet": (1, 3, 64, 64),
-    "inception_v3": (1, 3, 96, 96),
+    "inception_v3": (1, 3, 75, 75),
 }
 
 
