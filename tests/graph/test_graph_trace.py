@@ -8,17 +8,7 @@ from torch import nn
 
 from edgesplit.errors import ShapeError, TraceError
 from edgesplit.graph import KINDS, trace
-from edgesplit.models import ZOO, build
-
-# Reduced inputs keep the suite fast; adaptive pooling makes every zoo model accept them.
-SMALL_SHAPES = {
-    "vgg13": (1, 3, 32, 32),
-    "vgg16": (1, 3, 32, 32),
-    "resnet50": (1, 3, 64, 64),
-    "mobilenet_v2": (1, 3, 64, 64),
-    "googlenet": (1, 3, 64, 64),
-    "inception_v3": (1, 3, 75, 75),
-}
+from edgesplit.models import SMALL_INPUT_SHAPES, ZOO, build
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +73,7 @@ def test_cut_zero_sends_input_and_last_cut_sends_output(alexnet_graph):
 
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_every_zoo_model_traces(name):
-    model, x = build(name, SMALL_SHAPES.get(name))
+    model, x = build(name, SMALL_INPUT_SHAPES.get(name))
     g = trace(model, x, name=name)
     assert len(g) > 0 and all(n.kind in KINDS for n in g)
     chains = {"mnist_cnn", "lenet", "alexnet", "vgg13", "vgg16"}
@@ -94,7 +84,7 @@ def test_every_zoo_model_traces(name):
 
 
 def test_resnet_is_a_dag_with_multi_tensor_cuts():
-    model, x = build("resnet50", SMALL_SHAPES["resnet50"])
+    model, x = build("resnet50", SMALL_INPUT_SHAPES["resnet50"])
     g = trace(model, x)
     assert not g.is_chain
     assert any(n.kind == "add" for n in g)

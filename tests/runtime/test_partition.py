@@ -8,17 +8,8 @@ import torchvision.models as tvm
 
 from edgesplit.errors import PartitionError
 from edgesplit.graph import trace
-from edgesplit.models import ZOO, build
+from edgesplit.models import SMALL_INPUT_SHAPES, ZOO, build
 from edgesplit.runtime.partition import partition, split_at
-
-SMALL_SHAPES = {
-    "vgg13": (1, 3, 32, 32),
-    "vgg16": (1, 3, 32, 32),
-    "resnet50": (1, 3, 64, 64),
-    "mobilenet_v2": (1, 3, 64, 64),
-    "googlenet": (1, 3, 64, 64),
-    "inception_v3": (1, 3, 75, 75),
-}
 
 
 def _assert_every_cut_equal(model, x, granularity="layer", step=1):
@@ -34,13 +25,13 @@ def _assert_every_cut_equal(model, x, granularity="layer", step=1):
 
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_every_layer_cut_is_exact(name):
-    model, x = build(name, SMALL_SHAPES.get(name))
+    model, x = build(name, SMALL_INPUT_SHAPES.get(name))
     _assert_every_cut_equal(model, x)
 
 
 @pytest.mark.parametrize("name", ["alexnet", "resnet50", "googlenet"])
 def test_sampled_op_cuts_are_exact(name):
-    model, x = build(name, SMALL_SHAPES.get(name))
+    model, x = build(name, SMALL_INPUT_SHAPES.get(name))
     _assert_every_cut_equal(model, x, granularity="op", step=7)
 
 
@@ -70,7 +61,7 @@ def test_three_part_contiguous_split():
 
 
 def test_non_contiguous_dag_assignment_executes_exactly():
-    model, x = build("resnet50", SMALL_SHAPES["resnet50"])
+    model, x = build("resnet50", SMALL_INPUT_SHAPES["resnet50"])
     g = trace(model, x)
     # Put every downsample branch (a parallel path) on part 1, the rest on part 0 except
     # the tail, which goes to part 2: data flows 0 -> 1 -> 0 would cycle, so the blocks
@@ -107,7 +98,7 @@ def test_bad_assignments_are_rejected():
 
 
 def test_crossing_tensors_feed_the_next_part():
-    model, x = build("resnet50", SMALL_SHAPES["resnet50"])
+    model, x = build("resnet50", SMALL_INPUT_SHAPES["resnet50"])
     g = trace(model, x)
     k = max(range(len(g) + 1), key=lambda i: len(g.cut(i).tensors))
     split = split_at(g, [k])
