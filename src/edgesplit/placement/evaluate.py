@@ -54,11 +54,62 @@ def _check_shape(inst: Instance, assignment: Sequence[int]) -> None:
         raise InputError(
             f"placement has {len(assignment)} entries; instance {inst.name!r} has {inst.n} nodes"
         )
+    if assignment and not 0 <= min(assignment) <= max(assignment) <= inst.accelerators:
+        v = next(v for v, d in enumerate(assignment) if not 0 <= d <= inst.accelerators)
+        raise InputError(
+            f"node {inst.ids[v]} is placed on device {assignment[v]}; "
+            f"use 0 (host) .. {inst.accelerators}"
+        )
+
+
+def violations(inst: Instance, assignment: Sequence[int], contiguous: bool = True) -> list[str]:
+    """Every broken rule of the placement, one line each, naming node ids and devices.
+
+    Contiguity for all accelerators in one O(n + m) pass: ``left[v]`` is the bit set of
+    accelerators that some path to ``v`` has left; ``v`` breaks the rule if its own
+    accelerator is in it.
+    """
+    _check_shape(inst, assignment)
+    out: list[str] = []
+    used = [0.0] * inst.accelerators
+    unsupported: dict[int, list[int]] = {}
     for v, d in enumerate(assignment):
-        if not 0 <= d <= inst.accelerators:
-            raise InputError(
-                f"node {inst.ids[v]} is placed on device {d}; use 0 (host) .. {inst.accelerators}"
+        if d != HOST:
+            used[d - 1] += inst.size[v]
+            if not inst.supported(d - 1, v):
+                unsupported.setdefault(d - 1, []).append(inst.ids[v])
+    for a, bad in sorted(unsupported.items()):
+        out.append(f"{inst.device_names[a + 1]}: nodes {bad[:5]} are not supported there")
+    for a in range(inst.accelerators):
+        if used[a] > inst.acc_memory[a] * (1 + 1e-9):
+            out.append(
+                f"{inst.device_names[a + 1]}: holds {used[a]:.6g} bytes, "
+                f"capacity {inst.acc_memory[a]:.6g}"
             )
+    if contiguous:
+        left = [0] * inst.n
+        reported: set[int] = set()
+        for u in range(inst.n):  # positions are a topological order
+            du = assignment[u]
+            if du != HOST and left[u] >> du & 1 and du not in reported:
+                reported.add(du)
+                out.append(
+                    f"{inst.device_names[du]}: subgraph is not contiguous (node "
+                    f"{inst.ids[u]} is reached again after leaving it)"
+                )
+            for v in inst.succ[u]:
+                bits = left[u]
+                if du != HOST and assignment[v] != du:
+                    bits |= 1 << du
+                left[v] |= bits
+    for cls in inst.colour_classes():
+        devices = {assignment[v] for v in cls}
+        if len(devices) > 1:
+            out.append(
+                f"colour class {inst.colour[cls[0]]} is split over devices "
+                f"{sorted(inst.device_names[d] for d in devices)}"
+            )
+    return out
 
 
 def reached_after_leaving(inst: Instance, members: set[int]) -> set[int]:
@@ -70,38 +121,6 @@ def reached_after_leaving(inst: Instance, members: set[int]) -> set[int]:
                 if v not in members or u in after:
                     after.add(v)
     return after
-
-
-def violations(inst: Instance, assignment: Sequence[int], contiguous: bool = True) -> list[str]:
-    """Every broken rule of the placement, one line each, naming node ids and devices."""
-    _check_shape(inst, assignment)
-    out: list[str] = []
-    for a in range(inst.accelerators):
-        members = {v for v, d in enumerate(assignment) if d == a + 1}
-        if not members:
-            continue
-        name = inst.device_names[a + 1]
-        bad = [inst.ids[v] for v in sorted(members) if not inst.supported(a, v)]
-        if bad:
-            out.append(f"{name}: nodes {bad[:5]} are not supported there")
-        used = sum(inst.size[v] for v in members)
-        if used > inst.acc_memory[a] * (1 + 1e-9):
-            out.append(f"{name}: holds {used:.6g} bytes, capacity {inst.acc_memory[a]:.6g}")
-        if contiguous:
-            back = sorted(reached_after_leaving(inst, members) & members)
-            if back:
-                out.append(
-                    f"{name}: subgraph is not contiguous (node {inst.ids[back[0]]} is reached "
-                    "again after leaving it)"
-                )
-    for cls in inst.colour_classes():
-        devices = {assignment[v] for v in cls}
-        if len(devices) > 1:
-            out.append(
-                f"colour class {inst.colour[cls[0]]} is split over devices "
-                f"{sorted(inst.device_names[d] for d in devices)}"
-            )
-    return out
 
 
 def _call_durations(inst: Instance, assignment: Sequence[int]) -> list[float]:
@@ -131,10 +150,10 @@ def evaluate(
     if semantics not in SEMANTICS:
         raise InputError(f"semantics must be one of {SEMANTICS}, not {semantics!r}")
     problems = violations(inst, assignment, contiguous)
+    if problems:
+        return Evaluation(math.inf, tuple(problems), (), 0.0)
     calls = _call_durations(inst, assignment)
     host_busy = sum(inst.host_time[v] for v, d in enumerate(assignment) if d == HOST)
-    if problems:
-        return Evaluation(math.inf, tuple(problems), tuple(calls), host_busy)
     if semantics == "sequential":
         return Evaluation(host_busy + sum(calls), (), tuple(calls), host_busy)
     latency = _critical_path(inst, assignment, calls)

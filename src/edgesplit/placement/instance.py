@@ -47,6 +47,7 @@ class Instance:
     device_names: tuple[str, ...] = ()
     succ: tuple[tuple[int, ...], ...] = field(init=False, repr=False, compare=False)
     pred: tuple[tuple[int, ...], ...] = field(init=False, repr=False, compare=False)
+    groups: dict[int, tuple[int, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n, k = len(self.ids), len(self.acc_time)
@@ -75,6 +76,10 @@ class Instance:
             object.__setattr__(self, "device_names", names)
         object.__setattr__(self, "succ", tuple(tuple(s) for s in succ))
         object.__setattr__(self, "pred", tuple(tuple(p) for p in pred))
+        groups: dict[int, list[int]] = {}
+        for v, c in enumerate(self.colour):
+            groups.setdefault(c, []).append(v)
+        object.__setattr__(self, "groups", {c: tuple(g) for c, g in groups.items()})
 
     # -- construction ----------------------------------------------------------
     @classmethod
@@ -146,10 +151,7 @@ class Instance:
 
     def colour_classes(self) -> list[list[int]]:
         """Classes with more than one member, each a sorted list of positions."""
-        groups: dict[int, list[int]] = {}
-        for v, c in enumerate(self.colour):
-            groups.setdefault(c, []).append(v)
-        return [g for g in groups.values() if len(g) > 1]
+        return [list(g) for g in self.groups.values() if len(g) > 1]
 
     def supported(self, a: int, v: int) -> bool:
         return math.isfinite(self.acc_time[a][v])

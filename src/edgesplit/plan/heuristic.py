@@ -171,13 +171,16 @@ def local_search(
             # Neighbours' devices first (they keep subgraphs contiguous), then the rest.
             near = {best[w] for w in inst.succ[v] + inst.pred[v]} | {HOST}
             rest = set(range(inst.accelerators + 1)) - near
+            if inst.identical:  # empty identical accelerators are interchangeable: try one
+                empty = sorted(d for d in rest if d not in best)
+                rest -= set(empty[1:])
             targets = [d for d in sorted(near) + sorted(rest) if d != best[v]]
             for d in targets:
                 if d != HOST and not inst.supported(d - 1, v):
                     continue
                 old = best[v]
                 # A colour class moves as one; otherwise the move is infeasible by rule.
-                group = [w for w in range(inst.n) if inst.colour[w] == inst.colour[v]]
+                group = inst.groups[inst.colour[v]]
                 saved = [best[w] for w in group]
                 for w in group:
                     best[w] = d
