@@ -286,8 +286,11 @@ def place(
     else:
         assignment, latency = start.assignment, start.latency
         meta["incumbent_from"] = "heuristic"
+        meta["note"] = "no MILP incumbent within the time limit"
         if info is not None and solver == "HIGHS" and math.isfinite(info.mip_dual_bound):
-            meta["note"] = "no MILP incumbent within the time limit"
+            # cvxpy moves the objective's constant (the sequential host sum) into an offset
+            offset = sum(inst.host_time) if semantics == "sequential" else 0.0
+            bound = float(info.mip_dual_bound) + offset
     if bound is not None:
         bound = min(max(0.0, bound), latency)
     return PlacementResult(
