@@ -284,7 +284,10 @@ def run_schedule(
         "segments": [(s.device, s.first, s.stop) for s in schedule.segments],
         "server_factor": [f / (1.0 - problem.server_load) for f in server_factor],
     }
-    ctx = mp.get_context("spawn")
+    # forkserver: torch is imported once by the fork server (which never runs a torch op,
+    # so forking it is safe), instead of once per spawned process.
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "torchvision", "edgesplit.multidevice.execute"])
     port_q, result_q = ctx.Queue(), ctx.Queue()
     server = ctx.Process(target=_server_main, args=(config, port_q, result_q), daemon=True)
     server.start()
