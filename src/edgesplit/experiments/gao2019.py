@@ -182,6 +182,8 @@ def plot(doc: dict[str, Any], out: Path) -> list[Path]:
             ax.plot(xs, [y(r[case]) for r in doc[key]], marker="o", label=labels[case])
         if logx:
             ax.set_xscale("log")
+        if "delay" in ylabel:
+            ax.set_yscale("log")  # server-only is 10-100x the others at low bandwidth
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.legend()
