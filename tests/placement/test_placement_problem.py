@@ -163,3 +163,21 @@ def test_mobilenet_layer_plans_execute_exactly():
         split = partition(graph, execution_parts(graph, plan.assignment))
         with torch.no_grad():
             assert torch.equal(split(x), want)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_critical_path_placements_on_a_dag_execute_exactly(tiny, seed):
+    """Tarnawski-semantics solvers on our own DAG: map back to graph nodes and run."""
+    from edgesplit.placement import evaluate
+    from edgesplit.plan import heuristic, milp
+    from edgesplit.plan.placement_problem import from_instance_assignment, problem_to_instance
+
+    model, x, graph = tiny
+    problem = random_problem(graph, 20 + seed, 3)
+    inst, devices = problem_to_instance(problem)
+    for result in (milp.place(inst, time_limit=30), heuristic.place(inst)):
+        assert evaluate(inst, result.assignment).latency == pytest.approx(result.latency)
+        assignment = from_instance_assignment(inst, devices, result.assignment)
+        split = partition(graph, execution_parts(graph, assignment))
+        with torch.no_grad():
+            assert torch.equal(split(x), model(x))
