@@ -18,8 +18,20 @@ def test_simulate_json_is_one_document(tmp_path) -> None:
     out = tmp_path / "run.json"
     res = CliRunner().invoke(
         app,
-        ["simulate", "--cluster", str(EXAMPLE), "--policy", "gillis", "--intervals", "3",
-         "--seed", "2", "--json", "--out", str(out)],
+        [
+            "simulate",
+            "--cluster",
+            str(EXAMPLE),
+            "--policy",
+            "gillis",
+            "--intervals",
+            "3",
+            "--seed",
+            "2",
+            "--json",
+            "--out",
+            str(out),
+        ],
     )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
@@ -28,11 +40,25 @@ def test_simulate_json_is_one_document(tmp_path) -> None:
     assert json.loads(out.read_text()) == doc
 
 
-def test_simulate_saves_and_reuses_mab_state(tmp_path) -> None:
+def test_simulate_saves_and_reuses_mab_state(tmp_path, monkeypatch) -> None:
+    import edgesplit.cluster.policies as policies
+
+    real = policies.train_surrogate
+    # the GOBI surrogate's quality is not under test here: a few epochs keep this cheap
+    monkeypatch.setattr(policies, "train_surrogate", lambda *a, **k: real(*a, **{**k, "epochs": 5}))
     state = tmp_path / "mab.json"
-    args = ["simulate", "--cluster", str(EXAMPLE), "--policy", "m+g", "--intervals", "2",
-            "--mab-state", str(state), "--json"]
-    # m+g needs GOBI too; two tiny runs keep this cheap
+    args = [
+        "simulate",
+        "--cluster",
+        str(EXAMPLE),
+        "--policy",
+        "m+g",
+        "--intervals",
+        "2",
+        "--mab-state",
+        str(state),
+        "--json",
+    ]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     saved = json.loads(state.read_text())
@@ -46,7 +72,9 @@ def test_bad_cluster_file_is_one_line_and_exit_2(tmp_path) -> None:
     bad.write_text("hosts: 3\n")
     res = subprocess.run(
         [sys.executable, "-m", "edgesplit.cli", "simulate", "--cluster", str(bad)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and "hosts" in res.stderr

@@ -63,6 +63,9 @@ def simulate(
 
     if policy not in POLICIES:
         raise InputError(f"--policy {policy!r} is unknown; choose one of {', '.join(POLICIES)}")
+    import torch
+
+    torch.set_num_threads(1)  # the surrogate is tiny; extra threads only synchronise
     cfg = load_cluster(cluster) if cluster else ClusterConfig()
     updates: dict[str, Any] = {}
     if intervals is not None:

@@ -123,8 +123,12 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
     return float(x.mean()), float(half)
 
 
-def reproduce(quick: bool, out: Path, seeds: int | None = None) -> dict[str, Any]:
-    cfg = ClusterConfig().model_copy(update={"intervals": 30 if quick else 100})
+def reproduce(
+    quick: bool, out: Path, seeds: int | None = None, intervals: int | None = None
+) -> dict[str, Any]:
+    """Run the protocol above; ``intervals`` overrides the run length (tests)."""
+    n = intervals or (30 if quick else 100)
+    cfg = ClusterConfig().model_copy(update={"intervals": n})
     seed_list = list(range(seeds if seeds else (2 if quick else 3)))
     profiles = build_profiles(cfg.workload)
     t0 = time.perf_counter()
@@ -146,7 +150,7 @@ def reproduce(quick: bool, out: Path, seeds: int | None = None) -> dict[str, Any
                 k: mean_ci([r["per_app"][app][k] for r in rows if app in r["per_app"]])
                 for k in ("response_intervals", "sla_violation", "accuracy")
             }
-            for app in rows[0]["per_app"]
+            for app in sorted({a for r in rows for a in r["per_app"]})
         }
     doc = {
         "protocol": {
@@ -208,7 +212,8 @@ def plot_fig4(table: dict[str, dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(table)
-    apps = list(next(iter(table.values()))["per_app"])
+    apps = sorted({a for row in table.values() for a in row["per_app"]})
+    nan = (float("nan"), 0.0)  # an app no task of this policy finished in
     keys = (
         ("response_intervals", "response (intervals)"),
         ("sla_violation", "SLA violations"),
@@ -218,7 +223,7 @@ def plot_fig4(table: dict[str, dict[str, Any]], path: Path) -> None:
     width = 0.8 / len(apps)
     for ax, (key, label) in zip(axes, keys):
         for j, app in enumerate(apps):
-            vals = [table[n]["per_app"][app][key] for n in names]
+            vals = [table[n]["per_app"].get(app, {}).get(key, nan) for n in names]
             ax.bar(
                 np.arange(len(names)) + j * width,
                 [v[0] for v in vals],
