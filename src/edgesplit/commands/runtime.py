@@ -24,7 +24,14 @@ def serve(
     max_concurrency: int = typer.Option(2, help="inferences running at once"),
     max_queue: int = typer.Option(16, help="admitted requests waiting; beyond: 503"),
     max_body: int = typer.Option(256 * 1024 * 1024, help="largest request body, bytes"),
-    threads: int | None = typer.Option(None, help="torch intra-op threads"),
+    threads: int | None = typer.Option(None, help="torch intra-op threads (per replica)"),
+    ray_replicas: int | None = typer.Option(
+        None, help="run N replicas of the same app on Ray Serve instead of one uvicorn"
+    ),
+    ray_address: str | None = typer.Option(
+        None, help="join this Ray cluster ('auto', 'ray://h:10001'); default: a private one"
+    ),
+    ray_cpus: int = typer.Option(2, help="logical CPUs of the private local Ray"),
 ) -> None:
     """Run the cloud tier: finishes split inferences sent by `edgesplit run` (Ctrl-C stops)."""
     from edgesplit.runtime.server import ServerConfig, check_bind
@@ -47,6 +54,26 @@ def serve(
         max_queue=max_queue,
         token=token,
     )
+    if ray_replicas is not None:
+        from edgesplit.runtime.serve_ray import RayOptions, serve_replicated
+
+        options = RayOptions(
+            replicas=ray_replicas,
+            host=host,
+            port=port,
+            address=ray_address,
+            num_cpus=ray_cpus,
+            # A replica may ask for no more CPU than the private Ray has per replica.
+            replica_cpus=1.0 if ray_address else min(1.0, ray_cpus / max(1, ray_replicas)),
+            threads=threads or 1,
+            insecure=insecure,
+        )
+        err_console.print(
+            f"serving {', '.join(model)} on http://{host}:{port} "
+            f"({ray_replicas} Ray Serve replicas, {device})"
+        )
+        serve_replicated(config, options)
+        return
     err_console.print(f"serving {', '.join(model)} on http://{host}:{port} ({device})")
     run_server(config, host=host, port=port, insecure=insecure)
 

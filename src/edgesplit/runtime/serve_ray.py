@@ -169,14 +169,19 @@ class RayServer:
 
 def serve_replicated(config: ServerConfig, options: RayOptions) -> None:
     """Run the replicated tier in the foreground until SIGINT/SIGTERM, then stop it."""
-    server = RayServer(config, options).start()
+    server = RayServer(config, options)
     done = threading.Event()
 
     def _stop(*_: object) -> None:
         done.set()
 
-    old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    signals = (signal.SIGINT, signal.SIGTERM)
+    old = {s: signal.signal(s, _stop) for s in signals}
     try:
+        server.start()
+        # ray.init installs its own handlers; ours must win so that stop() runs.
+        for s in signals:
+            signal.signal(s, _stop)
         while not done.is_set():
             time.sleep(0.2)
     finally:
