@@ -25,12 +25,12 @@ from _common import save
 from edgesplit.commands.common import load_graph
 from edgesplit.experiments.samadi import make_problem
 from edgesplit.placement import evaluate
-from edgesplit.placement.tarnawski import load_instance
+from edgesplit.placement.tarnawski import load_instance, published_workloads_dir
 from edgesplit.plan import heuristic, milp
 from edgesplit.plan.placement_problem import problem_to_instance
 
-TARNAWSKI_RESNET50 = (
-    "/work/shared/benchmarks/dnn-partitioning/latency-inputs/OperatorGraphs/resnet50_inference.json"
+TARNAWSKI_RESNET50 = str(
+    published_workloads_dir() / "latency-inputs" / "OperatorGraphs" / "resnet50_inference.json"
 )
 CASES = (
     ("alexnet", "layer"),

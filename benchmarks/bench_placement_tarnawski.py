@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import argparse
 import glob
-import os
 import warnings
 from pathlib import Path
 
 from _common import save
 
 from edgesplit.placement import HOST, evaluate
-from edgesplit.placement.tarnawski import load_instance, read_placement
+from edgesplit.placement.tarnawski import load_instance, published_workloads_dir, read_placement
 from edgesplit.plan import heuristic, milp, relax
 
-ROOT = Path(os.environ.get("EDGESPLIT_SHARED", "/work/shared")) / "benchmarks" / "dnn-partitioning"
+ROOT = published_workloads_dir()
 EXPERT_FPGAS, EXPERT_MEMORY = 6, 17185374208.0
 
 

@@ -30,7 +30,15 @@ app = typer.Typer(
 )
 
 # One entry per area; each module exposes register(app) and may add to reproduce_app.
-for _area in (graph_commands, cluster_commands, plan_commands, runtime_commands, earlyexit_commands, multidevice_commands, placement_commands):
+for _area in (
+    graph_commands,
+    plan_commands,
+    runtime_commands,
+    placement_commands,
+    multidevice_commands,
+    earlyexit_commands,
+    cluster_commands,
+):
     _area.register(app)
 app.add_typer(reproduce_app, name="reproduce")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -16,10 +15,11 @@ from edgesplit.placement.tarnawski import (
     load_instance,
     placement_assignment,
     placement_document,
+    published_workloads_dir,
     read_placement,
 )
 
-SHARED = Path("/work/shared/benchmarks/dnn-partitioning")
+SHARED = published_workloads_dir()
 needs_shared = pytest.mark.skipif(
     not SHARED.exists(), reason="the published workloads live outside the repository"
 )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,21 @@ class TarnawskiPlacement(BaseModel):
     totalLatency: float | None = None
     fpgas: list[DevicePlacement] = Field(default_factory=list)
     cpus: list[DevicePlacement] = Field(default_factory=list)
+
+
+def published_workloads_dir() -> Path:
+    """Where the Tarnawski et al. workloads are: ``$EDGESPLIT_SHARED`` or ``shared/`` beside the repo.
+
+    The workloads ship read-only in ``../shared/benchmarks/dnn-partitioning`` next to a
+    checkout (as in CI); ``EDGESPLIT_SHARED`` points elsewhere.
+    """
+    env = os.environ.get("EDGESPLIT_SHARED")
+    repo = Path(__file__).resolve().parents[3]
+    for root in ([Path(env)] if env else []) + [repo.parent / "shared", repo / "shared"]:
+        candidate = root / "benchmarks" / "dnn-partitioning"
+        if candidate.is_dir():
+            return candidate
+    return (Path(env) if env else repo.parent / "shared") / "benchmarks" / "dnn-partitioning"
 
 
 def _load(path: str | Path) -> Any:
