@@ -33,7 +33,7 @@ def test_unknown_and_unimportable_models():
         resolve("math:pi", (1,))
 
 
-@pytest.mark.parametrize("text", ["", "a,b", "1,-3", "0"])
+@pytest.mark.parametrize("text", ["", "a,b", "1,-3", "0", "1,x", "1,,3"])
 def test_bad_input_shapes(text):
     with pytest.raises(ShapeError, match="--input-shape"):
         input_shape_from_text(text)
@@ -41,6 +41,7 @@ def test_bad_input_shapes(text):
 
 def test_input_shape_parsing():
     assert input_shape_from_text("1,3,224,224") == (1, 3, 224, 224)
+    assert input_shape_from_text("1x3x32x32") == (1, 3, 32, 32)
 
 
 def test_weights_load_from_safetensors_and_pt(tmp_path):

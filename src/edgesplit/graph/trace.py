@@ -77,7 +77,7 @@ def trace(
     )
     gm, tracer = to_graph_module(model, inputs)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_torch_logs():
             ShapeProp(gm).propagate(*inputs)
     except Exception as err:
         shapes = ", ".join(str(tuple(t.shape)) for t in inputs)

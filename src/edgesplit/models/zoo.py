@@ -8,6 +8,7 @@ user model; :func:`load_weights` loads a state dict safely (safetensors, or
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,7 +123,7 @@ SMALL_INPUT_SHAPES: dict[str, tuple[int, ...]] = {
 def input_shape_from_text(text: str) -> tuple[int, ...]:
     """Parse ``"1,3,224,224"`` into a shape tuple."""
     try:
-        shape = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
+        shape = tuple(int(p) for p in re.split(r"[,x]", text.strip()))
     except ValueError:
         shape = ()
     if not shape or any(s <= 0 for s in shape):
