@@ -88,10 +88,12 @@ def run(
     requests: int | None = typer.Option(None, "--requests", "-n", help="number of requests"),
     duration: float | None = typer.Option(None, help="run this many seconds instead"),
     schedule: Path | None = typer.Option(None, help="condition schedule YAML"),
-    bandwidth: float = typer.Option(10.0, help="Mbit/s when no --schedule"),
-    rtt_ms: float = typer.Option(20.0, help="round-trip ms when no --schedule"),
-    clock_ghz: float = typer.Option(2.6, help="emulated edge clock when no --schedule"),
-    ref_ghz: float = typer.Option(2.6, help="this host's real clock (time-dilation reference)"),
+    bandwidth: str = typer.Option("10mbit", help="link bandwidth when no --schedule, e.g. 7.2mbit"),
+    rtt: str = typer.Option("20ms", help="round-trip time when no --schedule, e.g. 40ms"),
+    clock: str = typer.Option("2.6GHz", help="emulated edge clock when no --schedule"),
+    ref_clock: str = typer.Option(
+        "2.6GHz", help="this host's real clock (time-dilation reference)"
+    ),
     shape: bool = typer.Option(True, help="shape the link in-process (token bucket + RTT)"),
     objective: str = typer.Option("weighted", help="latency, cost, energy or weighted"),
     weight: float = typer.Option(0.5, help="Luger w: 0 latency only .. 1 cost only"),
@@ -112,14 +114,20 @@ def run(
     """Run the edge agent: head here, tail on the cloud, one CSV row per request."""
     from edgesplit.runtime.conditions import Schedule
     from edgesplit.runtime.loop import RunOptions, run_agent
+    from edgesplit.units import parse_bandwidth, parse_duration, parse_frequency
 
     if requests is None and duration is None:
         requests = 20
     sched = (
         Schedule.load(schedule)
         if schedule
-        else Schedule.constant(bandwidth_mbit=bandwidth, rtt_ms=rtt_ms, clock_ghz=clock_ghz)
+        else Schedule.constant(
+            bandwidth_mbit=parse_bandwidth(bandwidth) / 1e6,
+            rtt_ms=parse_duration(rtt) * 1e3,
+            clock_ghz=parse_frequency(clock) / 1e9,
+        )
     )
+    ref_ghz = parse_frequency(ref_clock) / 1e9
     opts = RunOptions(
         model=model,
         server=server,
