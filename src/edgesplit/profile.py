@@ -179,13 +179,15 @@ def profile_graph(
     with torch.inference_mode():
         for rep in range(warmup + repeats):
             values: dict[str, torch.Tensor] = {graph.input_names[0]: x}
-            for i, part in enumerate(split.parts):
+            for i, (part, done) in enumerate(zip(split.parts, split.release_after)):
                 sync()
                 t0 = time.perf_counter()
                 values.update(part(values))
                 sync()
                 if rep >= warmup:
                     samples[i].append(time.perf_counter() - t0)
+                for name in done:
+                    values.pop(name, None)
             sync()
             t0 = time.perf_counter()
             module(x)
