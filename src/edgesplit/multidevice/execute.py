@@ -145,11 +145,10 @@ def _server_main(config: dict[str, Any], port_q: Any, result_q: Any) -> None:
     with torch.inference_mode():  # warm up every part once (first calls allocate)
         for i, d in enumerate(devices):
             if i in parts:
-                model_values = split_at(graphs[d["model"]], [d["split"]]).run_values(
-                    _graph(d["model"])[1]
-                )
-                for part in parts[i][1:]:
-                    part(model_values)
+                graph = graphs[d["model"]]
+                model_values = {graph.input_names[0]: _graph(d["model"])[1]}
+                for part in parts[i]:
+                    model_values.update(part(model_values))
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(_TIMEOUT_S)
     port_q.put(listener.getsockname()[1])
