@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import queue
 import socket
 import struct
 import threading
@@ -261,6 +262,27 @@ def _agent_main(config: dict[str, Any], i: int, port: int, result_q: Any) -> Non
     )
 
 
+def _collect(result_q: Any, count: int, procs: list[Any], timeout_s: float) -> list[dict[str, Any]]:
+    """Gather ``count`` results, failing fast when a process died instead of waiting it out."""
+    deadline = time.monotonic() + timeout_s
+    results: list[dict[str, Any]] = []
+    while len(results) < count:
+        try:
+            results.append(result_q.get(timeout=0.5))
+            continue
+        except queue.Empty:
+            pass
+        dead = [p for p in procs if p.exitcode not in (None, 0)]
+        if dead:
+            raise TransportError(
+                f"multi-device run failed: process {dead[0].name} exited with code "
+                f"{dead[0].exitcode}; see its stderr"
+            )
+        if time.monotonic() > deadline:
+            raise TransportError(f"multi-device run got no result within {timeout_s:.0f} s")
+    return results
+
+
 def run_schedule(
     problem: Problem, schedule: Schedule, *, timeout_s: float = _TIMEOUT_S
 ) -> RunResult:
@@ -298,7 +320,9 @@ def run_schedule(
         ]
         for a in agents:
             a.start()
-        results = [result_q.get(timeout=timeout_s) for _ in range(problem.n + 1)]
+        results = _collect(result_q, problem.n + 1, [server, *agents], timeout_s)
+    except TransportError:
+        raise
     except Exception as err:
         raise TransportError(
             f"multi-device run failed: {err!r}; see the processes' stderr"
