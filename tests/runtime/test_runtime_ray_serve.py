@@ -60,10 +60,12 @@ def _ray_children() -> list[str]:
 
 
 def _is_ray(cmdline: str) -> bool:
-    # Other tests leave a multiprocessing forkserver whose argument list merely contains
-    # the letters "ray"; Ray's own processes run from its package or are named "ray::".
-    markers = ("/ray/", "raylet", "gcs_server", "ray::", "default_worker.py")
-    return any(m in cmdline for m in markers)
+    # Other tests leave a multiprocessing forkserver whose sys.path argument names Ray's
+    # thirdparty_files; Ray's own processes are its binaries, scripts run from its package,
+    # or workers named "ray::". Only the program and its script decide.
+    head = " ".join(cmdline.split()[:2])
+    markers = ("/ray/", "raylet", "gcs_server", "default_worker.py")
+    return cmdline.startswith("ray::") or any(m in head for m in markers)
 
 
 @pytest.fixture(scope="module")
