@@ -39,7 +39,13 @@ from prometheus_client import (
     generate_latest,
 )
 
-from edgesplit.errors import EdgesplitError, InputError, ShapeError, UnknownModelError
+from edgesplit.errors import (
+    EdgesplitError,
+    InputError,
+    PartitionError,
+    ShapeError,
+    UnknownModelError,
+)
 from edgesplit.runtime import wire
 from edgesplit.runtime.store import ModelStore
 
@@ -200,6 +206,32 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
             )
 
         return await admitted("infer", request, work)
+
+    @app.post("/v1/part", summary="Run one part of a DAG plan's assignment on a safetensors body")
+    async def run_part(request: Request, model: str, assignment: str, part: int) -> Response:
+        async def work() -> Response:
+            body = await read_body(request)
+            start = time.time()
+            try:
+                ids = tuple(int(a) for a in assignment.split(","))
+                seg = store.plan_part(model, ids, part)
+            except ValueError:
+                raise _HttpError(
+                    422, "assignment must be comma-separated part ids, one per node"
+                ) from None
+            except (InputError, PartitionError) as err:
+                if isinstance(err, UnknownModelError):
+                    raise
+                raise _HttpError(422, str(err)) from None
+            tensors = wire.decode_tensors(body, config.max_body_bytes)
+            outs, _ = await anyio.to_thread.run_sync(
+                lambda: store.run(seg, tensors), limiter=limiter
+            )
+            stop = time.time()
+            meta = {"cloud_lat_start": repr(start), "cloud_lat_stop": repr(stop)}
+            return Response(wire.encode_tensors(outs, meta), media_type=SAFETENSORS_TYPE)
+
+        return await admitted("part", request, work)
 
     @app.post("/offload", summary="Luger Listing 1: JSON with a base64 tensor")
     async def offload(request: Request) -> Response:

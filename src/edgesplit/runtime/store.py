@@ -25,7 +25,7 @@ import torch.fx as fx
 from edgesplit.errors import InputError, ShapeError, UnknownModelError
 from edgesplit.graph import Graph, trace
 from edgesplit.models import build
-from edgesplit.runtime.partition import Part, split_at
+from edgesplit.runtime.partition import Part, partition, split_at
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,11 @@ class Segment:
     part: Part
     needs: tuple[str, ...]
     gives: tuple[str, ...]
+    label: str = ""
+
+    @property
+    def where(self) -> str:
+        return self.label or f"cut {self.start}"
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class ModelStore:
         self._lock = threading.Lock()
         self._models: dict[str, LoadedModel] = {}
         self._segments: dict[tuple[str, int, int], Segment] = {}
+        self._plan_parts: dict[tuple[str, tuple[int, ...], int], Segment] = {}
         for name in models:
             self._load(name)
 
@@ -104,6 +110,36 @@ class ModelStore:
                 self._segments[key] = seg
         return seg
 
+    def plan_part(self, name: str, assignment: tuple[int, ...], index: int) -> Segment:
+        """Part ``index`` of an arbitrary acyclic assignment (a DAG plan), built by ``partition``.
+
+        The part takes exactly the tensors crossing into it and answers the tensors it hands
+        on, so an agent can walk a min-cut or MILP plan part by part across servers.
+        """
+        graph = self.model(name).graph
+        key = (name, assignment, index)
+        with self._lock:
+            seg = self._plan_parts.get(key)
+            if seg is None:
+                split = partition(graph, list(assignment))
+                part = next((p for p in split.parts if p.index == index), None)
+                if part is None:
+                    raise InputError(
+                        f"part {index} is not in the assignment; it has parts "
+                        f"{sorted(p.index for p in split.parts)}"
+                    )
+                seg = Segment(
+                    model=name,
+                    start=-1,
+                    end=-1,
+                    part=part,
+                    needs=part.input_names,
+                    gives=part.output_names,
+                    label=f"part {index}",
+                )
+                self._plan_parts[key] = seg
+        return seg
+
     def check_inputs(self, seg: Segment, tensors: Mapping[str, torch.Tensor]) -> None:
         """Exactly the tensors of cut ``start``, with the graph's shapes and dtypes."""
         graph = self.model(seg.model).graph
@@ -111,7 +147,7 @@ class ModelStore:
         extra = [n for n in tensors if n not in seg.needs]
         if missing or extra:
             raise ShapeError(
-                f"cut {seg.start} of {seg.model!r} takes tensors {list(seg.needs)}; "
+                f"{seg.where} of {seg.model!r} takes tensors {list(seg.needs)}; "
                 f"missing {missing}, unexpected {extra}"
             )
         for name in seg.needs:
@@ -120,7 +156,7 @@ class ModelStore:
             got_dtype = str(got.dtype).removeprefix("torch.")
             if tuple(got.shape) != tuple(want.shape) or got_dtype != want.dtype:
                 raise ShapeError(
-                    f"tensor {name!r} is {got_dtype}{list(got.shape)} but cut {seg.start} of "
+                    f"tensor {name!r} is {got_dtype}{list(got.shape)} but {seg.where} of "
                     f"{seg.model!r} needs {want.dtype}{list(want.shape)}"
                 )
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -150,6 +150,26 @@ class HTTPTransport:
             raise TransportError(f"/v1/infer answered an unreadable body ({err})") from None
         times = {k: float(v) for k, v in json.loads(meta.get("node_times", "{}")).items()}
         return InferReply(out, start, stop, len(body), len(data), times)
+
+    def run_part(
+        self,
+        model: str,
+        assignment: Sequence[int],
+        part: int,
+        tensors: Mapping[str, torch.Tensor],
+    ) -> InferReply:
+        """``POST /v1/part``: run part ``part`` of a DAG plan's assignment remotely."""
+        body = wire.encode_tensors(tensors)
+        params = {"model": model, "assignment": ",".join(map(str, assignment)), "part": part}
+        resp = self._post("/v1/part", body, params, wire.SAFETENSORS_TYPE)
+        data = resp.content
+        try:
+            meta = wire.decode_metadata(data)
+            out = wire.decode_tensors(data)
+            start, stop = float(meta["cloud_lat_start"]), float(meta["cloud_lat_stop"])
+        except (KeyError, ValueError) as err:
+            raise TransportError(f"/v1/part answered an unreadable body ({err})") from None
+        return InferReply(out, start, stop, len(body), len(data))
 
     def offload_json(
         self, model: str, cut: int, tensor: torch.Tensor, end: int | None = None
