@@ -227,11 +227,15 @@ def decode(x_value: np.ndarray | None, n: int) -> tuple[int, ...]:
     """Assignment from a (near-)integral ``x``: the accelerator whose ``x`` exceeds 1/2."""
     if x_value is None:
         raise InfeasiblePlanError("the solver returned no values for x")
+    return round_shares(x_value[:n], 0.5)
+
+
+def round_shares(x: np.ndarray, tau: float) -> tuple[int, ...]:
+    """Each node to the accelerator with its largest share if that share exceeds ``tau``."""
     out = []
-    for v in range(n):
-        row = x_value[v]
+    for row in x:
         a = int(np.argmax(row)) if row.size else -1
-        out.append(a + 1 if a >= 0 and row[a] > 0.5 else HOST)
+        out.append(a + 1 if a >= 0 and row[a] > tau else HOST)
     return tuple(out)
 
 

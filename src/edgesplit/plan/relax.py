@@ -34,7 +34,7 @@ from edgesplit.placement.evaluate import evaluate, reached_after_leaving
 from edgesplit.placement.instance import HOST, Instance
 from edgesplit.placement.result import PlacementResult
 from edgesplit.plan.evaluate import evaluate as problem_evaluate
-from edgesplit.plan.milp import build, run_solver
+from edgesplit.plan.milp import build, round_shares, run_solver
 from edgesplit.plan.placement_ilp import build_problem_model
 from edgesplit.plan.placement_problem import make_executable, plan_from_assignment
 from edgesplit.plan.problem import Problem
@@ -72,14 +72,6 @@ def repair(inst: Instance, assignment: Sequence[int], contiguous: bool = True) -
                     a[v] = HOST
                 changed = True
     return tuple(a)
-
-
-def round_shares(x: np.ndarray, tau: float) -> tuple[int, ...]:
-    out = []
-    for row in x:
-        a = int(np.argmax(row)) if row.size else -1
-        out.append(a + 1 if a >= 0 and row[a] > tau else HOST)
-    return tuple(out)
 
 
 def place(

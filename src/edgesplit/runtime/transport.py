@@ -140,16 +140,7 @@ class HTTPTransport:
             params["end"] = end
         if timings:
             params["timings"] = "true"
-        resp = self._post("/v1/infer", body, params, wire.SAFETENSORS_TYPE)
-        data = resp.content
-        try:
-            meta = wire.decode_metadata(data)
-            out = wire.decode_tensors(data)
-            start, stop = float(meta["cloud_lat_start"]), float(meta["cloud_lat_stop"])
-        except (KeyError, ValueError) as err:
-            raise TransportError(f"/v1/infer answered an unreadable body ({err})") from None
-        times = {k: float(v) for k, v in json.loads(meta.get("node_times", "{}")).items()}
-        return InferReply(out, start, stop, len(body), len(data), times)
+        return self._safetensors_reply("/v1/infer", body, params)
 
     def run_part(
         self,
@@ -160,16 +151,24 @@ class HTTPTransport:
     ) -> InferReply:
         """``POST /v1/part``: run part ``part`` of a DAG plan's assignment remotely."""
         body = wire.encode_tensors(tensors)
-        params = {"model": model, "assignment": ",".join(map(str, assignment)), "part": part}
-        resp = self._post("/v1/part", body, params, wire.SAFETENSORS_TYPE)
-        data = resp.content
+        params: dict[str, Any] = {
+            "model": model,
+            "assignment": ",".join(map(str, assignment)),
+            "part": part,
+        }
+        return self._safetensors_reply("/v1/part", body, params)
+
+    def _safetensors_reply(self, path: str, body: bytes, params: dict[str, Any]) -> InferReply:
+        """POST a safetensors body; decode the tensors, cloud stamps and node times."""
+        data = self._post(path, body, params, wire.SAFETENSORS_TYPE).content
         try:
             meta = wire.decode_metadata(data)
             out = wire.decode_tensors(data)
             start, stop = float(meta["cloud_lat_start"]), float(meta["cloud_lat_stop"])
         except (KeyError, ValueError) as err:
-            raise TransportError(f"/v1/part answered an unreadable body ({err})") from None
-        return InferReply(out, start, stop, len(body), len(data))
+            raise TransportError(f"{path} answered an unreadable body ({err})") from None
+        times = {k: float(v) for k, v in json.loads(meta.get("node_times", "{}")).items()}
+        return InferReply(out, start, stop, len(body), len(data), times)
 
     def offload_json(
         self, model: str, cut: int, tensor: torch.Tensor, end: int | None = None
