@@ -38,9 +38,9 @@ import torch
 from _common import save
 
 from edgesplit.graph import Graph, trace
+from edgesplit.graph.partition import partition, split_at
 from edgesplit.models import build
 from edgesplit.plan.two_tier import TwoTierInputs, candidate_table
-from edgesplit.runtime.partition import partition, split_at
 
 HOST_CLOCK_HZ = 2.6e9  # what psutil/cpuinfo report here (DESIGN.md); only ratios matter
 CLOUD_SPEEDUP = 8.0

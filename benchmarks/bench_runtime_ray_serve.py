@@ -26,8 +26,8 @@ from _common import save
 
 from edgesplit.errors import TransportError
 from edgesplit.graph import trace
+from edgesplit.graph.partition import split_at
 from edgesplit.models import build
-from edgesplit.runtime.partition import split_at
 from edgesplit.runtime.serve_ray import RayOptions, RayServer
 from edgesplit.runtime.server import ServerConfig, ServerProcess
 from edgesplit.runtime.transport import HTTPTransport

@@ -24,9 +24,9 @@ import torch
 
 from edgesplit.errors import TransportError
 from edgesplit.graph import trace
+from edgesplit.graph.partition import split_at
 from edgesplit.io import write_json
 from edgesplit.models import build
-from edgesplit.runtime.partition import split_at
 from edgesplit.runtime.server import ServerProcess
 from edgesplit.runtime.transport import HTTPTransport
 

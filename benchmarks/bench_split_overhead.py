@@ -14,8 +14,8 @@ import torch
 from _common import interleaved, save
 
 from edgesplit.graph import trace
+from edgesplit.graph.partition import partition, split_at
 from edgesplit.models import build
-from edgesplit.runtime.partition import partition, split_at
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Per-node latency profiling on this host, saved as versioned JSON.
 
-Each node is run as its own part (the same :func:`edgesplit.runtime.partition.partition`
+Each node is run as its own part (the same :func:`edgesplit.graph.partition.partition`
 mechanism the runtime uses), so a node's time is the time of exactly the code that would
 run on a tier holding it. Every repeat runs the parts in order after ``warmup`` untimed
 passes; we report the median and the 90th percentile per node, and separately the
@@ -26,9 +26,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgesplit.errors import InputError, ProfileError
+from edgesplit.graph.partition import partition
 from edgesplit.graph.types import Graph
 from edgesplit.io import write_json
-from edgesplit.runtime.partition import partition
 
 PROFILE_VERSION = 1
 

@@ -18,7 +18,7 @@ from edgesplit.cluster.apps import (
 from edgesplit.cluster.config import ClusterConfig, HostSpec, WorkloadSpec, load_cluster
 from edgesplit.cluster.mobility import Mobility
 from edgesplit.errors import InputError
-from edgesplit.runtime.partition import split_at
+from edgesplit.graph.partition import split_at
 
 W = WorkloadSpec()
 MNIST = W.apps[0]

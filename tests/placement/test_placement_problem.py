@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from edgesplit.graph import trace
+from edgesplit.graph.partition import partition
 from edgesplit.plan import LinkModel, Problem, check_plan
 from edgesplit.plan.exhaustive import solve as exhaustive
 from edgesplit.plan.placement_problem import contiguous_violations, execution_parts
 from edgesplit.plan.registry import solve
-from edgesplit.runtime.partition import partition
 
 
 class TinyResidual(nn.Module):

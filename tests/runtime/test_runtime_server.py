@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from edgesplit.errors import InputError
+from edgesplit.graph.partition import split_at
 from edgesplit.runtime import wire
-from edgesplit.runtime.partition import split_at
 from edgesplit.runtime.server import BackgroundServer, ServerConfig, check_bind, create_app
 from edgesplit.runtime.store import ModelStore
 from edgesplit.runtime.transport import HTTPTransport, ServerRejected

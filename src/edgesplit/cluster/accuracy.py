@@ -6,7 +6,7 @@ with the app's own width, depth and class count, at 8x8 resolution (the simulato
 compute at the app's 28x28 input; the architecture family is the same):
 
 - layer split: the full network (splitting it does not change its output: the fragments
-  are exact parts of it, see :func:`edgesplit.runtime.partition.split_at`);
+  are exact parts of it, see :func:`edgesplit.graph.partition.split_at`);
 - semantic split: ``k`` narrower networks, one per class subset, trained jointly on the
   concatenation of their class scores (SplitNet-style disjoint parameter groups); at
   inference each fragment runs alone and the broker takes the argmax of the concatenation;

@@ -3,7 +3,7 @@
 Each application is a SplitNet-style CNN family (Kim et al. 2017, the paper's [12]):
 
 - **layer split** ("L"): the full network traced by :func:`edgesplit.graph.trace` and cut
-  into ``k`` contiguous parts by :func:`edgesplit.runtime.partition.split_at`, the cuts
+  into ``k`` contiguous parts by :func:`edgesplit.graph.partition.split_at`, the cuts
   balancing FLOPs; fragment ``j+1`` needs fragment ``j``'s output (the cut tensors);
 - **semantic split** ("S"): ``k`` parallel networks of width ``width // k`` each scoring a
   disjoint subset of the classes; the answer is the argmax over their concatenated scores;
@@ -30,7 +30,7 @@ from torch import nn
 from edgesplit.cluster.config import AppSpec, WorkloadSpec
 from edgesplit.errors import InputError
 from edgesplit.graph import Graph, trace
-from edgesplit.runtime.partition import SplitModel, split_at
+from edgesplit.graph.partition import SplitModel, split_at
 
 Decision = Literal["layer", "semantic", "compressed"]
 DECISIONS: tuple[Decision, ...] = ("layer", "semantic", "compressed")

@@ -9,7 +9,7 @@ those decisions with real networks on real inputs and measures what happens:
   and pass ``address``.
 - **Application**: the MNIST-like app trained on sklearn digits
   (:func:`edgesplit.cluster.accuracy.train_digits`) at 8x8 input. Layer fragments are the
-  parts of :func:`edgesplit.runtime.partition.split_at` on its traced graph; semantic
+  parts of :func:`edgesplit.graph.partition.split_at` on its traced graph; semantic
   fragments are the k class-subset networks; compressed is the half-width network.
 - **Tasks** are Ray tasks pinned to their host's resource; a layer split chains them,
   passing intermediate tensors through the object store (Ray's own serialisation, inside the
@@ -43,7 +43,7 @@ from edgesplit.cluster.policy import ClusterView, PendingContainer, Placer
 from edgesplit.cluster.simulator import Simulator
 from edgesplit.errors import InputError
 from edgesplit.graph import trace
-from edgesplit.runtime.partition import split_at
+from edgesplit.graph.partition import split_at
 
 
 @dataclass(frozen=True)

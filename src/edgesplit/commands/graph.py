@@ -120,7 +120,7 @@ def verify(
     as_json: bool = JsonOpt,
 ) -> None:
     """Check that splitting MODEL at every cut gives output torch.equal to the unsplit model."""
-    from edgesplit.runtime.partition import split_at
+    from edgesplit.graph.partition import split_at
 
     graph, module, x = load_graph(model, input_shape, granularity, weights)
     with torch.inference_mode():

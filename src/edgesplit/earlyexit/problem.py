@@ -229,7 +229,7 @@ class EarlyExitProblem:
         )
 
     def graph_assignment(self, assignment: Sequence[int], n_nodes: int) -> tuple[int, ...]:
-        """Tiers per graph node (for :func:`edgesplit.runtime.partition.partition`)."""
+        """Tiers per graph node (for :func:`edgesplit.graph.partition.partition`)."""
         a = self.check_assignment(assignment)
         out = [0] * n_nodes
         for layer, t in zip(self.layers, a):

@@ -1,7 +1,7 @@
 """Early-exit inference that really runs across agent (mobile), edge and cloud processes.
 
 The plan's tier per layer is turned into *parts* by the project's one splitter,
-:func:`edgesplit.runtime.partition.partition`: walking exits 1..P, each trunk segment and
+:func:`edgesplit.graph.partition.partition`: walking exits 1..P, each trunk segment and
 each side branch is cut into maximal runs of layers on one tier, and every run is a part.
 Exit ``k`` needs only the trunk parts of segments ``1..k`` and the parts of side branch
 ``k``, so nothing past the exit is computed or sent. Each part runs exactly the original
@@ -33,9 +33,9 @@ import torch.fx as fx
 
 from edgesplit.earlyexit.problem import CLOUD, EDGE, MOBILE, TIER_NAMES, EarlyExitProblem
 from edgesplit.errors import InputError, TransportError
+from edgesplit.graph.partition import SplitModel, partition
 from edgesplit.graph.types import Graph
 from edgesplit.models.branchy import entropy
-from edgesplit.runtime.partition import SplitModel, partition
 
 Values = dict[str, torch.Tensor]
 #: send(tier, part indices, names to return, tensors) -> returned tensors

@@ -102,7 +102,7 @@ class Graph:
 
     ``module`` is the executable ``torch.fx.GraphModule`` the graph was traced from (or
     ``None`` for graphs built from cost tables only); nodes name their fx ``members`` so
-    that :mod:`edgesplit.runtime.partition` can turn any assignment into parts.
+    that :mod:`edgesplit.graph.partition` can turn any assignment into parts.
     """
 
     name: str

@@ -5,7 +5,7 @@
 * one **server process** that accepts the N agents, gives them a common start time
   ``t0`` (``CLOCK_MONOTONIC`` is shared by all processes of one host), then runs the
   planned server segments *strictly in the planned order*, one at a time, each as a part
-  of :func:`edgesplit.runtime.partition.split_at` (a device's tail is split at the
+  of :func:`edgesplit.graph.partition.split_at` (a device's tail is split at the
   planned segment boundaries, so interleaved tails run exactly as planned); after a
   device's last segment it returns the model output;
 * **N agent processes**: each runs its head (``split_at(graph, [k])``), uploads the
@@ -131,7 +131,7 @@ def _graph(model: str) -> tuple[Any, Any]:
 def _server_main(config: dict[str, Any], port_q: Any, result_q: Any) -> None:
     import torch
 
-    from edgesplit.runtime.partition import split_at
+    from edgesplit.graph.partition import split_at
     from edgesplit.runtime.wire import decode_tensors, encode_tensors
 
     devices = config["devices"]
@@ -209,7 +209,7 @@ def _server_main(config: dict[str, Any], port_q: Any, result_q: Any) -> None:
 def _agent_main(config: dict[str, Any], i: int, port: int, result_q: Any) -> None:
     import torch
 
-    from edgesplit.runtime.partition import split_at
+    from edgesplit.graph.partition import split_at
     from edgesplit.runtime.shaping import LinkConditions, TokenBucketShaper
     from edgesplit.runtime.wire import decode_tensors, encode_tensors
 

@@ -10,7 +10,7 @@ Model inputs hang off ``s``. A model output produced on the second side is sent 
 (``s -> producer`` gains ``down(x)``). Uncapacitated reverse arcs ``consumer -> producer``
 forbid data flowing from the second device back to the first, so the first side is
 closed under predecessors and the two parts always execute in order (the cut is
-executable by :func:`edgesplit.runtime.partition.partition`).
+executable by :func:`edgesplit.graph.partition.partition`).
 
 The Problem's per-message round trip (``rtt/2`` for the upload, another for the response)
 is a fixed charge, not a cut capacity. We solve one cut per case — outputs forced to the

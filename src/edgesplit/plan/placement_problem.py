@@ -76,7 +76,7 @@ def contiguous_violations(graph: Graph, assignment: Sequence[int]) -> list[int]:
 
 
 def execution_parts(graph: Graph, assignment: Sequence[int]) -> tuple[int, ...]:
-    """Part ids for :func:`~edgesplit.runtime.partition.partition`.
+    """Part ids for :func:`~edgesplit.graph.partition.partition`.
 
     One part per device when the assignment is contiguous; otherwise one part per maximal
     run of a device along the topological order (always acyclic).

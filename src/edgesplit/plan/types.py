@@ -1,6 +1,6 @@
 """The ``Plan``: what every solver returns and what the runtime executes.
 
-A plan is an *assignment* only (policy); :mod:`edgesplit.runtime.partition` turns it into
+A plan is an *assignment* only (policy); :mod:`edgesplit.graph.partition` turns it into
 executable parts (mechanism). ``assignment[i]`` is the index into ``devices`` of the
 device that runs node ``i`` of the graph. ``predicted`` holds the solver's own figures
 (seconds, currency, joules); an independent evaluator must be able to recompute them from

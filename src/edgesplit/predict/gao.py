@@ -252,7 +252,7 @@ def cpu_profile(graph: Any, x: Any, *, repeats: int = 5, warmup: int = 2) -> lis
 
     import torch
 
-    from edgesplit.runtime.partition import partition
+    from edgesplit.graph.partition import partition
 
     split = partition(graph, list(range(len(graph.nodes))))
     samples: list[list[float]] = [[] for _ in split.parts]

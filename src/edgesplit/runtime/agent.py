@@ -7,7 +7,7 @@ the outputs with the cloud's stamps, and derive eq. 3.1–3.4
 
 Faults: a failed send is retried with exponential backoff (honouring ``Retry-After``);
 when every try fails the agent runs the tail itself through the same
-:class:`~edgesplit.runtime.partition.SplitModel` and marks the row ``fallback``, so every
+:class:`~edgesplit.graph.partition.SplitModel` and marks the row ``fallback``, so every
 request gets its result. After such a failure the cloud is considered down and is
 skipped (no waiting on timeouts) until a health probe, at most every
 ``resume_after_s``, finds it back; offloading then resumes. A 4xx answer says the
@@ -27,9 +27,9 @@ import torch
 
 from edgesplit.errors import InputError, TransportError
 from edgesplit.graph import Graph
+from edgesplit.graph.partition import SplitModel, split_at
 from edgesplit.runtime.clock import ClockEmulator
 from edgesplit.runtime.measure import Measurement, comm_latency
-from edgesplit.runtime.partition import SplitModel, split_at
 from edgesplit.runtime.store import run_timed
 from edgesplit.runtime.transport import InferReply, ServerRejected, Transport
 

@@ -1,7 +1,7 @@
 """Execute a multi-device plan for real: the agent walks the parts, servers run theirs.
 
 A plan (a min-cut, MILP or heuristic placement; DADS, Samadi and Mohammadi after
-Tarnawski et al.) assigns every node to a device. :func:`edgesplit.runtime.partition`
+Tarnawski et al.) assigns every node to a device. :func:`edgesplit.graph.partition`
 turns that assignment into parts whose data flow is acyclic; the agent runs its own parts
 in-process and sends each remote part exactly the tensors crossing into it, all of them in
 one safetensors body (the tensors of a DAG cut travel together), to that device's server
@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from edgesplit.graph import Graph
-from edgesplit.runtime.partition import assemble_output, partition
+from edgesplit.graph.partition import assemble_output, partition
 from edgesplit.runtime.transport import HTTPTransport
 
 

@@ -6,7 +6,7 @@ tensors crossing cut ``end`` (the model's outputs when ``end`` is the node count
 tiers chain: agent ``[0, a)`` -> edge server ``[a, b)`` -> cloud ``[b, n)``. A tensor
 that skips the middle tier (a long residual edge of a DAG) is handed on unchanged.
 
-Parts come from :func:`edgesplit.runtime.partition.split_at`, the project's only
+Parts come from :func:`edgesplit.graph.partition.split_at`, the project's only
 splitter, so a split run is ``torch.equal`` to the unsplit model.
 Building a part costs O(|fx nodes|) once; a cached lookup is O(1).
 """
@@ -24,8 +24,8 @@ import torch.fx as fx
 
 from edgesplit.errors import InputError, ShapeError, UnknownModelError
 from edgesplit.graph import Graph, trace
+from edgesplit.graph.partition import Part, partition, split_at
 from edgesplit.models import build
-from edgesplit.runtime.partition import Part, partition, split_at
 
 
 @dataclass(frozen=True)

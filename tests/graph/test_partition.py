@@ -8,8 +8,8 @@ import torchvision.models as tvm
 
 from edgesplit.errors import PartitionError
 from edgesplit.graph import trace
+from edgesplit.graph.partition import partition, split_at
 from edgesplit.models import SMALL_INPUT_SHAPES, ZOO, build
-from edgesplit.runtime.partition import partition, split_at
 
 
 def _assert_every_cut_equal(model, x, granularity="layer", step=1):
