@@ -16,10 +16,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edgesplit.errors import InputError
-from edgesplit.predict.communication import shannon_rate, snr_from_db, transfer_seconds
+from edgesplit.system.link import Link
 from edgesplit.system.power import PowerModel
 from edgesplit.system.prices import Prices
-from edgesplit.units import Bandwidth, Bytes, Duration, Frequency
+from edgesplit.units import Bytes, Frequency
 
 Tier = Literal["device", "edge", "cloud"]
 
@@ -75,53 +75,25 @@ class Device(BaseModel):
     idle_utilisation: float = Field(default=0.0, ge=0, le=1)
 
 
-class Shannon(BaseModel):
-    """A wireless channel whose rate is W·log2(1+SNR) (Pre-DNNOff eq. 4.2)."""
+class LinkEntry(Link):
+    """One entry of the system file's ``links``: a :class:`Link` joining devices ``a`` and ``b``.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    The endpoints belong to the file, not to the link; :meth:`System.link` hands out the
+    plain :class:`Link`.
+    """
 
-    width: Frequency = Field(gt=0, description="channel width W (Hz)")
-    snr: float | None = Field(default=None, ge=0, description="linear signal-to-noise ratio")
-    snr_db: float | None = None
-
-    @model_validator(mode="after")
-    def _one_snr(self) -> Shannon:
-        if (self.snr is None) == (self.snr_db is None):
-            raise ValueError("give exactly one of snr (linear) or snr_db")
-        return self
-
-    @property
-    def rate_bps(self) -> float:
-        snr = self.snr if self.snr is not None else snr_from_db(float(self.snr_db or 0.0))
-        return shannon_rate(self.width, snr)
-
-
-class Link(BaseModel):
-    """A link between devices ``a`` and ``b``: a fixed bandwidth or a Shannon channel."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    a: str
-    b: str
-    bandwidth: Bandwidth | None = Field(default=None, gt=0, description="bit/s")
-    shannon: Shannon | None = None
-    rtt: Duration = Field(default=0.0, description="round-trip (ping) time, seconds")
+    a: str = Field(min_length=1)
+    b: str = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _one_rate(self) -> Link:
-        if (self.bandwidth is None) == (self.shannon is None):
-            raise ValueError("give exactly one of bandwidth or shannon")
+    def _two_ends(self) -> LinkEntry:
         if self.a == self.b:
             raise ValueError(f"link joins {self.a!r} to itself; name two devices")
         return self
 
     @property
-    def rate_bps(self) -> float:
-        return self.bandwidth if self.bandwidth is not None else self.shannon.rate_bps  # type: ignore[union-attr]
-
-    def seconds(self, nbytes: float) -> float:
-        """Luger eq. 4.3 for one message over this link."""
-        return transfer_seconds(nbytes, bandwidth_bps=self.rate_bps, rtt_s=self.rtt)
+    def link(self) -> Link:
+        return Link.model_validate(self.model_dump(exclude={"a", "b"}))
 
 
 class System(BaseModel):
@@ -131,7 +103,7 @@ class System(BaseModel):
 
     format: Literal["edgesplit.system"] = "edgesplit.system"
     devices: list[Device] = Field(min_length=1)
-    links: list[Link] = []
+    links: list[LinkEntry] = []
     prices: Prices = Prices()
 
     @model_validator(mode="after")
@@ -166,9 +138,10 @@ class System(BaseModel):
         raise InputError(f"system has no device {name!r}; devices: {', '.join(self.names)}")
 
     def link(self, a: str, b: str) -> Link | None:
-        for link in self.links:
-            if {link.a, link.b} == {a, b}:
-                return link
+        """The link joining devices ``a`` and ``b`` (either order), or None."""
+        for entry in self.links:
+            if {entry.a, entry.b} == {a, b}:
+                return entry.link
         return None
 
     def price_per_hour(self, name: str, strategy: str | None = None) -> float:
