@@ -30,7 +30,7 @@ from edgesplit.graph import trace
 from edgesplit.models import ZOO, build
 from edgesplit.predict.accuracy import Dataset, holdout_report, metrics, split_indices
 from edgesplit.predict.layer_regression import LayerTypeRegressor
-from edgesplit.profile import profile_graph
+from edgesplit.predict.profile import profile_graph
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ from edgesplit.plan.tradeoff import (
 )
 from edgesplit.plan.two_tier import TwoTierInputs, candidate_table
 from edgesplit.predict.layer_regression import LayerTypeRegressor
-from edgesplit.profile import profile_graph
+from edgesplit.predict.profile import profile_graph
 
 
 def once(fn: object, repeats: int) -> float:

@@ -1,7 +1,7 @@
 """Profiling fidelity: summed per-node medians over the measured end-to-end forward time.
 
 Goal (issue #2): within ±10% per model. Both figures come from the same
-:func:`edgesplit.profile.profile_graph` run, interleaved repeat by repeat.
+:func:`edgesplit.predict.profile.profile_graph` run, interleaved repeat by repeat.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from _common import save
 
 from edgesplit.graph import trace
 from edgesplit.models import ZOO, build
-from edgesplit.profile import profile_graph
+from edgesplit.predict.profile import profile_graph
 
 
 def main() -> None:

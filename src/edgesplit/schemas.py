@@ -16,7 +16,7 @@ SCHEMAS: dict[str, str] = {
     "conditions": "edgesplit.runtime.conditions:Schedule",
     "earlyexit": "edgesplit.earlyexit.instance:EarlyExitInstance",
     "multidevice": "edgesplit.multidevice.instance:MultiDeviceInstance",
-    "profile": "edgesplit.profile:Profile",
+    "profile": "edgesplit.predict.profile:Profile",
     "system": "edgesplit.system.model:System",
     "tarnawski": "edgesplit.placement.tarnawski:TarnawskiInput",
     "tarnawski-placement": "edgesplit.placement.tarnawski:TarnawskiPlacement",

@@ -15,7 +15,7 @@ from edgesplit import cli
 from edgesplit.graph import Graph
 from edgesplit.models import build
 from edgesplit.plan import Plan, Problem, check_plan
-from edgesplit.profile import Profile, profile_graph
+from edgesplit.predict.profile import Profile, profile_graph
 from edgesplit.system import System, load_system
 
 

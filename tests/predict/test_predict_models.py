@@ -23,9 +23,9 @@ from edgesplit.predict.coefficients import PreDNNOffModel
 from edgesplit.predict.communication import offload_seconds, shannon_rate, transfer_seconds
 from edgesplit.predict.features import input_bytes, kernel_term
 from edgesplit.predict.layer_regression import LayerTypeRegressor
+from edgesplit.predict.profile import profile_graph
 from edgesplit.predict.profile_predictor import ProfilePredictor
 from edgesplit.predict.store import load_predictor, save_predictor
-from edgesplit.profile import profile_graph
 
 
 @pytest.fixture(scope="module")

@@ -169,7 +169,7 @@ def profile(
     as_json: bool = JsonOpt,
 ) -> None:
     """Measure per-node latency (median, p90) and the end-to-end forward on this host."""
-    from edgesplit.profile import profile_graph
+    from edgesplit.predict.profile import profile_graph
 
     graph, _, x = load_graph(model, input_shape, granularity, weights)
     prof = profile_graph(graph, x, repeats=repeats, warmup=warmup, device=device)

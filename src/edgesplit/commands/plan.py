@@ -35,7 +35,7 @@ def _edge_cloud_problem(
     calibrate: bool = False,
 ) -> Any:
     from edgesplit.plan.problem import Problem
-    from edgesplit.profile import load_profile
+    from edgesplit.predict.profile import load_profile
     from edgesplit.system import PowerModel
     from edgesplit.system.resolve import profile_seconds
     from edgesplit.units import parse_bandwidth, parse_duration, parse_frequency

@@ -151,7 +151,7 @@ def tier_models(inst: EarlyExitInstance, graph: Graph, x: torch.Tensor) -> list[
             Table42Model("edge"),
             Table42Model("edge", inst.cloud_speed_factor),
         ]
-    from edgesplit.profile import load_profile, profile_graph
+    from edgesplit.predict.profile import load_profile, profile_graph
 
     prof = load_profile(inst.profile) if inst.profile else profile_graph(graph, x, repeats=10)
     seconds = prof.node_seconds()

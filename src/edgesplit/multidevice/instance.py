@@ -7,7 +7,7 @@ sizes always come from the traced :class:`~edgesplit.graph.Graph` of the device'
 
 Delay sources, per device and side (``local`` or ``server``):
 
-* ``profile``: this machine's per-layer medians (:func:`edgesplit.profile.profile_graph`,
+* ``profile``: this machine's per-layer medians (:func:`edgesplit.predict.profile.profile_graph`,
   or a saved ``edgesplit profile`` file), multiplied by ``factor``. The mobile device is
   emulated with ``factor`` = the speed factor (default 10, see docs/multidevice.md: the
   ratio of the MAC terms of the paper's eq. 1 and eq. 2 is exactly 10).
@@ -142,7 +142,7 @@ class _Costs:
         if key not in self.profiles:
             graph = self.graph(model)
             if saved:
-                from edgesplit.profile import load_profile
+                from edgesplit.predict.profile import load_profile
 
                 prof = load_profile(saved)
                 if [n.name for n in prof.nodes] != [n.name for n in graph.nodes]:
@@ -155,7 +155,7 @@ class _Costs:
                     graph, self.inputs[model], repeats=self.instance.profile_repeats
                 )
             else:
-                from edgesplit.profile import profile_graph
+                from edgesplit.predict.profile import profile_graph
 
                 prof = profile_graph(
                     graph, self.inputs[model], repeats=self.instance.profile_repeats, warmup=2

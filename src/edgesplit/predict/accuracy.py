@@ -39,7 +39,7 @@ def dataset_from_profiles(paths: Sequence[str | Path]) -> Dataset:
     nodes: list[Node] = []
     secs: list[float] = []
     owner: list[str] = []
-    from edgesplit.profile import load_profile
+    from edgesplit.predict.profile import load_profile
 
     for path in paths:
         prof = load_profile(path)

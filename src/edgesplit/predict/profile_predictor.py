@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator
 
 from edgesplit.errors import InputError, NotFittedError
 from edgesplit.graph.types import Graph, Node
-from edgesplit.profile import Profile
+from edgesplit.predict.profile import Profile
 
 
 class ProfilePredictor(BaseEstimator):  # type: ignore[misc]

@@ -1,6 +1,6 @@
 """The rescheduler's planner: this host's profile + the planning issue's two-tier planner.
 
-Per-node seconds come from :func:`edgesplit.profile.profile_graph` on this host at its
+Per-node seconds come from :func:`edgesplit.predict.profile.profile_graph` on this host at its
 real clock ``ref_ghz``. For an observation (bandwidth, RTT, clock) the plan is
 :func:`edgesplit.plan.planner.plan_two_tier` (Luger §4: eq. 4.1 edge, eq. 4.3
 communication, eq. 4.4 cost, Algorithm 1 for ``objective="weighted"``) with
@@ -53,7 +53,7 @@ def profile_seconds(graph: Graph, x: torch.Tensor, repeats: int = 10) -> np.ndar
     do not pay; scaling by the profile's fidelity (sum of medians / end-to-end median)
     keeps each node's share and makes all-on-one-side predictions match a real run.
     """
-    from edgesplit.profile import profile_graph
+    from edgesplit.predict.profile import profile_graph
 
     prof = profile_graph(graph, x, repeats=repeats, warmup=2)
     per_node = prof.node_seconds()

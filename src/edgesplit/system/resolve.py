@@ -21,7 +21,7 @@ def profile_seconds(path: str, graph: Graph, calibrate: bool = False) -> list[fl
     ``calibrate`` rescales them to add up to the profile's end-to-end median (see
     :class:`~edgesplit.predict.profile_predictor.ProfilePredictor`).
     """
-    from edgesplit.profile import load_profile
+    from edgesplit.predict.profile import load_profile
 
     prof = load_profile(path)
     medians = prof.node_seconds()

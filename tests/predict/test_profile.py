@@ -9,7 +9,7 @@ import pytest
 from edgesplit.errors import InputError, ProfileError
 from edgesplit.graph import trace
 from edgesplit.models import build
-from edgesplit.profile import PROFILE_VERSION, load_profile, profile_graph
+from edgesplit.predict.profile import PROFILE_VERSION, load_profile, profile_graph
 
 
 @pytest.fixture(scope="module")
