@@ -28,8 +28,9 @@ from edgesplit.io import write_json
 from edgesplit.runtime.agent import AgentConfig, EdgeAgent, RequestContext
 from edgesplit.runtime.netns import ShapedNamespace, kernel_shaping_available
 from edgesplit.runtime.server import BackgroundServer, ServerConfig, create_app
-from edgesplit.runtime.shaping import LinkConditions, TokenBucketShaper
+from edgesplit.runtime.shaping import TokenBucketShaper
 from edgesplit.runtime.transport import HTTPTransport
+from edgesplit.system.link import Link
 
 BANDWIDTHS = (2.0, 7.2, 20.0)
 RTT_S = 0.020
@@ -45,7 +46,7 @@ def measure(bandwidth: float, kernel: bool, repeats: int) -> list[dict[str, floa
         min(range(len(graph.nodes)), key=lambda k: abs(graph.cut(k).bytes - b))
         for b in TARGET_BYTES
     ]
-    link = LinkConditions(1e6 if kernel else bandwidth, RTT_S)
+    link = Link.of((1e6 if kernel else bandwidth) * 1e6, rtt_s=RTT_S)
     rows = []
     with BackgroundServer(app) as server:
         transport = HTTPTransport(server.url, timeout_s=60, shaper=TokenBucketShaper(link))
@@ -56,7 +57,7 @@ def measure(bandwidth: float, kernel: bool, repeats: int) -> list[dict[str, floa
             comm = [agent.infer(x, cut, i, ctx)[1] for i in range(repeats + 1)][1:]
             measured = statistics.median(m.comm_lat for m in comm)
             size = comm[0].size
-            expected = size * 8 / (bandwidth * 1e6) + RTT_S / 2
+            expected = Link.of(bandwidth * 1e6, rtt_s=RTT_S).seconds(size)
             rows.append(
                 {
                     "mode": "kernel-tbf" if kernel else "inprocess",

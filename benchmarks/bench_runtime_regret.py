@@ -28,7 +28,7 @@ import torch
 from edgesplit.experiments.luger2023 import RTT_MS, draw_settings
 from edgesplit.io import write_json
 from edgesplit.plan.planner import choose
-from edgesplit.runtime.conditions import ComputeMonitor, Schedule
+from edgesplit.runtime.conditions import ComputeMonitor, ConditionSchedule
 from edgesplit.runtime.loop import RunOptions, build_run, measure_cuts
 from edgesplit.runtime.rescheduler import Observation
 from edgesplit.runtime.server import BackgroundServer, ServerConfig, create_app
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             graph = app.state.store.model(model).graph
             opts = RunOptions(
                 model=model,
-                schedule=Schedule.constant(7.2, RTT_MS, 1.5),
+                schedule=ConditionSchedule.constant(7.2, RTT_MS, 1.5),
                 server=server.url,
                 objective="latency",
             )

@@ -40,19 +40,19 @@ from rich.live import Live
 from rich.table import Table
 
 from edgesplit.io import write_atomic, write_json
-from edgesplit.runtime.conditions import Conditions, Schedule, Step
+from edgesplit.runtime.conditions import Conditions, ConditionSchedule, ConditionStep
 from edgesplit.runtime.loop import RunOptions, build_run, measure_cuts
 from edgesplit.runtime.server import BackgroundServer, ServerConfig, create_app
-from edgesplit.runtime.session import Step as SessionStep
+from edgesplit.runtime.session import SessionStep
 from edgesplit.system.prices import LUGER_CLOUD_PER_HOUR, LUGER_EDGE_PER_HOUR
 
 #: The demo's schedule; ``examples/conditions-demo.yaml`` holds the same steps.
-DEMO_SCHEDULE = Schedule(
+DEMO_SCHEDULE = ConditionSchedule(
     unit="seconds",
     steps=[
-        Step(at=0, bandwidth_mbit=2.0, rtt_ms=20.0, clock_ghz=0.4),
-        Step(at=20, bandwidth_mbit=20.0),
-        Step(at=40, bandwidth_mbit=5.0, clock_ghz=0.6),
+        ConditionStep(at=0, bandwidth_mbit=2.0, rtt_ms=20.0, clock_ghz=0.4),
+        ConditionStep(at=20, bandwidth_mbit=20.0),
+        ConditionStep(at=40, bandwidth_mbit=5.0, clock_ghz=0.6),
     ],
 )
 SWEEP_SETTING = Conditions(bandwidth_mbit=20.0, rtt_ms=20.0, clock_ghz=0.4)
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     span = DEMO_SCHEDULE.span
     schedule = (
-        Schedule(
+        ConditionSchedule(
             unit="seconds",
             steps=[
                 s.model_copy(update={"at": s.at * args.seconds / 60.0}) for s in DEMO_SCHEDULE.steps

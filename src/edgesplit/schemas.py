@@ -13,9 +13,11 @@ from edgesplit.errors import InputError
 
 SCHEMAS: dict[str, str] = {
     "cluster": "edgesplit.cluster.config:ClusterConfig",
-    "conditions": "edgesplit.runtime.conditions:Schedule",
+    "conditions": "edgesplit.runtime.conditions:ConditionSchedule",
     "earlyexit": "edgesplit.earlyexit.instance:EarlyExitInstance",
     "multidevice": "edgesplit.multidevice.instance:MultiDeviceInstance",
+    "plan": "edgesplit.plan.types:PlanFile",
+    "predictor": "edgesplit.predict.store:PredictorFile",
     "profile": "edgesplit.predict.profile:Profile",
     "system": "edgesplit.system.model:System",
     "tarnawski": "edgesplit.placement.tarnawski:TarnawskiInput",

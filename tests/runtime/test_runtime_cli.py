@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from edgesplit.cli import app
 from edgesplit.demo import DEMO_SCHEDULE
 from edgesplit.errors import EdgesplitError
-from edgesplit.runtime.conditions import Schedule
+from edgesplit.runtime.conditions import ConditionSchedule
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -67,7 +67,7 @@ def test_cli_prints_the_error_line_and_exits_2() -> None:
 
 
 def test_demo_schedule_matches_the_example_file() -> None:
-    assert Schedule.load(EXAMPLES / "conditions-demo.yaml") == DEMO_SCHEDULE
+    assert ConditionSchedule.load(EXAMPLES / "conditions-demo.yaml") == DEMO_SCHEDULE
 
 
 def test_conditions_schema_is_listed() -> None:

@@ -11,12 +11,13 @@ from edgesplit.plan.planner import choose
 from edgesplit.plan.two_tier import candidate_table
 from edgesplit.plan.types import Plan
 from edgesplit.runtime.agent import AgentConfig, EdgeAgent
-from edgesplit.runtime.conditions import LinkMonitor, Schedule, Step
+from edgesplit.runtime.conditions import ConditionSchedule, ConditionStep, LinkMonitor
 from edgesplit.runtime.planning import PlannerSettings, TwoTierPlanner
 from edgesplit.runtime.rescheduler import Observation, Rescheduler
 from edgesplit.runtime.session import Session
-from edgesplit.runtime.shaping import LinkConditions, TokenBucketShaper
+from edgesplit.runtime.shaping import TokenBucketShaper
 from edgesplit.runtime.transport import in_process
+from edgesplit.system.link import Link
 
 
 def cut_planner(cuts: dict[float, int], n: int = 9):  # type: ignore[no-untyped-def]
@@ -74,17 +75,17 @@ def test_planner_adapter_matches_the_planners_own_table(store) -> None:  # type:
 
 def test_no_request_lost_or_duplicated_across_switches(app, store) -> None:  # type: ignore[no-untyped-def]
     graph = store.model("mnist_cnn").graph
-    schedule = Schedule(
+    schedule = ConditionSchedule(
         unit="requests",
         steps=[
-            Step(at=0, bandwidth_mbit=1.0, rtt_ms=0, clock_ghz=2.0),
-            Step(at=4, bandwidth_mbit=2.0),
-            Step(at=8, bandwidth_mbit=3.0, clock_ghz=1.0),
-            Step(at=12, bandwidth_mbit=1.0),
+            ConditionStep(at=0, bandwidth_mbit=1.0, rtt_ms=0, clock_ghz=2.0),
+            ConditionStep(at=4, bandwidth_mbit=2.0),
+            ConditionStep(at=8, bandwidth_mbit=3.0, clock_ghz=1.0),
+            ConditionStep(at=12, bandwidth_mbit=1.0),
         ],
     )
     resched = Rescheduler(cut_planner({1.0: 0, 2.0: 5, 3.0: 9}), threshold=0.1)
-    shaper = TokenBucketShaper(LinkConditions(1000.0))
+    shaper = TokenBucketShaper(Link.of(1e9))
     agent = EdgeAgent(graph, in_process(app), config=AgentConfig(check=True))
     # The monitor never measures (huge min_bytes), so the plan follows the schedule.
     session = Session(
@@ -100,7 +101,7 @@ def test_no_request_lost_or_duplicated_across_switches(app, store) -> None:  # t
         with torch.inference_mode():
             assert torch.equal(s.output, graph.module(x))
     assert [e.at_request for e in resched.events] == [0, 4, 8, 12]
-    assert steps[9].measurement.CS == 1.0 and shaper.conditions.bandwidth_mbit == 1.0
+    assert steps[9].measurement.CS == 1.0 and shaper.link.rate_bps == 1e6
 
 
 def test_schedule_validation_and_carry_over(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -108,15 +109,15 @@ def test_schedule_validation_and_carry_over(tmp_path) -> None:  # type: ignore[n
     path.write_text(
         "steps:\n  - {at: 0, bandwidth_mbit: 2, rtt_ms: 20, clock_ghz: 1.5}\n  - {at: 20, bandwidth_mbit: 20}\n"
     )
-    s = Schedule.load(path)
+    s = ConditionSchedule.load(path)
     assert (
         s.at(25).bandwidth_mbit == 20 and s.at(25).clock_ghz == 1.5 and s.at(5).bandwidth_mbit == 2
     )
     path.write_text("steps:\n  - {at: 5, bandwidth_mbit: 2, clock_ghz: 1}\n")
     with pytest.raises(ValueError, match="start at 0"):
-        Schedule.load(path)
+        ConditionSchedule.load(path)
     with pytest.raises(InputError, match="does not exist"):
-        Schedule.load(tmp_path / "missing.yaml")
+        ConditionSchedule.load(tmp_path / "missing.yaml")
 
 
 def test_monitor_estimates_bandwidth_from_transfers() -> None:
@@ -131,12 +132,12 @@ def test_monitor_estimates_bandwidth_from_transfers() -> None:
 
 def test_shaper_passes_every_byte_in_order() -> None:
     data = bytes(range(256)) * 300
-    shaper = TokenBucketShaper(LinkConditions(1000.0), burst_bytes=4096, chunk_bytes=1000)
+    shaper = TokenBucketShaper(Link.of(1e9), burst_bytes=4096, chunk_bytes=1000)
     chunks = list(shaper.pace(data))
     assert b"".join(chunks) == data and max(len(c) for c in chunks) == 1000
-    assert LinkConditions(8.0, 0.02).transfer_s(1_000_000) == pytest.approx(1.01)
+    assert Link.of(8e6, rtt_s=0.02).seconds(1_000_000) == pytest.approx(1.01)
     with pytest.raises(InputError):
-        LinkConditions(0.0)
+        Link.of(0.0)
 
 
 def test_compute_feedback_scales_predictions_and_triggers_replans(store) -> None:  # type: ignore[no-untyped-def]

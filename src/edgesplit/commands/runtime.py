@@ -112,16 +112,16 @@ def run(
     as_json: bool = JsonOpt,
 ) -> None:
     """Run the edge agent: head here, tail on the cloud, one CSV row per request."""
-    from edgesplit.runtime.conditions import Schedule
+    from edgesplit.runtime.conditions import ConditionSchedule
     from edgesplit.runtime.loop import RunOptions, run_agent
     from edgesplit.units import parse_bandwidth, parse_duration, parse_frequency
 
     if requests is None and duration is None:
         requests = 20
     sched = (
-        Schedule.load(schedule)
+        ConditionSchedule.load(schedule)
         if schedule
-        else Schedule.constant(
+        else ConditionSchedule.constant(
             bandwidth_mbit=parse_bandwidth(bandwidth) / 1e6,
             rtt_ms=parse_duration(rtt) * 1e3,
             clock_ghz=parse_frequency(clock) / 1e9,
@@ -223,19 +223,14 @@ def run_plan(
     as_json: bool = JsonOpt,
 ) -> None:
     """Execute a multi-device plan for real: local parts here, the others on their servers."""
-    import json
-
     import torch
 
     from edgesplit.commands.common import load_graph
-    from edgesplit.plan.types import Plan
+    from edgesplit.plan.types import load_plan
     from edgesplit.runtime.multihop import execute_plan
     from edgesplit.runtime.transport import HTTPTransport
 
-    try:
-        plan = Plan.from_dict(json.loads(Path(plan_file).read_text()))
-    except (OSError, ValueError) as err:
-        raise InputError(f"plan file {str(plan_file)!r} cannot be read: {err}") from None
+    plan = load_plan(plan_file)
     urls = {}
     for item in remote:
         name, sep, url = item.partition("=")

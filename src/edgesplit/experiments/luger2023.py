@@ -46,7 +46,7 @@ from edgesplit.io import write_atomic, write_json
 from edgesplit.plan.planner import choose
 from edgesplit.plan.tradeoff import luger_choice, pareto_cuts
 from edgesplit.plan.two_tier import Candidates, candidate_table
-from edgesplit.runtime.conditions import Conditions, Schedule
+from edgesplit.runtime.conditions import Conditions, ConditionSchedule
 from edgesplit.runtime.loop import RunOptions, RunParts, build_run, measure_cuts
 from edgesplit.runtime.planning import TwoTierPlanner
 from edgesplit.runtime.server import BackgroundServer, ServerConfig, create_app
@@ -308,7 +308,7 @@ def reproduce(
             graph = app.state.store.model(model).graph
             opts = RunOptions(
                 model=model,
-                schedule=Schedule.constant(7.2, RTT_MS, 1.5),
+                schedule=ConditionSchedule.constant(7.2, RTT_MS, 1.5),
                 server=server.url,
                 profile_repeats=3 if quick else 10,
             )

@@ -210,16 +210,15 @@ def _agent_main(config: dict[str, Any], i: int, port: int, result_q: Any) -> Non
     import torch
 
     from edgesplit.graph.partition import split_at
-    from edgesplit.runtime.shaping import LinkConditions, TokenBucketShaper
+    from edgesplit.runtime.shaping import TokenBucketShaper
     from edgesplit.runtime.wire import decode_tensors, encode_tensors
+    from edgesplit.system.link import Link
 
     d = config["devices"][i]
     graph, x = _graph(d["model"])
     k, m = d["split"], d["m"]
     head = split_at(graph, [k]).parts[0]
-    shaper = TokenBucketShaper(
-        LinkConditions(bandwidth_mbit=d["uplink_mbps"]), burst_bytes=1500, chunk_bytes=1500
-    )
+    shaper = TokenBucketShaper(Link.of(d["uplink_mbps"] * 1e6), burst_bytes=1500, chunk_bytes=1500)
     with torch.inference_mode():  # warm-up and reference output, before the clock starts
         reference = graph.module(x)
         for _ in range(3):

@@ -28,14 +28,14 @@ import time
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edgesplit.errors import InputError, TransportError
-from edgesplit.runtime.shaping import LinkConditions
+from edgesplit.errors import TransportError
+from edgesplit.io import read_document
+from edgesplit.system.link import Link
 
 
-class Step(BaseModel):
+class ConditionStep(BaseModel):
     """From ``at`` on: these conditions (``None`` keeps the previous step's value)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -56,20 +56,21 @@ class Conditions(BaseModel):
     clock_ghz: float
 
     @property
-    def link(self) -> LinkConditions:
-        return LinkConditions(self.bandwidth_mbit, self.rtt_ms / 1000)
+    def link(self) -> Link:
+        """The link these conditions describe (what the shaper emulates)."""
+        return Link.of(self.bandwidth_mbit * 1e6, rtt_s=self.rtt_ms / 1000)
 
 
-class Schedule(BaseModel):
+class ConditionSchedule(BaseModel):
     """Bandwidth, RTT and clock over time (seconds) or over requests."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     unit: Literal["seconds", "requests"] = "seconds"
-    steps: list[Step] = Field(min_length=1)
+    steps: list[ConditionStep] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _ordered(self) -> Schedule:
+    def _ordered(self) -> ConditionSchedule:
         ats = [s.at for s in self.steps]
         if ats != sorted(ats) or ats[0] != 0:
             raise ValueError("steps must start at 0 and be sorted by 'at'")
@@ -99,20 +100,18 @@ class Schedule(BaseModel):
         return self.steps[-1].at
 
     @classmethod
-    def load(cls, path: str | Path) -> Schedule:
-        p = Path(path)
-        if not p.is_file():
-            raise InputError(f"--schedule {p} does not exist; give a YAML condition schedule")
-        try:
-            doc = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as err:
-            raise InputError(f"--schedule {p} is not valid YAML: {err}") from None
-        return cls.model_validate(doc)
+    def load(cls, path: str | Path) -> ConditionSchedule:
+        """Read a condition schedule file (YAML or JSON); one-line InputError if bad."""
+        return read_document(path, cls, what="condition schedule", schema="conditions")
 
     @classmethod
-    def constant(cls, bandwidth_mbit: float, rtt_ms: float, clock_ghz: float) -> Schedule:
+    def constant(cls, bandwidth_mbit: float, rtt_ms: float, clock_ghz: float) -> ConditionSchedule:
         return cls(
-            steps=[Step(at=0, bandwidth_mbit=bandwidth_mbit, rtt_ms=rtt_ms, clock_ghz=clock_ghz)]
+            steps=[
+                ConditionStep(
+                    at=0, bandwidth_mbit=bandwidth_mbit, rtt_ms=rtt_ms, clock_ghz=clock_ghz
+                )
+            ]
         )
 
 

@@ -20,11 +20,11 @@ from edgesplit.graph import Graph
 from edgesplit.plan.types import Plan
 from edgesplit.runtime.agent import AgentConfig, EdgeAgent
 from edgesplit.runtime.clock import ClockEmulator
-from edgesplit.runtime.conditions import ComputeMonitor, Conditions, LinkMonitor, Schedule
+from edgesplit.runtime.conditions import ComputeMonitor, Conditions, ConditionSchedule, LinkMonitor
 from edgesplit.runtime.measure import Recorder
-from edgesplit.runtime.planning import PlannerSettings, TwoTierPlanner, profile_seconds
+from edgesplit.runtime.planning import PlannerSettings, TwoTierPlanner
 from edgesplit.runtime.rescheduler import Observation, Planner, Rescheduler
-from edgesplit.runtime.session import Session, Step
+from edgesplit.runtime.session import Session, SessionStep
 from edgesplit.runtime.shaping import TokenBucketShaper
 from edgesplit.runtime.transport import HTTPTransport, Transport, in_process
 
@@ -34,7 +34,7 @@ class RunOptions:
     """Everything ``edgesplit run`` takes (see its ``--help``)."""
 
     model: str
-    schedule: Schedule
+    schedule: ConditionSchedule
     server: str | None = None
     token: str | None = None
     fixed_cut: int | None = None
@@ -125,6 +125,7 @@ def build_run(
     """Trace, profile (unless ``seconds`` is given) and wire everything for ``opts``."""
     from edgesplit.graph import trace
     from edgesplit.models import build
+    from edgesplit.predict.profile import profile_graph
 
     if graph is None:
         module, x = build(opts.model)
@@ -133,7 +134,11 @@ def build_run(
         if graph.module is None:
             raise InputError(f"graph {graph.name!r} has no module to profile")
         x = torch.randn(graph.tensor(graph.input_names[0]).shape)
-        seconds = profile_seconds(graph, x, opts.profile_repeats)
+        # The agent runs the edge parts in this process: profile at its thread count.
+        prof = profile_graph(
+            graph, x, threads=torch.get_num_threads(), repeats=opts.profile_repeats, warmup=2
+        )
+        seconds = np.array(prof.seconds(graph, calibrate=True))
     settings = PlannerSettings(
         objective=opts.objective, weight=opts.weight, strategy=opts.strategy, ref_ghz=opts.ref_ghz
     )
@@ -169,7 +174,7 @@ def run_agent(
     *,
     requests: int | None = None,
     duration_s: float | None = None,
-    on_step: Callable[[Step], None] | None = None,
+    on_step: Callable[[SessionStep], None] | None = None,
 ) -> RunResult:
     """Build everything for ``opts`` and run it; the remote tier is closed afterwards."""
     parts = build_run(opts)

@@ -22,14 +22,14 @@ import torch
 
 from edgesplit.errors import InputError
 from edgesplit.runtime.agent import EdgeAgent, RequestContext
-from edgesplit.runtime.conditions import ComputeMonitor, Conditions, LinkMonitor, Schedule
+from edgesplit.runtime.conditions import ComputeMonitor, Conditions, ConditionSchedule, LinkMonitor
 from edgesplit.runtime.measure import Measurement, Recorder
 from edgesplit.runtime.rescheduler import Observation, Rescheduler
 from edgesplit.runtime.shaping import TokenBucketShaper
 
 
 @dataclass(frozen=True)
-class Step:
+class SessionStep:
     """What one loop iteration saw and did."""
 
     conditions: Conditions
@@ -46,7 +46,7 @@ class Session:
         self,
         agent: EdgeAgent,
         rescheduler: Rescheduler,
-        schedule: Schedule,
+        schedule: ConditionSchedule,
         *,
         shaper: TokenBucketShaper | None = None,
         monitor: LinkMonitor | None = None,
@@ -72,7 +72,7 @@ class Session:
     def elapsed(self) -> float:
         return time.monotonic() - self._t0
 
-    def step(self) -> Step:
+    def step(self) -> SessionStep:
         i = self._next_id
         self._next_id += 1
         cond = self.schedule.at(i if self.schedule.unit == "requests" else self.elapsed())
@@ -114,13 +114,13 @@ class Session:
                     plan.predicted.get(f"compute_s:{cloud}"),
                 )
         self.recorder.add(m)
-        return Step(cond, obs, source, m, output)
+        return SessionStep(cond, obs, source, m, output)
 
     def run(
         self,
         requests: int | None = None,
         duration_s: float | None = None,
-        on_step: Callable[[Step], None] | None = None,
+        on_step: Callable[[SessionStep], None] | None = None,
     ) -> list[Measurement]:
         """Run until ``requests`` are done or ``duration_s`` has passed (whichever is given)."""
         if requests is None and duration_s is None:

@@ -11,8 +11,9 @@ adds ``rtt/2`` before the request and ``rtt/2`` after the answer, since the kern
 has no ``netem`` to delay packets. The answer is paced at the same rate (the link is
 symmetric), so Luger eq. 3.3's ``response_size/bandwidth`` term is real.
 
-Expected transfer time of ``s`` bytes: ``s·8/bw + rtt/2`` (eq. 4.3); O(s / chunk) sleeps. Conditions can change at any moment with :meth:`set`;
-the next chunk uses the new rate.
+Expected transfer time of ``s`` bytes: ``s·8/bw + rtt/2`` (eq. 4.3,
+:meth:`edgesplit.system.link.Link.seconds`); O(s / chunk) sleeps. The link can change at
+any moment with :meth:`TokenBucketShaper.set`; the next chunk uses the new rate.
 """
 
 from __future__ import annotations
@@ -20,54 +21,36 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-from edgesplit.errors import InputError
-
-
-@dataclass(frozen=True)
-class LinkConditions:
-    """One link setting: bandwidth in Mbit/s (10^6 bit/s) and round-trip time in seconds."""
-
-    bandwidth_mbit: float
-    rtt_s: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not self.bandwidth_mbit > 0:
-            raise InputError(f"bandwidth_mbit is {self.bandwidth_mbit}; give a positive Mbit/s")
-        if self.rtt_s < 0:
-            raise InputError(f"rtt is {self.rtt_s} s; give a non-negative round-trip time")
-
-    def transfer_s(self, nbytes: int) -> float:
-        """Luger eq. 4.3 in SI units: size·8/bandwidth + one-way delay (rtt/2)."""
-        return nbytes * 8 / (self.bandwidth_mbit * 1e6) + self.rtt_s / 2
+from edgesplit.system.link import Link
 
 
 class TokenBucketShaper:
-    """Paces bytes at ``bandwidth_mbit`` with a ``burst_bytes`` bucket; thread-safe."""
+    """Paces bytes at the link's rate with a ``burst_bytes`` bucket; thread-safe."""
 
     def __init__(
-        self, conditions: LinkConditions, burst_bytes: int = 16 * 1024, chunk_bytes: int = 16 * 1024
+        self, link: Link, burst_bytes: int = 16 * 1024, chunk_bytes: int = 16 * 1024
     ) -> None:
         self._lock = threading.Lock()
-        self._cond = conditions
+        self._link = link
         self.burst_bytes = burst_bytes
         self.chunk_bytes = chunk_bytes
         self._tokens = float(burst_bytes)
         self._stamp = time.monotonic()
 
     @property
-    def conditions(self) -> LinkConditions:
-        return self._cond
+    def link(self) -> Link:
+        return self._link
 
-    def set(self, conditions: LinkConditions) -> None:
+    def set(self, link: Link) -> None:
+        """Shape like ``link`` from now on; the next chunk uses its rate."""
         with self._lock:
             self._refill()
-            self._cond = conditions
+            self._link = link
 
     def _refill(self) -> None:
         now = time.monotonic()
-        rate = self._cond.bandwidth_mbit * 1e6 / 8
+        rate = self._link.rate_bps / 8
         self._tokens = min(self.burst_bytes, self._tokens + (now - self._stamp) * rate)
         self._stamp = now
 
@@ -79,7 +62,7 @@ class TokenBucketShaper:
                 if self._tokens >= 0:
                     self._tokens -= n
                     return
-                wait = -self._tokens / (self._cond.bandwidth_mbit * 1e6 / 8)
+                wait = -self._tokens / (self._link.rate_bps / 8)
             time.sleep(max(wait, 1e-4))
 
     def drain(self) -> None:
@@ -89,7 +72,7 @@ class TokenBucketShaper:
                 self._refill()
                 if self._tokens >= 0:
                     return
-                wait = -self._tokens / (self._cond.bandwidth_mbit * 1e6 / 8)
+                wait = -self._tokens / (self._link.rate_bps / 8)
             time.sleep(max(wait, 1e-4))
 
     def pace(self, data: bytes) -> Iterator[bytes]:
@@ -106,5 +89,5 @@ class TokenBucketShaper:
         self.drain()
 
     def half_rtt(self) -> None:
-        if self._cond.rtt_s > 0:
-            time.sleep(self._cond.rtt_s / 2)
+        if self._link.rtt > 0:
+            time.sleep(self._link.rtt / 2)
