@@ -1,14 +1,18 @@
 """The ``edgesplit`` command line: one typer app; each area registers its commands.
 
-Errors raised on purpose (:class:`~edgesplit.errors.EdgesplitError`, pydantic validation
-errors) print one line on stderr and exit with status 2, never a traceback.
+Bad input prints one line ``error: ...`` on stderr and exits with status 2, never a
+traceback: errors raised on purpose (:class:`~edgesplit.errors.EdgesplitError`), a pydantic
+validation error that escaped a loader, a YAML or JSON syntax error, and a path given on
+the command line that is missing, a directory or unreadable.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 
 import typer
+import yaml
 from pydantic import ValidationError
 
 from edgesplit.commands import cluster as cluster_commands
@@ -20,6 +24,7 @@ from edgesplit.commands import plan as plan_commands
 from edgesplit.commands import runtime as runtime_commands
 from edgesplit.commands.reproduce import reproduce_app
 from edgesplit.errors import EdgesplitError
+from edgesplit.io import validation_line
 
 app = typer.Typer(
     name="edgesplit",
@@ -43,20 +48,32 @@ for _area in (
 app.add_typer(reproduce_app, name="reproduce")
 
 
-def validation_line(err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    return f"invalid {err.title}: field {loc!r}: {first['msg']}"
+def error_line(err: BaseException) -> str | None:
+    """The one line printed for an input error, or None for a bug (which keeps its traceback)."""
+    if isinstance(err, EdgesplitError):
+        text = str(err)
+    elif isinstance(err, ValidationError):
+        text = f"invalid {err.title}: {validation_line(err)}"
+    elif isinstance(err, json.JSONDecodeError):
+        text = f"not valid JSON: line {err.lineno} column {err.colno}: {err.msg}"
+    elif isinstance(err, yaml.YAMLError):
+        text = f"not valid YAML: {err}"
+    elif isinstance(err, (FileNotFoundError, IsADirectoryError, PermissionError)):
+        text = f"{err.strerror}: {str(err.filename)!r}; check the path"
+    else:
+        return None
+    return "error: " + " ".join(text.split())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the app on ``argv`` (default ``sys.argv[1:]``); input errors exit 2 with one line."""
     try:
-        app()
-    except EdgesplitError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except ValidationError as err:
-        print(f"error: {validation_line(err)}", file=sys.stderr)
+        app(args=argv, prog_name="edgesplit")
+    except Exception as err:
+        line = error_line(err)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
         raise SystemExit(2) from None
 
 
