@@ -1,108 +1,84 @@
 """Named model builders with default input shapes. Weights are random with a fixed seed.
 
-Nothing is ever downloaded. ``resolve`` also accepts ``package.module:callable`` for any
-user model; :func:`load_weights` loads a state dict safely (safetensors, or
-``torch.load(weights_only=True)``).
+Nothing is ever downloaded. :func:`resolve` also accepts ``timm:NAME``, ``hf:ARCH`` (see
+:mod:`edgesplit.models.hub`) and ``package.module:callable`` for any user model;
+:func:`load_weights` loads a state dict safely (safetensors, or
+``torch.load(weights_only=True)``). This module imports no torch until a model is built, so
+``edgesplit models`` answers at once.
 """
 
 from __future__ import annotations
 
 import importlib
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
-import torchvision.models as tvm
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from edgesplit.errors import InputError, ShapeError, UnknownModelError
+from edgesplit.models.inputs import SEED, parse_shape
 
-SEED = 0
-
-
-class MnistCNN(nn.Module):
-    """The nine layers of Luger's thesis, Table 5.2 (the 5×5-kernel MNIST CNN)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 10, kernel_size=5)
-        self.pool1 = nn.MaxPool2d(kernel_size=2)
-        self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
-        self.pool2 = nn.MaxPool2d(kernel_size=2)
-        self.fc1 = nn.Linear(320, 50)
-        self.relu2 = nn.ReLU()
-        self.fc2 = nn.Linear(50, 10)
-        self.softmax = nn.Softmax(dim=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu1(self.pool1(self.conv1(x)))
-        x = self.pool2(self.conv2(x))
-        x = torch.flatten(x, 1)
-        return self.softmax(self.fc2(self.relu2(self.fc1(x))))
-
-
-class LeNet(nn.Module):
-    """LeNet-5 (LeCun et al. 1998) for 32×32 grey images, as used by Gao et al."""
-
-    def __init__(self, num_classes: int = 10) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, kernel_size=5)
-        self.relu1 = nn.ReLU()
-        self.pool1 = nn.MaxPool2d(2)
-        self.conv2 = nn.Conv2d(6, 16, kernel_size=5)
-        self.relu2 = nn.ReLU()
-        self.pool2 = nn.MaxPool2d(2)
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
-        self.relu3 = nn.ReLU()
-        self.fc2 = nn.Linear(120, 84)
-        self.relu4 = nn.ReLU()
-        self.fc3 = nn.Linear(84, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool1(self.relu1(self.conv1(x)))
-        x = self.pool2(self.relu2(self.conv2(x)))
-        x = torch.flatten(x, 1)
-        return self.fc3(self.relu4(self.fc2(self.relu3(self.fc1(x)))))
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A zoo entry: ``builder`` is ``package.module:callable``, called with ``kwargs``."""
+
     name: str
-    builder: Callable[[], nn.Module]
+    builder: str
     input_shape: tuple[int, ...]
     description: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> nn.Module:
+        module_name, _, attr = self.builder.partition(":")
+        factory = getattr(importlib.import_module(module_name), attr)
+        model: nn.Module = factory(**self.kwargs)
+        return model
 
 
-def _imagenet(builder: Callable[..., nn.Module], **kwargs: object) -> Callable[[], nn.Module]:
-    return lambda: builder(weights=None, **kwargs)
-
+_TV = "torchvision.models:"
+_NO_WEIGHTS: dict[str, Any] = {"weights": None}
+_NO_AUX: dict[str, Any] = {"weights": None, "aux_logits": False, "init_weights": True}
 
 ZOO: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("mnist_cnn", MnistCNN, (1, 1, 28, 28), "Luger Table 5.2 MNIST CNN, 9 layers"),
-        ModelSpec("lenet", LeNet, (1, 1, 32, 32), "LeNet-5, 32x32 grey input"),
-        ModelSpec("alexnet", _imagenet(tvm.alexnet), (1, 3, 224, 224), "torchvision AlexNet"),
-        ModelSpec("vgg13", _imagenet(tvm.vgg13), (1, 3, 224, 224), "torchvision VGG13"),
-        ModelSpec("vgg16", _imagenet(tvm.vgg16), (1, 3, 224, 224), "torchvision VGG16"),
-        ModelSpec("resnet50", _imagenet(tvm.resnet50), (1, 3, 224, 224), "torchvision ResNet-50"),
         ModelSpec(
-            "mobilenet_v2", _imagenet(tvm.mobilenet_v2), (1, 3, 224, 224), "torchvision MobileNetV2"
+            "mnist_cnn",
+            "edgesplit.models.nets:MnistCNN",
+            (1, 1, 28, 28),
+            "Luger Table 5.2 MNIST CNN, 9 layers",
+        ),
+        ModelSpec("lenet", "edgesplit.models.nets:LeNet", (1, 1, 32, 32), "LeNet-5, 32x32 grey"),
+        ModelSpec("alexnet", _TV + "alexnet", (1, 3, 224, 224), "torchvision AlexNet", _NO_WEIGHTS),
+        ModelSpec("vgg13", _TV + "vgg13", (1, 3, 224, 224), "torchvision VGG13", _NO_WEIGHTS),
+        ModelSpec("vgg16", _TV + "vgg16", (1, 3, 224, 224), "torchvision VGG16", _NO_WEIGHTS),
+        ModelSpec(
+            "resnet50", _TV + "resnet50", (1, 3, 224, 224), "torchvision ResNet-50", _NO_WEIGHTS
+        ),
+        ModelSpec(
+            "mobilenet_v2",
+            _TV + "mobilenet_v2",
+            (1, 3, 224, 224),
+            "torchvision MobileNetV2",
+            _NO_WEIGHTS,
         ),
         ModelSpec(
             "googlenet",
-            _imagenet(tvm.googlenet, aux_logits=False, init_weights=True),
+            _TV + "googlenet",
             (1, 3, 224, 224),
             "torchvision GoogLeNet, aux logits off",
+            _NO_AUX,
         ),
         ModelSpec(
             "inception_v3",
-            _imagenet(tvm.inception_v3, aux_logits=False, init_weights=True),
+            _TV + "inception_v3",
             (1, 3, 299, 299),
             "torchvision Inception v3, aux logits off",
+            _NO_AUX,
         ),
     )
 }
@@ -121,52 +97,76 @@ SMALL_INPUT_SHAPES: dict[str, tuple[int, ...]] = {
 
 
 def input_shape_from_text(text: str) -> tuple[int, ...]:
-    """Parse ``"1,3,224,224"`` into a shape tuple."""
-    try:
-        shape = tuple(int(p) for p in re.split(r"[,x]", text.strip()))
-    except ValueError:
-        shape = ()
-    if not shape or any(s <= 0 for s in shape):
-        raise ShapeError(
-            f"--input-shape {text!r} is not a shape; write positive integers like 1,3,224,224"
-        )
-    return shape
+    """Parse ``"1,3,224,224"`` (or ``1x3x224x224``) into a shape tuple."""
+    return parse_shape(text)
 
 
-def resolve(
-    name: str, input_shape: tuple[int, ...] | None = None
-) -> tuple[nn.Module, tuple[int, ...]]:
-    """Build a zoo model or import ``package.module:callable``; returns (model, input shape)."""
-    torch.manual_seed(SEED)
-    if name in ZOO:
-        spec = ZOO[name]
-        model = spec.builder()
-        return model.eval(), input_shape or spec.input_shape
-    if ":" not in name:
-        raise UnknownModelError(
-            f"unknown model {name!r}; choose one of {', '.join(ZOO)} (see `edgesplit models`) "
-            "or give package.module:callable"
-        )
+def is_code_name(name: str) -> bool:
+    """``package.module:callable`` (imported and called), as opposed to a zoo/timm/hf name."""
+    from edgesplit.models.hub import is_hub_name
+
+    return name not in ZOO and ":" in name and not is_hub_name(name)
+
+
+def import_model(name: str) -> nn.Module:
+    """Import ``package.module:callable`` and call it with no arguments."""
+    from torch import nn
+
     module_name, _, attr = name.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:
-        raise UnknownModelError(f"cannot import model {name!r}: {err}") from None
+        raise UnknownModelError(
+            f"cannot import model {name!r}: {err}; run with PYTHONPATH=. for a module in "
+            "this folder"
+        ) from None
     try:
         model = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
     except TypeError as err:
         raise UnknownModelError(f"cannot call {name!r} without arguments: {err}") from None
     if not isinstance(model, nn.Module):
         raise UnknownModelError(f"{name!r} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def resolve(
+    name: str, input_shape: tuple[int, ...] | None = None
+) -> tuple[nn.Module, tuple[int, ...]]:
+    """Build a one-input model by name; returns (model in eval mode, input shape)."""
+    import torch
+
+    torch.manual_seed(SEED)
+    if name in ZOO:
+        spec = ZOO[name]
+        return spec.build().eval(), input_shape or spec.input_shape
+    from edgesplit.models.hub import build_hub, is_hub_name
+
+    if is_hub_name(name):
+        model, specs = build_hub(name, {})
+        if input_shape is None and (len(specs) != 1 or specs[0].is_integer):
+            raise ShapeError(
+                f"model {name!r} takes {', '.join(map(str, specs))}; load it with "
+                "edgesplit.models.load_model, or give --input on the command line"
+            )
+        return model.eval(), input_shape or specs[0].shape
+    if ":" not in name:
+        raise UnknownModelError(
+            f"unknown model {name!r}; choose one of {', '.join(ZOO)} (see `edgesplit models`), "
+            "timm:NAME, hf:ARCH, or give package.module:callable"
+        )
+    model = import_model(name)
     if input_shape is None:
         raise ShapeError(
-            f"model {name!r} has no default input shape; pass --input-shape 1,3,224,224"
+            f"model {name!r} has no default input shape; pass --input-shape 1,3,224,224 "
+            "or --input NAME=SHAPE[:DTYPE]"
         )
     return model.eval(), input_shape
 
 
 def build(name: str, input_shape: tuple[int, ...] | None = None) -> tuple[nn.Module, torch.Tensor]:
-    """A model and a seeded example input of its input shape."""
+    """A one-input model and a seeded float example input of its input shape."""
+    import torch
+
     model, shape = resolve(name, input_shape)
     generator = torch.Generator().manual_seed(SEED)
     return model, torch.randn(shape, generator=generator)
@@ -174,6 +174,8 @@ def build(name: str, input_shape: tuple[int, ...] | None = None) -> tuple[nn.Mod
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a state dict without unpickling arbitrary objects."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise InputError(
