@@ -77,7 +77,7 @@ def test_missing_and_unparsable(tmp_path: Path) -> None:
         load_system(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("devices: [\n")
-    with pytest.raises(InputError, match="cannot be parsed"):
+    with pytest.raises(InputError, match="not valid YAML: line 2"):
         load_system(bad)
 
 

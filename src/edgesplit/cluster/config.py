@@ -19,10 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edgesplit.errors import InputError
+from edgesplit.io import read_document
 
 POWER_4GB = (2.45, 2.78, 2.90, 3.03, 3.65, 3.66, 3.69, 3.71, 3.72, 4.14, 4.75)
 POWER_8GB = (2.65, 2.98, 3.10, 3.23, 3.45, 3.86, 3.89, 4.01, 4.12, 4.34, 5.05)
@@ -189,13 +188,4 @@ class ClusterConfig(_Strict):
 
 def load_cluster(path: str | Path) -> ClusterConfig:
     """Read and validate a cluster file (YAML or JSON); one-line InputError on bad input."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"cluster file {str(path)!r} does not exist; pass --cluster FILE")
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise InputError(f"cluster file {str(path)!r} is not valid YAML: {err}") from None
-    if not isinstance(doc, dict):
-        raise InputError(f"cluster file {str(path)!r} must hold a mapping at the top level")
-    return ClusterConfig.model_validate(doc)
+    return read_document(path, ClusterConfig, what="cluster file", schema="cluster")

@@ -14,16 +14,16 @@ which is also the format of the human-expert splits. Reading is O(n + m).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from edgesplit.errors import InputError
+from edgesplit.io import read_document
 from edgesplit.placement.instance import HOST, Instance
 
 
@@ -95,23 +95,9 @@ def published_workloads_dir() -> Path:
     return (Path(env) if env else repo.parent / "shared") / "benchmarks" / "dnn-partitioning"
 
 
-def _load(path: str | Path) -> Any:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"file {str(p)!r} does not exist; give a Tarnawski-format JSON file")
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as err:
-        raise InputError(f"{p}: not valid JSON (line {err.lineno}: {err.msg})") from None
-
-
 def read_input(path: str | Path) -> TarnawskiInput:
-    try:
-        return TarnawskiInput.model_validate(_load(path))
-    except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise InputError(f"{path}: field {loc!r}: {first['msg']}") from None
+    """A Tarnawski workload file; one-line InputError naming file and field if bad."""
+    return read_document(path, TarnawskiInput, what="workload file", schema="tarnawski")
 
 
 def to_instance(doc: TarnawskiInput, name: str = "tarnawski") -> Instance:
@@ -149,13 +135,9 @@ def load_instance(path: str | Path) -> Instance:
 
 def read_placement(path: str | Path, inst: Instance) -> tuple[int, ...]:
     """An assignment for ``inst`` from a placement file; every node must be listed once."""
-    try:
-        doc = TarnawskiPlacement.model_validate(_load(path))
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise InputError(
-            f"{path}: field {'.'.join(map(str, first['loc']))!r}: {first['msg']}"
-        ) from None
+    doc = read_document(
+        path, TarnawskiPlacement, what="placement file", schema="tarnawski-placement"
+    )
     return placement_assignment(doc, inst, str(path))
 
 

@@ -10,9 +10,13 @@ the assignment alone, which the tests do.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from edgesplit.errors import InputError
+from edgesplit.io import read_document
 
 
 @dataclass(frozen=True)
@@ -79,3 +83,27 @@ class Plan:
             )
         except KeyError as err:
             raise InputError(f"plan document lacks field {err.args[0]!r}") from None
+
+
+class PlanFile(BaseModel):
+    """A plan file as ``Plan.to_dict`` writes it (``plan --json`` and the solvers' ``-o``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    algorithm: str
+    devices: list[str] = Field(min_length=1)
+    assignment: list[int]
+    predicted: dict[str, float] = Field(default_factory=dict)
+    objective: str = "latency"
+    cut: int | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read a plan file (JSON or YAML); one-line InputError naming the file and the field."""
+    doc = read_document(path, PlanFile, what="plan file", schema="plan")
+    try:
+        return Plan.from_dict(doc.model_dump())
+    except InputError as err:
+        raise InputError(f"plan file {str(path)!r}: {err}") from None

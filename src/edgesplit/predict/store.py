@@ -6,15 +6,15 @@ the estimator's own ``to_dict()``; ``load_predictor`` dispatches on ``type``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from edgesplit.errors import InputError
 from edgesplit.graph.types import Graph
-from edgesplit.io import write_json
+from edgesplit.io import read_mapping, validate, write_json
 
 PREDICTOR_VERSION = 1
 
@@ -43,28 +43,37 @@ def save_predictor(predictor: GraphPredictor, path: str | Path, **extra: Any) ->
     return write_json(path, doc)
 
 
+class PredictorFile(BaseModel):
+    """The envelope of a predictor file; the estimator's ``from_dict`` reads the rest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["edgesplit.predictor"]
+    version: Literal[1] = Field(description="re-fit with `edgesplit fit-predictor` if older")
+    type: Literal["layer_regression", "prednnoff", "profile"]
+    params: dict[str, Any] = Field(default_factory=dict)
+    models: dict[str, dict[str, Any]] | None = None
+    fallback: dict[str, Any] | None = None
+    n_samples: int | None = None
+    model: str | None = None
+    seconds: dict[str, float] | None = None
+    holdout: Any = None
+    profiles: list[str] | None = None
+
+
 def load_predictor(path: str | Path) -> GraphPredictor:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(
-            f"predictor file {str(path)!r} does not exist; create it with `edgesplit fit-predictor`"
-        )
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"predictor file {str(path)!r} is not valid JSON ({err})") from None
-    if not isinstance(doc, dict) or doc.get("format") != "edgesplit.predictor":
-        raise InputError(f"{str(path)!r} is not an edgesplit predictor (field 'format')")
+    """Read a predictor file; one-line InputError naming the file and the field if bad."""
+    where = f"predictor file {str(path)!r}"
+    doc = read_mapping(
+        path, what="predictor file", schema="predictor", make="edgesplit fit-predictor"
+    )
+    if doc.get("format") != "edgesplit.predictor":
+        raise InputError(f"{where} is not an edgesplit predictor (field 'format')")
     if doc.get("version") != PREDICTOR_VERSION:
-        raise InputError(f"predictor {str(path)!r} has version {doc.get('version')!r}; re-fit it")
-    classes = _classes()
-    kind = doc.get("type")
-    if kind not in classes:
-        raise InputError(
-            f"predictor {str(path)!r} has unknown type {kind!r}; one of {', '.join(classes)}"
-        )
+        raise InputError(f"{where} has version {doc.get('version')!r}; re-fit it")
+    validate(doc, PredictorFile, path, what="predictor file", schema="predictor")
     try:
-        predictor: GraphPredictor = classes[kind].from_dict(doc)
+        predictor: GraphPredictor = _classes()[doc["type"]].from_dict(doc)
     except (KeyError, TypeError, ValueError) as err:
-        raise InputError(f"predictor {str(path)!r} is malformed ({err}); re-fit it") from None
+        raise InputError(f"{where} is malformed ({err}); re-fit it") from None
     return predictor

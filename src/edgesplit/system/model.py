@@ -8,14 +8,13 @@ example. Paths inside the file (profiles, predictors) are relative to the file.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edgesplit.errors import InputError
+from edgesplit.io import read_mapping, validate
 from edgesplit.system.link import Link
 from edgesplit.system.power import PowerModel
 from edgesplit.system.prices import Prices
@@ -183,20 +182,6 @@ def _resolve_paths(doc: dict[str, Any], base: Path) -> None:
 def load_system(path: str | Path) -> System:
     """Read and validate a system file (``.yaml``, ``.yml`` or ``.json``)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"system file {str(path)!r} does not exist; see examples/system.yaml")
-    try:
-        text = path.read_text()
-        doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as err:
-        line = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise InputError(f"system file {str(path)!r} cannot be parsed: {line}") from None
-    if not isinstance(doc, dict):
-        raise InputError(f"system file {str(path)!r} must hold a mapping with 'devices'")
+    doc = read_mapping(path, what="system file", schema="system")
     _resolve_paths(doc, path.parent)
-    try:
-        return System.model_validate(doc)
-    except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise InputError(f"system file {str(path)!r}: field {loc!r}: {first['msg']}") from None
+    return validate(doc, System, path, what="system file", schema="system")
