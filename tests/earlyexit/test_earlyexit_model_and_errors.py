@@ -132,7 +132,7 @@ def test_error_unknown_distribution_and_bad_link() -> None:
 
 def test_shannon_rate_link() -> None:
     inst = EarlyExitInstance.model_validate({"wireless": {"width_hz": 20e6, "snr_db": 10}})
-    assert inst.wireless.bps() == pytest.approx(20e6 * np.log2(11.0))
+    assert inst.wireless.rate_bps == pytest.approx(20e6 * np.log2(11.0))
 
 
 def test_problem_evaluator_by_hand(tiny, tiny_problem) -> None:

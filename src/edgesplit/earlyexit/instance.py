@@ -10,13 +10,12 @@ predictor divided by ``cloud_speed_factor``. Building is O(trace + layers).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from edgesplit.earlyexit.latency import (
     LayerLatencyModel,
@@ -34,32 +33,34 @@ from edgesplit.earlyexit.problem import (
 from edgesplit.errors import InputError
 from edgesplit.graph import Graph, trace
 from edgesplit.models.branchy import BranchyNet, build_branchy
+from edgesplit.system.link import Link
 
 Tier = Literal["mobile", "edge", "cloud"]
 ALL_TIERS: tuple[Tier, ...] = ("mobile", "edge", "cloud")
 
 
-class LinkSpec(BaseModel):
-    """A link rate: ``rate_mbps`` directly, or Shannon ``width_hz`` and ``snr_db`` (eq. 4.2)."""
+_SHORT_FORM = ("rate_mbps", "width_hz", "snr_db")
 
-    model_config = ConfigDict(extra="forbid")
-    rate_mbps: float | None = Field(None, gt=0)
-    width_hz: float | None = Field(None, gt=0)
-    snr_db: float | None = None
 
-    @model_validator(mode="after")
-    def _one_form(self) -> LinkSpec:
-        shannon = self.width_hz is not None and self.snr_db is not None
-        if (self.rate_mbps is None) == (not shannon):
-            raise ValueError("give rate_mbps, or width_hz and snr_db (Shannon), not both")
-        return self
+def _short_link(value: Any) -> Any:
+    """Early-exit files write a link as ``{rate_mbps}`` or as Shannon ``{width_hz, snr_db}``
+    (Pre-DNNOff eq. 4.2); both become a :class:`~edgesplit.system.link.Link`, and a Link's
+    own form (``bandwidth`` or ``shannon``) is accepted as it is."""
+    if not isinstance(value, dict) or not set(_SHORT_FORM) & value.keys():
+        return value
+    rate, width, snr_db = (value.get(k) for k in _SHORT_FORM)
+    if (rate is None) == (width is None or snr_db is None):
+        raise ValueError("give rate_mbps, or width_hz and snr_db (Shannon), not both")
+    rest = {k: v for k, v in value.items() if k not in _SHORT_FORM}
+    if rate is None:
+        return {**rest, "shannon": {"width": width, "snr_db": snr_db}}
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
+        raise ValueError(f"rate_mbps {rate!r} must be a positive number of Mbit/s")
+    return {**rest, "bandwidth": rate * 1e6}
 
-    def bps(self) -> float:
-        if self.rate_mbps is not None:
-            return self.rate_mbps * 1e6
-        assert self.width_hz is not None and self.snr_db is not None
-        # Eq. 4.2: v = W log2(1 + SNR), SNR given in dB.
-        return self.width_hz * math.log2(1.0 + 10.0 ** (self.snr_db / 10.0))
+
+#: A Pre-DNNOff link: rate only, since eq. 4.5 has no round-trip term.
+RateLink = Annotated[Link, BeforeValidator(_short_link)]
 
 
 class RequirementSpec(BaseModel):
@@ -99,11 +100,12 @@ class EarlyExitInstance(BaseModel):
     train_epochs: int = Field(6, ge=1)
     requirement: RequirementSpec = Field(default_factory=RequirementSpec)
     tiers: list[Tier] = Field(default_factory=lambda: list(ALL_TIERS), min_length=1)
-    wireless: LinkSpec = Field(
-        default_factory=lambda: LinkSpec(rate_mbps=74.0, width_hz=None, snr_db=None)
+    wireless: RateLink = Field(
+        default_factory=lambda: Link.of(74e6),
+        description="mobile-edge link: {rate_mbps}, {width_hz, snr_db} (eq. 4.2) or a Link",
     )
-    wired: LinkSpec = Field(
-        default_factory=lambda: LinkSpec(rate_mbps=1000.0, width_hz=None, snr_db=None)
+    wired: RateLink = Field(
+        default_factory=lambda: Link.of(1e9), description="edge-cloud link, as wireless"
     )
     cloud_speed_factor: float = Field(4.0, gt=0)
     mobile_speed_factor: float = Field(
@@ -113,6 +115,15 @@ class EarlyExitInstance(BaseModel):
     profile: str | None = Field(None, description="profile JSON of this model (fitted only)")
     include_loading: bool = True
     weights: str | None = Field(None, description="BranchyNet state dict (.safetensors)")
+
+    @model_validator(mode="after")
+    def _rate_only(self) -> EarlyExitInstance:
+        for name in ("wireless", "wired"):
+            if getattr(self, name).rtt:
+                raise ValueError(
+                    f"{name}.rtt: Pre-DNNOff eq. 4.5 prices a link by rate alone; drop rtt"
+                )
+        return self
 
     @classmethod
     def load(cls, path: str | Path) -> EarlyExitInstance:
@@ -203,7 +214,7 @@ def build_problem(
     problem = EarlyExitProblem(
         name=name, layers=tuple(layers), trunk=trunk, branches=branches,
         input_bytes=int(x.numel() * x.element_size()),
-        wireless_bps=inst.wireless.bps(), wired_bps=inst.wired.bps(),
+        wireless_bps=inst.wireless.rate_bps, wired_bps=inst.wired.rate_bps,
         accuracies=acc, probabilities=probs,
         tiers=tuple(TIER_NAMES.index(t) for t in inst.tiers),
     )  # fmt: skip
