@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from edgesplit.earlyexit.latency import (
@@ -32,6 +31,7 @@ from edgesplit.earlyexit.problem import (
 )
 from edgesplit.errors import InputError
 from edgesplit.graph import Graph, trace
+from edgesplit.io import read_document
 from edgesplit.models.branchy import BranchyNet, build_branchy
 from edgesplit.system.link import Link
 
@@ -127,14 +127,8 @@ class EarlyExitInstance(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path) -> EarlyExitInstance:
-        p = Path(path)
-        if not p.is_file():
-            raise InputError(f"instance file {str(p)!r} does not exist")
-        try:
-            doc = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as err:
-            raise InputError(f"instance {str(p)!r} is not valid YAML/JSON: {err}") from None
-        return cls.model_validate(doc or {})
+        """Read and validate a YAML or JSON instance file; an empty file is an error."""
+        return read_document(path, cls, what="early-exit file", schema="earlyexit")
 
 
 def classify(graph: Graph, n_exits: int) -> tuple[list[list[int]], list[list[int]]]:
@@ -164,7 +158,11 @@ def tier_models(inst: EarlyExitInstance, graph: Graph, x: torch.Tensor) -> list[
         ]
     from edgesplit.predict.profile import load_profile, profile_graph
 
-    prof = load_profile(inst.profile) if inst.profile else profile_graph(graph, x, repeats=10)
+    prof = (
+        load_profile(inst.profile, model=inst.model)
+        if inst.profile
+        else profile_graph(graph, x, repeats=10)
+    )
     seconds = prof.node_seconds()
     # This one machine is the edge; mobile and cloud differ from it by the stated factors.
     return [

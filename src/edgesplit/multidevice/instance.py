@@ -23,14 +23,13 @@ are multiplied by ``1 / (1 - L)`` (processor sharing). ``L = 0`` is the paper's 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from edgesplit.errors import InputError
+from edgesplit.io import read_document
 from edgesplit.multidevice.problem import DeviceCosts, Problem
 
 DEFAULT_SPEED_FACTOR = 10.0
@@ -100,20 +99,8 @@ class MultiDeviceInstance(BaseModel):
 
 
 def load_instance(path: str | Path) -> MultiDeviceInstance:
-    """Read and validate a JSON or YAML instance file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"instance file {str(path)!r} does not exist")
-    try:
-        text = path.read_text()
-        doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as err:
-        raise InputError(
-            f"instance {str(path)!r} cannot be parsed: {str(err).splitlines()[0]}"
-        ) from None
-    if not isinstance(doc, dict):
-        raise InputError(f"instance {str(path)!r} must be a mapping with a 'devices' list")
-    return MultiDeviceInstance.model_validate(doc)
+    """Read and validate a JSON or YAML instance file; one-line InputError if bad."""
+    return read_document(path, MultiDeviceInstance, what="multidevice file", schema="multidevice")
 
 
 class _Costs:
@@ -144,7 +131,7 @@ class _Costs:
             if saved:
                 from edgesplit.predict.profile import load_profile
 
-                prof = load_profile(saved)
+                prof = load_profile(saved, model=model)
                 if [n.name for n in prof.nodes] != [n.name for n in graph.nodes]:
                     raise InputError(f"profile {saved!r} does not match the layers of {model!r}")
                 self.profiles[key] = [n.median_s for n in prof.nodes]

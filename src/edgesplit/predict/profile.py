@@ -13,7 +13,6 @@ launches are charged to the node that issued them.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
@@ -23,12 +22,12 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from edgesplit.errors import InputError, ProfileError
 from edgesplit.graph.partition import partition
 from edgesplit.graph.types import Graph
-from edgesplit.io import write_json
+from edgesplit.io import read_mapping, validate, write_json
 
 PROFILE_VERSION = 1
 
@@ -98,33 +97,31 @@ class Profile(BaseModel):
         return write_json(path, doc)
 
 
-def load_profile(path: str | Path) -> Profile:
-    path = Path(path)
-    if not path.is_file():
-        raise ProfileError(
-            f"profile {str(path)!r} does not exist; create it with `edgesplit profile`"
-        )
+def load_profile(path: str | Path, model: str | None = None) -> Profile:
+    """Read a saved profile; given ``model``, refuse a profile recorded for another model."""
+    where = f"profile {str(path)!r}"
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        doc = read_mapping(path, what="profile", schema="profile", make="edgesplit profile")
+        if doc.get("format") != "edgesplit.profile":
+            raise ProfileError(f"{where} is not an edgesplit profile (field 'format')")
+        if doc.get("version") != PROFILE_VERSION:
+            raise ProfileError(
+                f"{where} has version {doc.get('version')!r}; this edgesplit reads "
+                f"version {PROFILE_VERSION}, re-create it with `edgesplit profile`"
+            )
+        doc.pop("sum_of_medians_s", None)
+        doc.pop("fidelity", None)
+        prof = validate(doc, Profile, path, what="profile", schema="profile")
+    except ProfileError:
+        raise
+    except InputError as err:
+        raise ProfileError(str(err)) from None
+    if model is not None and prof.model != model:
         raise ProfileError(
-            f"profile {str(path)!r} is not valid JSON ({err}); re-create it"
-        ) from None
-    if not isinstance(doc, dict) or doc.get("format") != "edgesplit.profile":
-        raise ProfileError(f"{str(path)!r} is not an edgesplit profile (field 'format')")
-    if doc.get("version") != PROFILE_VERSION:
-        raise ProfileError(
-            f"profile {str(path)!r} has version {doc.get('version')!r}; this edgesplit reads "
-            f"version {PROFILE_VERSION}, re-create it with `edgesplit profile`"
+            f"{where} was recorded for model {prof.model!r}, not {model!r}; record one with "
+            f"`edgesplit profile {model} -o PROFILE.json`"
         )
-    doc.pop("sum_of_medians_s", None)
-    doc.pop("fidelity", None)
-    try:
-        return Profile.model_validate(doc)
-    except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise ProfileError(f"profile {str(path)!r}: field {loc!r} {first['msg']}") from None
+    return prof
 
 
 def host_info(device: str) -> HostInfo:
