@@ -44,8 +44,8 @@ def main() -> None:
     for name in names:
         module, x = build(name)
         g = trace(module, x, name=name)
-        a = profile_graph(g, x, repeats=repeats, warmup=1).node_seconds()
-        b = profile_graph(g, x, repeats=repeats, warmup=1).node_seconds()
+        a = profile_graph(g, x, threads=1, repeats=repeats, warmup=1).node_seconds()
+        b = profile_graph(g, x, threads=1, repeats=repeats, warmup=1).node_seconds()
         nodes += list(g.nodes)
         first += [a[n.name] for n in g.nodes]
         second += [b[n.name] for n in g.nodes]

@@ -59,7 +59,7 @@ def main() -> None:
     for name in ("mnist_cnn", "lenet", "alexnet"):
         module, x = build(name)
         g = trace(module, x, name=name)
-        prof = profile_graph(g, x, repeats=2, warmup=1)
+        prof = profile_graph(g, x, threads=1, repeats=2, warmup=1)
         nodes += list(g.nodes)
         secs += [prof.node_seconds()[n.name] for n in g.nodes]
     est = LayerTypeRegressor().fit(nodes, secs)

@@ -23,12 +23,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", default=",".join(ZOO))
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     rows = []
     for name in args.models.split(","):
         model, x = build(name)
         graph = trace(model, x, name=name)
-        prof = profile_graph(graph, x, repeats=args.repeats, warmup=3, device=args.device)
+        prof = profile_graph(
+            graph, x, threads=args.threads, repeats=args.repeats, warmup=3, device=args.device
+        )
         row = {
             "model": name,
             "nodes": len(graph),

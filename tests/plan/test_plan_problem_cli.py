@@ -15,14 +15,14 @@ from edgesplit import cli
 from edgesplit.graph import Graph
 from edgesplit.models import build
 from edgesplit.plan import Plan, Problem, check_plan
-from edgesplit.predict.profile import Profile, profile_graph
+from edgesplit.predict.profile import Profile, profile_graph, saved_seconds
 from edgesplit.system import System, load_system
 
 
 @pytest.fixture(scope="module")
 def mnist_profile(tmp_path_factory: pytest.TempPathFactory, mnist_graph: Graph) -> Path:
     _, x = build("mnist_cnn")
-    prof: Profile = profile_graph(mnist_graph, x, repeats=1, warmup=0)
+    prof: Profile = profile_graph(mnist_graph, x, threads=1, repeats=1, warmup=0)
     path = tmp_path_factory.mktemp("prof") / "mnist_cnn.json"
     prof.save(path)
     return path
@@ -50,9 +50,7 @@ def _system(profile: Path) -> dict[str, object]:
 def test_from_system_scales_and_prices(mnist_graph: Graph, mnist_profile: Path) -> None:
     system = System.model_validate(_system(mnist_profile))
     problem = Problem.from_system(system, mnist_graph, strategy="own")
-    from edgesplit.system.resolve import profile_seconds
-
-    base = torch.tensor(profile_seconds(str(mnist_profile), mnist_graph), dtype=torch.float64)
+    base = torch.tensor(saved_seconds(mnist_profile, mnist_graph), dtype=torch.float64)
     assert problem.seconds[0] == pytest.approx((base * 2.0).tolist())  # 2.6 GHz / 1.3 GHz
     assert problem.seconds[1] == pytest.approx((base * 2.0 / 4).tolist())
     assert problem.price_per_second == (0.0, 0.1664 / 3600)

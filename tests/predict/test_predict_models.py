@@ -139,7 +139,7 @@ def test_communication_formulas() -> None:
 def test_profile_predictor(graphs: list[Graph]) -> None:
     g = graphs[1]
     _, x = build("mnist_cnn")
-    prof = profile_graph(g, x, repeats=1, warmup=0)
+    prof = profile_graph(g, x, threads=1, repeats=1, warmup=0)
     base = np.array([prof.node_seconds()[n.name] for n in g.nodes])
     est = ProfilePredictor(speed_factor=2.0, reference_clock=2.4e9, clock=1.2e9).fit(prof)
     assert np.allclose(est.predict_graph(g), base / 2.0 * 2.0)
@@ -150,7 +150,7 @@ def test_profile_predictor(graphs: list[Graph]) -> None:
 def test_calibrated_profile_predictor_sums_to_end_to_end(graphs: list[Graph]) -> None:
     g = graphs[1]
     _, x = build("mnist_cnn")
-    prof = profile_graph(g, x, repeats=1, warmup=0)
+    prof = profile_graph(g, x, threads=1, repeats=1, warmup=0)
     est = ProfilePredictor(calibrate=True).fit(prof)
     assert est.predict_graph(g).sum() == pytest.approx(prof.end_to_end.median_s)
 

@@ -121,20 +121,30 @@ def fit_delay(
 ) -> None:
     """Fit Gao's polynomial delay model (eq. 1-2) on this host; report held-out R² and MAE."""
     from edgesplit.commands.common import load_graph
-    from edgesplit.predict.gao import cpu_profile, fit_with_holdout, sample_layers
+    from edgesplit.multidevice.instance import PROFILE_THREADS
+    from edgesplit.predict.gao import fit_with_holdout, sample_layers
+    from edgesplit.predict.profile import profile_graph
 
-    nodes, secs = sample_layers(samples, repeats=repeats)
+    nodes, secs = sample_layers(samples, repeats=repeats, threads=PROFILE_THREADS)
     for model in models:
-        graph, _, x = load_graph(model, None)
+        graph, _, example = load_graph(model)
         nodes.extend(graph.nodes)
-        secs.extend(cpu_profile(graph, x, repeats=repeats))
+        prof = profile_graph(graph, example.single("fit-delay"), threads=PROFILE_THREADS, repeats=repeats, warmup=2)
+        secs.extend(prof.seconds(graph))
     report = fit_with_holdout(nodes, secs)
-    doc = {"models": models, "samples": len(nodes), **report.to_dict()}
+    doc = {
+        "models": models,
+        "samples": len(nodes),
+        "timer": "wall clock (time.perf_counter)",
+        "threads": PROFILE_THREADS,
+        **report.to_dict(),
+    }
     if as_json:
         print_json(doc)
     else:
         console.print(
-            f"Gao eq. 1-2 fit on {len(nodes)} layers: held-out R² {report.r2:.4f}, MAE "
+            f"Gao eq. 1-2 fit on {len(nodes)} layers (wall clock, {PROFILE_THREADS} torch "
+            f"thread): held-out R² {report.r2:.4f}, MAE "
             f"{report.mae_s * 1e3:.3f} ms (conv R² {report.r2_conv})"
         )
 

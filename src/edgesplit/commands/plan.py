@@ -8,12 +8,18 @@ import typer
 from rich.table import Table
 
 from edgesplit.commands.common import (
+    ExampleOpt,
     GranularityOpt,
+    InputOpt,
     InputShapeOpt,
     JsonOpt,
     ModelArg,
+    ModelConfigOpt,
+    TrustOpt,
+    WeightsOpt,
     console,
     load_graph,
+    model_request,
     print_json,
 )
 from edgesplit.errors import InputError
@@ -35,9 +41,8 @@ def _edge_cloud_problem(
     calibrate: bool = False,
 ) -> Any:
     from edgesplit.plan.problem import Problem
-    from edgesplit.predict.profile import load_profile
+    from edgesplit.predict.profile import load_profile, saved_seconds
     from edgesplit.system import PowerModel
-    from edgesplit.system.resolve import profile_seconds
     from edgesplit.units import parse_bandwidth, parse_duration, parse_frequency
 
     if edge_profile is None or bandwidth is None:
@@ -47,7 +52,7 @@ def _edge_cloud_problem(
         )
     if cloud_speedup <= 0:
         raise InputError(f"--cloud-speedup must be positive, not {cloud_speedup}")
-    edge = profile_seconds(edge_profile, graph, calibrate)
+    edge = saved_seconds(edge_profile, graph, calibrate=calibrate)
     scale = 1.0
     if clock is not None:
         ref_hz = parse_frequency(profile_clock) if profile_clock else None
@@ -59,9 +64,7 @@ def _edge_cloud_problem(
         scale = ref_hz / parse_frequency(clock)
     edge = [s * scale for s in edge]
     base = (
-        profile_seconds(cloud_profile, graph)
-        if cloud_profile
-        else profile_seconds(edge_profile, graph)
+        saved_seconds(cloud_profile, graph) if cloud_profile else saved_seconds(edge_profile, graph)
     )
     cloud = [s / cloud_speedup for s in base]
     if strategy not in ("own", "rent"):
@@ -157,7 +160,12 @@ def plan(
         "", "--algorithm", help="solver for more than 2 devices (see registry); 2: two-tier"
     ),
     output: str | None = typer.Option(None, "-o", "--output", help="write the chosen plan JSON"),
+    inputs: list[str] | None = InputOpt,
     input_shape: str | None = InputShapeOpt,
+    example: str | None = ExampleOpt,
+    weights: str | None = WeightsOpt,
+    model_config: list[str] | None = ModelConfigOpt,
+    trust_model_code: bool = TrustOpt,
     granularity: str = GranularityOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -171,7 +179,8 @@ def plan(
         raise InputError(f"--objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
     if not 0.0 <= weight <= 1.0:
         raise InputError(f"--weight must lie in [0, 1], not {weight}")
-    graph, _, _ = load_graph(model, input_shape, granularity)
+    request = model_request(model, inputs, input_shape, example, weights, model_config)
+    graph, _, example_inputs = load_graph(request, granularity)
     if system is not None:
         from edgesplit.system import load_system
 
@@ -199,7 +208,9 @@ def plan(
         chosen = solve(problem, algorithm or "exhaustive")
         doc = {"model": graph.name, "devices": list(problem.devices), "chosen": chosen.to_dict()}
     if output:
-        write_json(output, chosen.to_dict())
+        # The model options travel with the plan, so run-plan rebuilds the same model.
+        options = {"model_options": request.describe(example_inputs)}
+        write_json(output, {**chosen.to_dict(), "meta": {**chosen.meta, **options}})
     if as_json:
         print_json(doc)
     elif two_tier:

@@ -161,7 +161,8 @@ def tier_models(inst: EarlyExitInstance, graph: Graph, x: torch.Tensor) -> list[
     prof = (
         load_profile(inst.profile, model=inst.model)
         if inst.profile
-        else profile_graph(graph, x, repeats=10)
+        # Each early-exit tier process runs on one torch thread (earlyexit.server).
+        else profile_graph(graph, x, threads=1, repeats=10)
     )
     seconds = prof.node_seconds()
     # This one machine is the edge; mobile and cloud differ from it by the stated factors.

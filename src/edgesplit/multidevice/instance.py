@@ -7,8 +7,9 @@ sizes always come from the traced :class:`~edgesplit.graph.Graph` of the device'
 
 Delay sources, per device and side (``local`` or ``server``):
 
-* ``profile``: this machine's per-layer medians (:func:`edgesplit.predict.profile.profile_graph`,
-  or a saved ``edgesplit profile`` file), multiplied by ``factor``. The mobile device is
+* ``profile``: this machine's per-layer medians (:func:`edgesplit.predict.profile.profile_graph`:
+  wall clock on ``PROFILE_THREADS`` = 1 torch thread, the count each process of ``multidevice
+  run`` executes on; or a saved ``edgesplit profile`` file), multiplied by ``factor``. The mobile device is
   emulated with ``factor`` = the speed factor (default 10, see docs/multidevice.md: the
   ratio of the MAC terms of the paper's eq. 1 and eq. 2 is exactly 10).
 * ``gao``: the polynomial model of eq. 1-2 (:mod:`edgesplit.predict.gao`) fitted by
@@ -26,13 +27,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edgesplit.errors import InputError
 from edgesplit.io import read_document
 from edgesplit.multidevice.problem import DeviceCosts, Problem
 
 DEFAULT_SPEED_FACTOR = 10.0
+#: Torch threads every profile here is timed on (wall clock, :mod:`edgesplit.predict.profile`):
+#: each process of ``multidevice run`` executes its parts on one thread (execute.py).
+PROFILE_THREADS = 1
 
 
 class DelaySource(BaseModel):
@@ -44,9 +48,15 @@ class DelaySource(BaseModel):
     factor: float = Field(1.0, gt=0, description="multiplier on measured/predicted delays")
     seconds: list[float] | None = Field(None, description="explicit per-layer delays (seconds)")
     profile: str | None = Field(None, description="saved `edgesplit profile` JSON to use")
-    timer: Literal["cpu", "wall"] = Field(
-        "cpu", description="profile by thread CPU time (dedicated core) or wall time"
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_timer(cls, data: Any) -> Any:
+        # Files written before the one profiler may carry `timer: cpu|wall`, which was never
+        # honoured; every profile now times by wall clock on PROFILE_THREADS torch threads.
+        if isinstance(data, dict) and "timer" in data:
+            return {k: v for k, v in data.items() if k != "timer"}
+        return data
 
     @field_validator("seconds")
     @classmethod
@@ -68,11 +78,9 @@ class DeviceSpec(BaseModel):
     input_shape: list[int] | None = Field(None, description="input shape for module:callable")
     uplink_mbps: float = Field(..., description="uplink rate in Mbit/s (> 0)")
     local: DelaySource = DelaySource(
-        source="profile", factor=DEFAULT_SPEED_FACTOR, seconds=None, profile=None, timer="cpu"
+        source="profile", factor=DEFAULT_SPEED_FACTOR, seconds=None, profile=None
     )
-    server: DelaySource = DelaySource(
-        source="profile", factor=1.0, seconds=None, profile=None, timer="cpu"
-    )
+    server: DelaySource = DelaySource(source="profile", factor=1.0, seconds=None, profile=None)
     layers: list[str] | None = Field(None, description="layer names for explicit devices")
     cut_bytes: list[int] | None = Field(None, description="bytes sent at cut 0..M (explicit)")
     count: int = Field(1, ge=1, le=1000)
@@ -124,30 +132,25 @@ class _Costs:
             self.inputs[model] = x
         return self.graphs[model]
 
-    def measured(self, model: str, saved: str | None, timer: str = "cpu") -> list[float]:
-        key = saved or f"{model}:{timer}"
+    def measured(self, model: str, saved: str | None) -> list[float]:
+        key = saved or model
         if key not in self.profiles:
             graph = self.graph(model)
+            from edgesplit.predict.profile import load_profile, profile_graph
+
             if saved:
-                from edgesplit.predict.profile import load_profile
-
                 prof = load_profile(saved, model=model)
-                if [n.name for n in prof.nodes] != [n.name for n in graph.nodes]:
-                    raise InputError(f"profile {saved!r} does not match the layers of {model!r}")
-                self.profiles[key] = [n.median_s for n in prof.nodes]
-            elif timer == "cpu":
-                from edgesplit.predict.gao import cpu_profile
-
-                self.profiles[key] = cpu_profile(
-                    graph, self.inputs[model], repeats=self.instance.profile_repeats
-                )
+                source = f"profile {saved!r}"
             else:
-                from edgesplit.predict.profile import profile_graph
-
                 prof = profile_graph(
-                    graph, self.inputs[model], repeats=self.instance.profile_repeats, warmup=2
+                    graph,
+                    self.inputs[model],
+                    threads=PROFILE_THREADS,
+                    repeats=self.instance.profile_repeats,
+                    warmup=2,
                 )
-                self.profiles[key] = [n.median_s for n in prof.nodes]
+                source = f"the profile of {model!r}"
+            self.profiles[key] = prof.seconds(graph, source=source)
         return self.profiles[key]
 
     def predicted(self, model: str) -> list[float]:
@@ -156,7 +159,9 @@ class _Costs:
 
             # Variable-controlled single layers (§II-B) plus the instance's own models.
             nodes, secs = sample_layers(
-                self.instance.gao_samples, repeats=self.instance.profile_repeats
+                self.instance.gao_samples,
+                repeats=self.instance.profile_repeats,
+                threads=PROFILE_THREADS,
             )
             for m in sorted({d.model for d in self.instance.devices if d.model}):
                 nodes.extend(self.graph(m).nodes)

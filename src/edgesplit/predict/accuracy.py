@@ -32,7 +32,6 @@ def dataset_from_profiles(paths: Sequence[str | Path]) -> Dataset:
     """(node, median seconds) pairs from every profile in ``paths``."""
     from edgesplit.graph import trace
     from edgesplit.models import build
-    from edgesplit.system.resolve import profile_seconds
 
     if not paths:
         raise InputError("give at least one profile (create one with `edgesplit profile`)")
@@ -45,7 +44,7 @@ def dataset_from_profiles(paths: Sequence[str | Path]) -> Dataset:
         prof = load_profile(path)
         module, x = build(prof.model, tuple(prof.input_shape))
         graph = trace(module, x, name=prof.model, granularity=prof.granularity)  # type: ignore[arg-type]
-        secs.extend(profile_seconds(str(path), graph))
+        secs.extend(prof.seconds(graph, source=f"profile {str(path)!r}"))
         nodes.extend(graph.nodes)
         owner.extend([prof.model] * len(graph.nodes))
     return Dataset(tuple(nodes), np.array(secs), tuple(owner))

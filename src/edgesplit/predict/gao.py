@@ -206,17 +206,19 @@ def fit_with_holdout(
 
 
 def sample_layers(
-    n_blocks: int = 40, *, seed: int = 0, repeats: int = 5
+    n_blocks: int = 40, *, threads: int, seed: int = 0, repeats: int = 5
 ) -> tuple[list[Node], list[float]]:
     """Measure randomly sized conv/relu/pool/linear blocks on this host (variable control, §II-B).
 
-    Each block is a small ``nn.Sequential`` traced and measured with :func:`cpu_profile`;
-    returns its nodes and median CPU seconds.
+    Each block is a small ``nn.Sequential`` traced and timed by the one profiler
+    (:func:`edgesplit.predict.profile.profile_graph`: wall clock on ``threads`` torch
+    threads); returns its nodes and median seconds. O(n_blocks · repeats · block forward).
     """
     import torch
     from torch import nn
 
     from edgesplit.graph import trace
+    from edgesplit.predict.profile import profile_graph
 
     rng = random.Random(seed)
     nodes: list[Node] = []
@@ -236,32 +238,6 @@ def sample_layers(
         x = torch.randn(1, cin, side, side)
         g = trace(block, x, name=f"block{b}")
         nodes.extend(g.nodes)
-        secs.extend(cpu_profile(g, x, repeats=repeats, warmup=1))
+        prof = profile_graph(g, x, threads=threads, repeats=repeats, warmup=1)
+        secs.extend(prof.seconds(g))
     return nodes, secs
-
-
-def cpu_profile(graph: Any, x: Any, *, repeats: int = 5, warmup: int = 2) -> list[float]:
-    """Median thread CPU seconds per node, each node run as its own part (one thread).
-
-    The host is shared (2 cores, other processes): CPU time measures the work a dedicated
-    core would do, which is what a mobile device runs on, and what `multidevice run`
-    dilates. O(repeats · forward).
-    """
-    import statistics
-    import time
-
-    import torch
-
-    from edgesplit.graph.partition import partition
-
-    split = partition(graph, list(range(len(graph.nodes))))
-    samples: list[list[float]] = [[] for _ in split.parts]
-    with torch.inference_mode():
-        for rep in range(warmup + repeats):
-            values: dict[str, Any] = {graph.input_names[0]: x}
-            for i, part in enumerate(split.parts):
-                t0 = time.thread_time()
-                values.update(part(values))
-                if rep >= warmup:
-                    samples[i].append(time.thread_time() - t0)
-    return [statistics.median(s) for s in samples]

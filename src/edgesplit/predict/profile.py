@@ -1,4 +1,23 @@
-"""Per-node latency profiling on this host, saved as versioned JSON.
+"""The one profiler: per-node latency on this host, saved as versioned JSON.
+
+Every latency profile in edgesplit comes from :func:`profile_graph`: the ``edgesplit
+profile`` command, the runtime's planner (``edgesplit run``, ``make demo``), the
+``profile`` and ``gao`` delay sources of ``multidevice solve/run/freeze``, ``multidevice
+fit-delay``, the early-exit instance and every reproduction. They all time the same way:
+
+* **wall clock** (``time.perf_counter``) around each node's part, never thread CPU time;
+* on a **stated number of torch intra-op threads**: ``threads`` is a required argument,
+  set with ``torch.set_num_threads`` for the run and restored afterwards, recorded in the
+  profile (``host.threads``) and printed by ``edgesplit profile``. Each caller states the
+  count its executor runs at: one thread for the multi-device and early-exit processes,
+  the process's own count for the two-tier runtime, ``--threads`` for the CLI.
+
+Thread CPU time misleads as soon as torch runs more than one thread: the calling thread
+spin-waits at the end of each parallel region, and that wait is charged to the layer
+(alexnet's per-layer sum was 104 ms at 2 threads against 31 ms at 1; Gao's delay fit lost
+its held-out R², 0.39 against 0.95). Wall clock charges a layer what a caller waits for.
+On a shared host it also includes time spent waiting for a core, so the profile records
+the 1-minute load average (``host.load_average``) beside the thread count.
 
 Each node is run as its own part (the same :func:`edgesplit.graph.partition.partition`
 mechanism the runtime uses), so a node's time is the time of exactly the code that would
@@ -6,6 +25,8 @@ run on a tier holding it. Every repeat runs the parts in order after ``warmup`` 
 passes; we report the median and the 90th percentile per node, and separately the
 end-to-end forward time of the unsplit model. Their ratio (sum of node medians over the
 end-to-end median) is the profile's *fidelity*: 1.0 means node times add up to the whole.
+:meth:`Profile.seconds` divides by it when asked (``calibrate``), so that all-on-one-tier
+predictions match a whole forward pass. Cost: O((warmup + repeats) · forward).
 
 On CUDA each part is bracketed by ``torch.cuda.synchronize()`` so that asynchronous kernel
 launches are charged to the node that issued them.
@@ -37,7 +58,8 @@ class HostInfo(BaseModel):
 
     cpu_model: str
     os_clock_mhz: float | None = Field(description="clock the OS reports (not settable here)")
-    threads: int
+    threads: int = Field(ge=1, description="torch intra-op threads the profile ran on")
+    load_average: float | None = Field(None, description="1-minute load average at the end")
     torch_version: str
     device: str
     device_name: str
@@ -90,6 +112,31 @@ class Profile(BaseModel):
     def node_seconds(self) -> dict[str, float]:
         return {n.name: n.median_s for n in self.nodes}
 
+    def seconds(
+        self, graph: Graph, *, calibrate: bool = False, source: str = "the profile"
+    ) -> list[float]:
+        """Per-node medians in ``graph``'s order; the profile must hold exactly its nodes.
+
+        ``calibrate`` divides by the fidelity so that the seconds add up to the measured
+        end-to-end median (nodes timed one by one pay a per-part overhead that a whole
+        forward does not). ``source`` names the profile in the error message.
+        """
+        names = [n.name for n in graph.nodes]
+        mine = [n.name for n in self.nodes]
+        if mine != names:
+            missing = [n for n in names if n not in set(mine)]
+            detail = (
+                f"has no node {missing[0]!r}"
+                if missing
+                else f"has {len(mine)} nodes where the graph has {len(names)}"
+            )
+            raise InputError(
+                f"{source} (model {self.model!r}, {self.granularity}) {detail} of graph "
+                f"{graph.name!r}; profile the same model and granularity with `edgesplit profile`"
+            )
+        scale = 1.0 / self.fidelity if calibrate and self.sum_of_medians_s > 0 else 1.0
+        return [n.median_s * scale for n in self.nodes]
+
     def save(self, path: str | Path) -> Path:
         doc = self.model_dump(mode="json")
         doc["sum_of_medians_s"] = self.sum_of_medians_s
@@ -124,6 +171,12 @@ def load_profile(path: str | Path, model: str | None = None) -> Profile:
     return prof
 
 
+def saved_seconds(path: str | Path, graph: Graph, *, calibrate: bool = False) -> list[float]:
+    """:func:`load_profile` then :meth:`Profile.seconds`, naming the file on a mismatch."""
+    prof = load_profile(path, model=graph.name)
+    return prof.seconds(graph, calibrate=calibrate, source=f"profile {str(path)!r}")
+
+
 def host_info(device: str) -> HostInfo:
     cpu_model, mhz = platform.processor() or "unknown", None
     try:
@@ -139,6 +192,7 @@ def host_info(device: str) -> HostInfo:
         cpu_model=cpu_model,
         os_clock_mhz=mhz,
         threads=torch.get_num_threads(),
+        load_average=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         torch_version=torch.__version__,
         device=device,
         device_name=name,
@@ -156,17 +210,63 @@ def profile_graph(
     graph: Graph,
     example_input: torch.Tensor,
     *,
+    threads: int,
     repeats: int = 20,
     warmup: int = 3,
     device: str = "cpu",
 ) -> Profile:
-    """Measure every node of ``graph`` and the end-to-end forward on ``device``."""
+    """Wall-clock time of every node of ``graph`` and of the whole forward, on ``threads``.
+
+    Torch runs on ``threads`` intra-op threads while measuring (restored afterwards); see
+    the module docstring for why wall clock and why the count is stated.
+    """
     if repeats < 1:
         raise InputError(f"--repeats must be at least 1, not {repeats}")
+    if warmup < 0:
+        raise InputError(f"--warmup must be at least 0, not {warmup}")
+    if threads < 1:
+        raise InputError(f"--threads must be at least 1, not {threads}")
     if device not in ("cpu", "cuda"):
         raise InputError(f"--device must be cpu or cuda, not {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        samples, e2e = _measure(graph, example_input, repeats, warmup, device)
+        host = host_info(device)
+    finally:
+        torch.set_num_threads(before)
+    nodes = []
+    for node, s in zip(graph.nodes, samples):
+        med, p90 = _quantiles(s)
+        nodes.append(
+            NodeTiming(
+                name=node.name,
+                kind=node.kind,
+                flops=node.flops,
+                output_bytes=node.output_bytes,
+                median_s=med,
+                p90_s=p90,
+            )
+        )
+    med, p90 = _quantiles(e2e)
+    return Profile(
+        model=graph.name,
+        granularity=graph.granularity,
+        input_shape=list(example_input.shape),
+        repeats=repeats,
+        warmup=warmup,
+        host=host,
+        nodes=nodes,
+        end_to_end=Timing(median_s=med, p90_s=p90),
+    )
+
+
+def _measure(
+    graph: Graph, example_input: torch.Tensor, repeats: int, warmup: int, device: str
+) -> tuple[list[list[float]], list[float]]:
+    """Wall-clock samples per node part and of the unsplit forward (after ``warmup``)."""
     module = graph.module.to(device)
     x = example_input.to(device)
     sync: Callable[[], None] = torch.cuda.synchronize if device == "cuda" else (lambda: None)
@@ -191,27 +291,4 @@ def profile_graph(
             sync()
             if rep >= warmup:
                 e2e.append(time.perf_counter() - t0)
-    nodes = []
-    for node, s in zip(graph.nodes, samples):
-        med, p90 = _quantiles(s)
-        nodes.append(
-            NodeTiming(
-                name=node.name,
-                kind=node.kind,
-                flops=node.flops,
-                output_bytes=node.output_bytes,
-                median_s=med,
-                p90_s=p90,
-            )
-        )
-    med, p90 = _quantiles(e2e)
-    return Profile(
-        model=graph.name,
-        granularity=graph.granularity,
-        input_shape=list(example_input.shape),
-        repeats=repeats,
-        warmup=warmup,
-        host=host_info(device),
-        nodes=nodes,
-        end_to_end=Timing(median_s=med, p90_s=p90),
-    )
+    return samples, e2e

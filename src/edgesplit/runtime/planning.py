@@ -1,7 +1,8 @@
 """The rescheduler's planner: this host's profile + the planning issue's two-tier planner.
 
-Per-node seconds come from :func:`edgesplit.predict.profile.profile_graph` on this host at its
-real clock ``ref_ghz``. For an observation (bandwidth, RTT, clock) the plan is
+Per-node seconds come from the one profiler, :func:`edgesplit.predict.profile.profile_graph`
+(wall clock, at the torch thread count the agent executes with; see :func:`edgesplit.runtime.loop.build_run`)
+on this host at its real clock ``ref_ghz``. For an observation (bandwidth, RTT, clock) the plan is
 :func:`edgesplit.plan.planner.plan_two_tier` (Luger §4: eq. 4.1 edge, eq. 4.3
 communication, eq. 4.4 cost, Algorithm 1 for ``objective="weighted"``) with
 ``edge_scale = ref_ghz / clock``: the emulated clock stretches edge time by exactly that
@@ -18,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 
 from edgesplit.errors import InputError
 from edgesplit.graph import Graph
@@ -44,21 +44,6 @@ class PlannerSettings:
             raise InputError(f"--weight must lie in [0, 1], not {self.weight}")
         if self.strategy not in ("own", "rent"):
             raise InputError(f"--strategy must be own or rent, not {self.strategy!r}")
-
-
-def profile_seconds(graph: Graph, x: torch.Tensor, repeats: int = 10) -> np.ndarray:
-    """Median seconds per node on this host (graph order), summing to the end-to-end median.
-
-    Timing nodes one by one adds per-node overhead that the split parts, which run whole,
-    do not pay; scaling by the profile's fidelity (sum of medians / end-to-end median)
-    keeps each node's share and makes all-on-one-side predictions match a real run.
-    """
-    from edgesplit.predict.profile import profile_graph
-
-    prof = profile_graph(graph, x, repeats=repeats, warmup=2)
-    per_node = prof.node_seconds()
-    seconds = np.array([per_node[n.name] for n in graph.nodes], dtype=float)
-    return seconds / prof.fidelity if prof.fidelity > 0 else seconds
 
 
 class TwoTierPlanner:

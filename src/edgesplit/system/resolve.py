@@ -12,28 +12,8 @@ from collections.abc import Mapping, Sequence
 
 from edgesplit.errors import InputError
 from edgesplit.graph.types import Graph
+from edgesplit.predict.profile import saved_seconds
 from edgesplit.system.model import Device, System
-
-
-def profile_seconds(path: str, graph: Graph, calibrate: bool = False) -> list[float]:
-    """Per-node medians of a saved profile, checked against the graph's node names.
-
-    ``calibrate`` rescales them to add up to the profile's end-to-end median (see
-    :class:`~edgesplit.predict.profile_predictor.ProfilePredictor`).
-    """
-    from edgesplit.predict.profile import load_profile
-
-    prof = load_profile(path)
-    medians = prof.node_seconds()
-    if calibrate and prof.sum_of_medians_s > 0:
-        medians = {k: v / prof.fidelity for k, v in medians.items()}
-    missing = [n.name for n in graph.nodes if n.name not in medians]
-    if missing:
-        raise InputError(
-            f"profile {path!r} (model {prof.model!r}, {prof.granularity}) has no node "
-            f"{missing[0]!r} of graph {graph.name!r}; profile the same model and granularity"
-        )
-    return [medians[n.name] for n in graph.nodes]
 
 
 def _scale(device: Device) -> float:
@@ -70,7 +50,8 @@ def device_seconds(
             base = [float(v) for v in given[name]]
             factor = 1.0
         elif spec.profile:
-            base, factor = profile_seconds(spec.profile, graph, spec.calibrate), _scale(device)
+            base = saved_seconds(spec.profile, graph, calibrate=spec.calibrate)
+            factor = _scale(device)
         elif spec.predictor:
             from edgesplit.predict.store import load_predictor
 
