@@ -59,7 +59,7 @@ class DecoderShape:
     has_head: bool
     embed_param_bytes: int
     block_param_bytes: tuple[int, ...]
-    final_param_bytes: int  # final norm + LM head (0 for the head when it is tied)
+    final_param_bytes: int  # final norm + LM head (a tied head counted again)
 
 
 class _Layout:
@@ -193,7 +193,8 @@ def describe(model: nn.Module) -> DecoderShape:
     seen: set[int] = set()
     embed = _param_bytes(lay.embed_modules(), seen)
     blocks = tuple(_param_bytes([b], seen) for b in lay.blocks())
-    final = _param_bytes([lay.norm(), *([lay.head] if lay.head is not None else [])], seen)
+    # The tier holding the head needs its weights even when they are tied to the embeddings.
+    final = _param_bytes([lay.norm(), *([lay.head] if lay.head is not None else [])], set())
     dtype = next(model.parameters()).dtype
     return DecoderShape(
         family=lay.family,
