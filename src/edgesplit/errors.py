@@ -11,6 +11,7 @@
     ├── TraceError                  neither torch.fx nor torch.export could trace a module
     ├── PartitionError              an assignment of nodes to parts cannot be executed
     ├── InfeasiblePlanError         no plan satisfies the problem's constraints
+    ├── SolverError                 an optimisation solver failed (not a time limit)
     ├── NotFittedError              a predictor was used before ``fit``
     └── TransportError              a remote tier could not be reached or answered badly
 
@@ -55,6 +56,10 @@ class PartitionError(EdgesplitError):
 
 class InfeasiblePlanError(EdgesplitError):
     """No plan satisfies the problem's constraints."""
+
+
+class SolverError(EdgesplitError):
+    """An optimisation solver failed or returned an unusable status."""
 
 
 class NotFittedError(EdgesplitError, AttributeError):

@@ -20,8 +20,8 @@ SCHEMAS: dict[str, str] = {
     "predictor": "edgesplit.predict.store:PredictorFile",
     "profile": "edgesplit.predict.profile:Profile",
     "system": "edgesplit.system.model:System",
-    "tarnawski": "edgesplit.placement.tarnawski:TarnawskiInput",
-    "tarnawski-placement": "edgesplit.placement.tarnawski:TarnawskiPlacement",
+    "tarnawski": "edgesplit.plan.tarnawski:TarnawskiInput",
+    "tarnawski-placement": "edgesplit.plan.tarnawski:TarnawskiPlacement",
 }
 
 

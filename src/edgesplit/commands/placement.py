@@ -1,8 +1,9 @@
 """``edgesplit placement``: k-processor placement on Tarnawski-format workloads.
 
-``solve`` reads a Tarnawski et al. latency input unchanged and writes a placement in their
-output format (``totalLatency``, ``fpgas``, ``cpus``); ``evaluate`` recomputes the latency
-of any placement file (the human-expert splits included) with the independent evaluator.
+``solve`` reads a Tarnawski et al. latency input unchanged into a planning Problem, solves
+it through the planner registry and writes a placement in their output format
+(``totalLatency``, ``fpgas``, ``cpus``); ``evaluate`` recomputes the latency of any
+placement file (the human-expert splits included) with the plan evaluator.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ placement_app = typer.Typer(
     no_args_is_help=True,
 )
 
-ALGORITHMS = ("milp", "heuristic", "relax")
+ALGORITHMS = {"milp": "ilp", "heuristic": "heuristic", "relax": "relax"}
+"""``--algorithm`` name -> registry name (:mod:`edgesplit.plan.registry`)."""
 ProcessorsOpt = typer.Option(
     None, "--processors", "--fpgas", help="accelerator count (default: the file's maxFPGAs)"
 )
@@ -37,13 +39,21 @@ NonContiguousOpt = typer.Option(
 )
 
 
-def load(path: Path, processors: int | None, memory: float | None) -> Any:
-    from edgesplit.placement.tarnawski import load_instance
+def load(
+    path: Path, processors: int | None, memory: float | None, semantics: str, contiguous: bool
+) -> Any:
+    from edgesplit.plan.problem import SEMANTICS
+    from edgesplit.plan.tarnawski import load_problem
 
-    inst = load_instance(path)
-    if processors is not None or memory is not None:
-        inst = inst.with_limits(processors, memory)
-    return inst
+    if semantics not in SEMANTICS:
+        raise InputError(f"--semantics must be critical or sequential, not {semantics!r}")
+    return load_problem(
+        path,
+        processors=processors,
+        memory=memory,
+        semantics=semantics,  # type: ignore[arg-type]
+        contiguous=contiguous,
+    )
 
 
 def solve(
@@ -59,40 +69,47 @@ def solve(
     as_json: bool = JsonOpt,
 ) -> None:
     """Place FILE's graph on the CPU and the accelerators; print/write the placement."""
-    from edgesplit.placement.tarnawski import placement_document
-    from edgesplit.plan import heuristic, milp, relax
+    from edgesplit.plan.registry import solve as registry_solve
+    from edgesplit.plan.tarnawski import placement_document
 
     if algorithm not in ALGORITHMS:
         raise InputError(f"--algorithm must be one of {', '.join(ALGORITHMS)}, not {algorithm!r}")
     if time_limit <= 0:
         raise InputError(f"--time-limit must be positive, not {time_limit}")
-    if semantics not in ("critical", "sequential"):
-        raise InputError(f"--semantics must be critical or sequential, not {semantics!r}")
-    inst = load(file, processors, memory)
-    contiguous = not non_contiguous
-    if algorithm == "milp":
-        result = milp.place(inst, semantics, contiguous, time_limit=time_limit, threads=threads)
-    elif algorithm == "relax":
-        result = relax.place(inst, semantics, contiguous, time_limit=time_limit, threads=threads)
-    else:
-        result = heuristic.place(inst, semantics, contiguous)
-    doc = placement_document(inst, result.assignment, result.latency)
-    doc["edgesplit"] = {k: v for k, v in result.to_dict().items() if k != "assignment"}
+    problem = load(file, processors, memory, semantics, not non_contiguous)
+    opts: dict[str, Any] = {}
+    if algorithm != "heuristic":
+        opts = {"time_limit": time_limit, "threads": threads}
+    plan = registry_solve(problem, ALGORITHMS[algorithm], **opts)
+    doc = placement_document(problem, plan)
+    meta = plan.meta
+    latency = plan.predicted["latency_s"]
+    doc["edgesplit"] = {
+        "algorithm": algorithm,
+        "latency": latency,
+        "solve_s": meta.get("solve_s"),
+        "status": meta.get("status"),
+        "bound": meta.get("bound"),
+        "gap": meta.get("gap"),
+        "semantics": semantics,
+        "contiguous": not non_contiguous,
+        "meta": {k: v for k, v in meta.items() if k not in ("solve_s", "status", "bound", "gap")},
+    }
     if out is not None:
         write_json(out, doc)
     if as_json:
         print_json(doc)
         return
-    table = Table(title=f"{inst.name}: {algorithm} ({semantics})")
+    table = Table(title=f"{problem.graph.name}: {algorithm} ({semantics})")
     for col in ("latency", "bound", "gap", "status", "solve s", "accelerators used"):
         table.add_column(col)
-    gap = result.gap
+    bound, gap = meta.get("bound"), meta.get("gap")
     table.add_row(
-        f"{result.latency:.6g}",
-        "-" if result.bound is None else f"{result.bound:.6g}",
+        f"{latency:.6g}",
+        "-" if bound is None else f"{bound:.6g}",
         "-" if gap is None else f"{gap:.2%}",
-        result.status,
-        f"{result.solve_s:.2f}",
+        str(meta.get("status")),
+        f"{meta.get('solve_s', 0.0):.2f}",
         str(len(doc["fpgas"])),
     )
     console.print(table)
@@ -109,31 +126,31 @@ def evaluate_cmd(
     non_contiguous: bool = NonContiguousOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Recompute PLACEMENT's latency on FILE with the independent evaluator."""
-    from edgesplit.placement import evaluate
-    from edgesplit.placement.tarnawski import read_placement
+    """Recompute PLACEMENT's latency on FILE with the evaluator."""
+    from edgesplit.plan.evaluate import evaluate
+    from edgesplit.plan.tarnawski import read_placement
 
-    if semantics not in ("critical", "sequential"):
-        raise InputError(f"--semantics must be critical or sequential, not {semantics!r}")
-    inst = load(file, processors, memory)
-    assignment = read_placement(placement, inst)
-    ev = evaluate(inst, assignment, semantics, contiguous=not non_contiguous)
+    problem = load(file, processors, memory, semantics, not non_contiguous)
+    assignment = read_placement(placement, problem)
+    ev = evaluate(problem, assignment)
+    k = problem.n_devices - 1
     doc = {
-        "latency": ev.latency if ev.feasible else None,
+        "latency": ev.latency_s if ev.feasible else None,
         "feasible": ev.feasible,
         "problems": list(ev.problems),
-        "calls": list(ev.calls),
-        "cpu_busy": ev.host_busy,
-        "accelerators": inst.accelerators,
-        "memory_per_accelerator": inst.acc_memory[0] if inst.accelerators else None,
+        "calls": list(ev.calls[1:]),
+        "cpu_busy": ev.compute_s[0],
+        "accelerators": k,
+        "memory_per_accelerator": problem.memory_bytes[1] if k else None,
     }
     if as_json:
         print_json(doc)
         return
+    name = problem.graph.name
     if ev.feasible:
-        console.print(f"{inst.name}: latency {ev.latency:.6g} ({semantics})")
+        console.print(f"{name}: latency {ev.latency_s:.6g} ({semantics})")
     else:
-        console.print(f"{inst.name}: infeasible under these limits:")
+        console.print(f"{name}: infeasible under these limits:")
         for line in ev.problems:
             console.print(f"  - {line}")
 

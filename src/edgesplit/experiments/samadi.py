@@ -7,6 +7,9 @@ against bandwidth, for resnet50, googlenet and inception_v3 (layer graphs), comp
 * **chain**: the best placement of topological-order intervals (the Neurosurgeon family;
   for two devices this contains every one of the n+1 topological cuts), by the interval DP
   of :mod:`edgesplit.plan.heuristic`;
+
+All methods run on one :class:`~edgesplit.plan.Problem` through the planner registry
+(``mincut`` on its two-device, sequential version).
 * **mincut**: DADS two-tier min-cut (user device + one server) of :mod:`edgesplit.plan.mincut`;
 * **milp**: the Tarnawski latency MILP of :mod:`edgesplit.plan.milp` (time-limited; its gap
   is reported);
@@ -16,8 +19,8 @@ against bandwidth, for resnet50, googlenet and inception_v3 (layer graphs), comp
 All placements are scored by the independent evaluator under Tarnawski's critical-path
 semantics. Device speeds are synthetic and stated in the output: per-node seconds are
 ``flops / rate + overhead`` with the user device at ``USER_FLOPS`` and every edge server at
-``SERVER_FLOPS``; transfers cost ``bytes * 8 / bandwidth`` per tensor (no RTT, which the
-per-tensor model cannot charge once per message). Nothing is tuned to any target number.
+``SERVER_FLOPS``; transfers cost ``bytes * 8 / bandwidth`` per tensor through the user
+device (``comm="tensor"``; RTT 0, so each tensor's eq. 4.3 is its bytes over the rate). Nothing is tuned to any target number.
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ SWEEP_PROCESSORS = 3
 METHODS = ("chain", "mincut", "milp", "relax", "heuristic")
 
 
-def make_problem(graph: Any, processors: int, mbps: float) -> Any:
+def make_problem(graph: Any, processors: int, mbps: float, semantics: str = "critical") -> Any:
+    """The user device (source, host) plus ``processors - 1`` identical edge servers,
+    per-tensor transfers through the user device (Tarnawski's model)."""
     from edgesplit.plan import LinkModel, Problem
 
     flops = np.array([float(n.flops) for n in graph.nodes])
@@ -52,48 +57,55 @@ def make_problem(graph: Any, processors: int, mbps: float) -> Any:
     links = {frozenset((0, d)): LinkModel(mbps * 1e6, 0.0) for d in range(1, processors)}
     names = ("user", *(f"edge{d}" for d in range(1, processors)))
     return Problem(
-        graph=graph, devices=names, seconds=secs, links=links, price_per_second=(0.0,) * processors
+        graph=graph,
+        devices=names,
+        seconds=secs,
+        links=links,
+        price_per_second=(0.0,) * processors,
+        semantics=semantics,  # type: ignore[arg-type]
+        comm="tensor",
     )
 
 
 def run_point(graph: Any, processors: int, mbps: float, time_limit: float) -> dict[str, Any]:
-    """Every method at one (processors, bandwidth) point; latencies in seconds."""
-    from dataclasses import replace
-
-    from edgesplit.placement import HOST, evaluate
-    from edgesplit.plan import heuristic, milp, relax
-    from edgesplit.plan.mincut import solve as mincut_solve
-    from edgesplit.plan.placement_problem import problem_to_instance
+    """Every method at one (processors, bandwidth) point, through the planner registry;
+    latencies in seconds, each scored by the evaluator under the critical-path semantics."""
+    from edgesplit.plan import evaluate, solve
+    from edgesplit.plan.heuristic import interval_dp
 
     problem = make_problem(graph, processors, mbps)
-    inst, _ = problem_to_instance(problem)
-    inst = replace(inst, identical=processors > 2)  # the edge servers are interchangeable
-    host_only = evaluate(inst, [HOST] * inst.n).latency
+    host_only = evaluate(problem, [0] * problem.n_nodes).latency_s
     point: dict[str, Any] = {"processors": processors, "mbps": mbps, "user_only": host_only}
     if processors == 1:
         for method in METHODS:
             point[method] = {"latency": host_only, "solve_s": 0.0}
         return point
     t0 = time.perf_counter()
-    chain, _ = heuristic.interval_dp(inst)
-    point["chain"] = {"latency": evaluate(inst, chain).latency, "solve_s": time.perf_counter() - t0}
-    t0 = time.perf_counter()
-    two = make_problem(graph, 2, mbps)
-    cut = mincut_solve(two)
-    pos = {nid: v for v, nid in enumerate(inst.ids)}
-    mapped = [HOST] * inst.n
-    for i, d in enumerate(cut.assignment):
-        mapped[pos[i]] = HOST if d == 0 else 1
-    point["mincut"] = {
-        "latency": evaluate(inst, mapped).latency,
+    chain, _ = interval_dp(problem)
+    point["chain"] = {
+        "latency": evaluate(problem, chain).latency_s,
         "solve_s": time.perf_counter() - t0,
     }
-    h = heuristic.place(inst)
-    point["heuristic"] = {"latency": h.latency, "solve_s": h.solve_s}
-    m = milp.place(inst, time_limit=time_limit, warm=h)
-    point["milp"] = {"latency": m.latency, "solve_s": m.solve_s, "gap": m.gap, "status": m.status}
-    r = relax.place(inst, time_limit=time_limit)
-    point["relax"] = {"latency": r.latency, "solve_s": r.solve_s, "lp_bound": r.bound}
+    cut = solve(make_problem(graph, 2, mbps, "sequential"), "mincut")
+    point["mincut"] = {
+        "latency": evaluate(problem, cut.assignment).latency_s,
+        "solve_s": cut.meta["solve_s"],
+    }
+    h = solve(problem, "heuristic")
+    point["heuristic"] = {"latency": h.predicted["latency_s"], "solve_s": h.meta["solve_s"]}
+    m = solve(problem, "ilp", time_limit=time_limit, warm=h)
+    point["milp"] = {
+        "latency": m.predicted["latency_s"],
+        "solve_s": m.meta["solve_s"],
+        "gap": m.meta["gap"],
+        "status": m.meta["status"],
+    }
+    r = solve(problem, "relax", time_limit=time_limit)
+    point["relax"] = {
+        "latency": r.predicted["latency_s"],
+        "solve_s": r.meta["solve_s"],
+        "lp_bound": r.meta["bound"],
+    }
     return point
 
 
@@ -168,7 +180,7 @@ def reproduce(
         "models": {},
     }
     for name in names:
-        graph, _, _ = load_graph(name, None, "layer")
+        graph, _, _ = load_graph(name)
         points = []
         for k in PROCESSORS:
             console.print(f"{name}: {k} processors, {DEFAULT_MBPS:g} Mbit/s")

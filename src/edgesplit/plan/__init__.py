@@ -1,13 +1,15 @@
 """Planning: Problem and Plan types, and one module per algorithm (``solve(...) -> Plan``)."""
 
 from edgesplit.plan.evaluate import Evaluation, check_plan, evaluate
-from edgesplit.plan.problem import OBJECTIVES, LinkModel, Objective, Problem
+from edgesplit.plan.problem import COMMS, OBJECTIVES, SEMANTICS, LinkModel, Objective, Problem
 from edgesplit.plan.registry import ALGORITHMS, get_solver, solve
 from edgesplit.plan.types import Plan
 
 __all__ = [
     "ALGORITHMS",
+    "COMMS",
     "OBJECTIVES",
+    "SEMANTICS",
     "Evaluation",
     "LinkModel",
     "Objective",

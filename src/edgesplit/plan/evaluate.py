@@ -1,8 +1,12 @@
-"""The independent evaluator: recompute a plan's figures from its assignment alone.
+"""The evaluator: a plan's figures recomputed from its assignment alone.
 
 It follows the cost semantics written in :mod:`edgesplit.plan.problem` directly, tensor
-by tensor and message by message, sharing no code with any solver, so the tests can use
-it as the oracle for every planner. O(n + |tensors|·k).
+by tensor and message by message, and shares no code with any solver: every solver
+scores its candidates with it, and the tests check it in turn against an evaluator of
+their own. Rules (:func:`violations`): every node on a device that can run it, memory
+within capacity, colour classes on one device, contiguous device sets when the problem
+asks for them. Critical-path latency (Tarnawski et al. 2020) is the longest path through
+the quotient graph of host nodes and one unit per device call. O(n + |tensors|·k).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from edgesplit.plan.types import Plan
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Predicted figures of one assignment."""
+    """Predicted figures of one assignment; ``problems`` lists every broken rule."""
 
     latency_s: float
     compute_s: tuple[float, ...]
@@ -28,6 +32,17 @@ class Evaluation:
     energy_j: float
     memory_ok: bool
     objective_value: float
+    problems: tuple[str, ...] = ()
+    calls: tuple[float, ...] = ()
+
+    @property
+    def feasible(self) -> bool:
+        return not self.problems
+
+    @property
+    def score(self) -> float:
+        """The objective value, ``inf`` when a rule is broken: what solvers minimise."""
+        return self.objective_value if self.feasible else math.inf
 
     def as_predicted(self, devices: Sequence[str]) -> dict[str, float]:
         doc = {
@@ -42,38 +57,160 @@ class Evaluation:
         return doc
 
 
-def messages(problem: Problem, assignment: Sequence[int]) -> dict[tuple[int, int], int]:
-    """Bytes sent per ordered device pair: each tensor once to each other reading device."""
-    g = problem.graph
-    if len(assignment) != len(g.nodes):
-        raise InputError(f"assignment has {len(assignment)} entries; graph has {len(g.nodes)}")
-    where = {n.name: assignment[n.index] for n in g.nodes}
-    sent: dict[tuple[int, int], int] = defaultdict(int)
-    for t in g.tensors:
-        src = problem.source if t.producer is None else where[t.producer]
-        readers = {where[c] for c in t.consumers}
-        if t.is_output:
-            readers.add(problem.source)
-        for dst in readers - {src}:
-            sent[(src, dst)] += t.nbytes
-    return dict(sent)
-
-
-def evaluate(problem: Problem, assignment: Sequence[int]) -> Evaluation:
-    """Latency, cost, energy and memory feasibility of ``assignment`` on ``problem``."""
-    k = problem.n_devices
-    busy = [0.0] * k
-    mem = [0.0] * k
-    node_mem = problem.node_memory_bytes
+def _check(problem: Problem, assignment: Sequence[int]) -> None:
+    n, k = problem.n_nodes, problem.n_devices
+    if len(assignment) != n:
+        raise InputError(f"assignment has {len(assignment)} entries; graph has {n} nodes")
     for i, d in enumerate(assignment):
         if not 0 <= d < k:
             raise InputError(f"assignment puts node {i} on device {d}; devices are 0..{k - 1}")
+
+
+def messages(problem: Problem, assignment: Sequence[int]) -> dict[tuple[int, int], int]:
+    """Bytes sent per ordered device pair: each tensor once to each other reading device."""
+    st, src = problem.structure, problem.source
+    sent: dict[tuple[int, int], int] = defaultdict(int)
+    for j, t in enumerate(problem.graph.tensors):
+        p = src if st.producer[j] < 0 else assignment[st.producer[j]]
+        readers = {assignment[c] for c in st.consumers[j]}
+        if st.is_output[j]:
+            readers.add(src)
+        for dst in readers - {p}:
+            sent[(p, dst)] += t.nbytes
+    return dict(sent)
+
+
+def tensor_charges(problem: Problem, assignment: Sequence[int]) -> list[float]:
+    """Per device: the per-tensor transfers charged to it (``comm="tensor"``)."""
+    st, src, ts = problem.structure, problem.source, problem.tensor_seconds
+    assert ts is not None
+    charged = [0.0] * problem.n_devices
+    for j in range(len(st.producer)):
+        p = src if st.producer[j] < 0 else assignment[st.producer[j]]
+        readers = {assignment[c] for c in st.consumers[j]}
+        if st.is_output[j]:
+            readers.add(src)
+        others = readers - {p}
+        if not others:
+            continue
+        for d in others | {p}:
+            if d != src:
+                charged[d] += float(ts[d, j])
+    return charged
+
+
+def over_memory(problem: Problem, assignment: Sequence[int]) -> list[int]:
+    """Devices whose nodes' parameters and outputs exceed their memory."""
+    mem = [0.0] * problem.n_devices
+    node_mem = problem.node_memory_bytes
+    for v, d in enumerate(assignment):
+        mem[d] += float(node_mem[v])
+    return [
+        d
+        for d, (used, cap) in enumerate(zip(mem, problem.memory_bytes))
+        if cap is not None and used > cap * (1 + 1e-9)
+    ]
+
+
+def violations(problem: Problem, assignment: Sequence[int]) -> list[str]:
+    """Every broken rule of ``assignment``, one line each, naming nodes and devices."""
+    _check(problem, assignment)
+    g, names = problem.graph, problem.devices
+    out: list[str] = []
+    unsupported: dict[int, list[str]] = {}
+    for v, d in enumerate(assignment):
+        if not math.isfinite(problem.seconds[d, v]):
+            unsupported.setdefault(d, []).append(g.nodes[v].name)
+    for d, bad in sorted(unsupported.items()):
+        out.append(f"{names[d]}: nodes {bad[:5]} cannot run there")
+    for d in over_memory(problem, assignment):
+        out.append(f"{names[d]}: its nodes exceed its {problem.memory_bytes[d]:.6g} bytes")
+    if problem.contiguous:
+        hub = problem.hub
+        succ = problem.structure.succ
+        left = [0] * problem.n_nodes
+        reported: set[int] = set()
+        for u in range(problem.n_nodes):  # graph nodes are in topological order
+            du = assignment[u]
+            bound = du != hub
+            if bound and left[u] >> du & 1 and du not in reported:
+                reported.add(du)
+                out.append(
+                    f"{names[du]}: its nodes are not contiguous (node {g.nodes[u].name!r} is "
+                    "reached again after leaving it)"
+                )
+            for v in succ[u]:
+                bits = left[u]
+                if bound and assignment[v] != du:
+                    bits |= 1 << du
+                left[v] |= bits
+    for cls in problem.colour_classes():
+        devices = {assignment[v] for v in cls}
+        if len(devices) > 1:
+            out.append(
+                f"colour class of node {g.nodes[cls[0]].name!r} is split over devices "
+                f"{sorted(names[d] for d in devices)}"
+            )
+    return out
+
+
+def critical_path(problem: Problem, assignment: Sequence[int], calls: Sequence[float]) -> float:
+    """Largest ready time over host nodes and one unit per device call; ``inf`` on a cycle."""
+    n, k, hub = problem.n_nodes, problem.n_devices, problem.source
+
+    def unit(v: int) -> int:
+        return v if assignment[v] == hub else n + assignment[v]
+
+    preds: list[set[int]] = [set() for _ in range(n + k)]
+    for u, v in problem.structure.edges:
+        if unit(u) != unit(v):
+            preds[unit(v)].add(unit(u))
+    succs: list[list[int]] = [[] for _ in range(n + k)]
+    indeg = [len(p) for p in preds]
+    for x in range(n + k):
+        for p in preds[x]:
+            succs[p].append(x)
+    ready = [0.0] * (n + k)
+    stack = [x for x in range(n + k) if indeg[x] == 0]
+    done = 0
+    while stack:
+        x = stack.pop()
+        done += 1
+        start = max((ready[p] for p in preds[x]), default=0.0)
+        ready[x] = start + (float(problem.seconds[hub, x]) if x < n else calls[x - n])
+        for y in succs[x]:
+            indeg[y] -= 1
+            if indeg[y] == 0:
+                stack.append(y)
+    if done != n + k:
+        return math.inf
+    return max((ready[unit(v)] for v in range(n)), default=0.0)
+
+
+def evaluate(problem: Problem, assignment: Sequence[int]) -> Evaluation:
+    """Latency, cost, energy and every broken rule of ``assignment`` on ``problem``."""
+    problems = violations(problem, assignment)
+    k = problem.n_devices
+    busy = [0.0] * k
+    for i, d in enumerate(assignment):
         busy[d] += float(problem.seconds[d, i])
-        mem[d] += float(node_mem[i])
-    comm = 0.0
-    for (src, dst), nbytes in messages(problem, assignment).items():
-        comm += problem.transfer_seconds(src, dst, nbytes)
-    latency = sum(busy) + comm
+    calls: tuple[float, ...] = ()
+    if problem.comm == "tensor":
+        charged = tensor_charges(problem, assignment)
+        comm = sum(charged)
+        calls = tuple(
+            b + c if d != problem.source else 0.0 for d, (b, c) in enumerate(zip(busy, charged))
+        )
+    else:
+        comm = 0.0
+        for (src, dst), nbytes in messages(problem, assignment).items():
+            comm += problem.transfer_seconds(src, dst, nbytes)
+    if problem.semantics == "critical":
+        latency = critical_path(problem, assignment, calls)
+        if math.isinf(latency) and math.isfinite(sum(busy) + comm):
+            problems.append("device calls depend on each other in a cycle")
+    else:
+        latency = sum(busy) + comm
     cost = sum(b * p for b, p in zip(busy, problem.price_per_second))
     energy = 0.0
     for d in range(k):
@@ -83,15 +220,16 @@ def evaluate(problem: Problem, assignment: Sequence[int]) -> Evaluation:
         energy += pm.watts(problem.busy_utilisation[d]) * busy[d]
         if d == problem.source and math.isfinite(latency):
             energy += pm.watts(problem.idle_utilisation[d]) * (latency - busy[d])
-    memory_ok = all(cap is None or used <= cap for used, cap in zip(mem, problem.memory_bytes))
     return Evaluation(
         latency_s=latency,
         compute_s=tuple(busy),
         comm_s=comm,
         cost=cost,
         energy_j=energy,
-        memory_ok=memory_ok,
+        memory_ok=not over_memory(problem, assignment),
         objective_value=problem.objective_value(latency, cost, energy),
+        problems=tuple(problems),
+        calls=calls,
     )
 
 

@@ -3,10 +3,10 @@
 ``space="contiguous"`` (default) enumerates every split of the topological order into
 consecutive runs on devices ``0, 1, ..., k-1`` in problem order (runs may be empty):
 C(n+k−1, k−1) candidates, i.e. the n+1 cuts of Neurosurgeon/Luger for two tiers.
-``space="all"`` enumerates all kⁿ assignments whose part data-flow is acyclic (only for
-small graphs; ``max_candidates`` guards it). Each candidate is scored by the independent
-evaluator, so this solver is the brute-force oracle the other planners are tested
-against. Ties go to the first candidate in enumeration order (fewer nodes off the first
+``space="all"`` enumerates all kⁿ assignments (only for small graphs; ``max_candidates``
+guards it). Each candidate is scored by the evaluator, which rejects the ones that break
+a rule of the problem (memory, colour classes, contiguity, a cycle between device calls),
+so ``space="all"`` is a brute force over every semantics of :class:`Problem`. Ties go to the first candidate in enumeration order (fewer nodes off the first
 device). Complexity: O(candidates · (n + |tensors|·k)).
 """
 
@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-
-import networkx as nx
 
 from edgesplit.errors import InfeasiblePlanError, InputError
 from edgesplit.plan.evaluate import evaluate
@@ -29,18 +27,6 @@ def _contiguous(n: int, k: int) -> Iterator[tuple[int, ...]]:
         yield tuple(d for d in range(k) for _ in range(bounds[d], bounds[d + 1]))
 
 
-def _acyclic(problem: Problem, assignment: tuple[int, ...]) -> bool:
-    g = nx.DiGraph()
-    g.add_nodes_from(set(assignment))
-    for node, preds in problem.graph.predecessors.items():
-        a = assignment[problem.graph.index(node)]
-        for p in preds:
-            b = assignment[problem.graph.index(p)]
-            if a != b:
-                g.add_edge(b, a)
-    return nx.is_directed_acyclic_graph(g)
-
-
 def solve(problem: Problem, *, space: str = "contiguous", max_candidates: int = 2_000_000) -> Plan:
     """The best assignment of ``problem`` over ``space`` for ``problem.objective``."""
     n, k = problem.n_nodes, problem.n_devices
@@ -52,18 +38,18 @@ def solve(problem: Problem, *, space: str = "contiguous", max_candidates: int = 
                 f"space='all' needs {k}^{n} candidates (> max_candidates={max_candidates}); "
                 f"use space='contiguous' or another --algorithm"
             )
-        candidates = (a for a in itertools.product(range(k), repeat=n) if _acyclic(problem, a))
+        candidates = itertools.product(range(k), repeat=n)
     else:
         raise InputError(f"space must be 'contiguous' or 'all', not {space!r}")
     best, best_value, count = None, float("inf"), 0
     for assignment in candidates:
         count += 1
         ev = evaluate(problem, assignment)
-        if ev.memory_ok and ev.objective_value < best_value:
+        if ev.score < best_value:
             best, best_value = (assignment, ev), ev.objective_value
     if best is None:
         raise InfeasiblePlanError(
-            f"no {space} assignment of {problem.graph.name!r} fits the devices' memory "
+            f"no {space} assignment of {problem.graph.name!r} satisfies the problem's rules "
             f"with finite {problem.objective}; raise a device's memory or add a link"
         )
     assignment, ev = best

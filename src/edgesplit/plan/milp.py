@@ -1,53 +1,57 @@
-"""Exact k-processor placement as a MILP (cvxpy modelling, HiGHS by default).
+"""Exact k-device placement as a MILP (cvxpy modelling, HiGHS by default).
 
 Samadi and Mohammadi pose operation-granularity placement as an optimisation problem solved
-with cvxpy; their formulation section is empty, so this is the latency IP of their
-reference [11], Tarnawski et al. (NeurIPS 2020, §4 "latency"), as stated in
-``shared/benchmarks/dnn-partitioning/README.md``, generalised to heterogeneous
-accelerators. Variables: ``x[v, a]`` (node ``v`` on accelerator ``a``; the host otherwise),
+with cvxpy; their formulation section is empty, so under ``comm="tensor"`` this is the
+latency IP of their reference [11], Tarnawski et al. (NeurIPS 2020, §4 "latency"), as
+stated in ``shared/benchmarks/dnn-partitioning/README.md``, generalised to heterogeneous
+devices. Variables: ``x[v, a]`` (node ``v`` on non-source device ``a``; the source, the
+host, otherwise),
 
 * contiguity (Tarnawski's "no path leaves and comes back"), with continuous ``y[v, a]`` =
   "reached after leaving ``a``'s subgraph": ``y_v >= y_u``, ``y_v >= x_u - x_v`` for every
-  edge ``u -> v`` and ``x_v + y_v <= 1``; dropped with ``contiguous=False``;
-* crossing ``c[u, a] >= |x_u - x_w|`` for every edge ``u -> w``: ``u``'s output is paid
-  once per accelerator boundary it crosses;
-* call duration ``call_a = sum_v t_a(v) x[v, a] + sum_u cost_a(u) c[u, a]``;
+  edge ``u -> v`` and ``x_v + y_v <= 1``; dropped when ``problem.contiguous`` is false;
+* crossing ``c[t, a] >= |x_p - x_r|`` for tensor ``t`` of producer ``p`` and each reader
+  ``r`` (the host for model inputs and outputs): ``t`` is paid once per device boundary it
+  crosses;
+* call duration ``call_a = sum_v t_a(v) x[v, a] + sum_t cost_a(t) c[t, a]``;
 * critical-path semantics: ``r_v >= r_u + host(v)(1 - sum_a x[v, a])`` per edge,
   ``s_a >= r_u - M(1 - x[v, a] + x[u, a])`` per edge (an outside input delays the call),
   ``r_v >= s_a + call_a - M(1 - x[v, a])``, minimise ``T >= r_v``; sequential semantics
-  minimise ``sum host + sum call`` instead;
+  minimise the weighted ``sum host + sum call`` instead;
 * memory ``sum_v size(v) x[v, a] <= M_a``, unsupported ``x = 0``, colour classes equal;
-* a path bound ``q`` without big-M that lifts the LP relaxation (see ``build``);
-* identical accelerators: symmetry breaking, accelerator ``a`` may hold node ``v`` only
-  if accelerator ``a - 1`` holds a node at or before ``v``.
+* a path bound ``q`` without big-M that lifts the LP relaxation (see ``_tensor_model``);
+* identical devices: symmetry breaking, device ``a`` may hold node ``v`` only if device
+  ``a - 1`` holds a node at or before ``v``.
 
-``M`` is an upper bound on the optimum: the latency of the heuristic's placement (the
-heuristic of :mod:`edgesplit.plan.heuristic` also supplies the fallback when the time limit
-passes without an incumbent), and ``T <= M`` is added, which is valid and tightens the LP.
-Size: O(nA) binaries and O(mA) rows; NP-hard in general (Tarnawski et al. §4). A licensed
-Gurobi or MOSEK is used when cvxpy finds one, else HiGHS.
+Under ``comm="message"`` (Luger's per-pair messages, sequential) the model has one
+``x[v, d]`` per device, ``send[t, (e, f)] >= x[p, e] + x[c, f] - 1`` per read (outputs:
+``send[t, (e, src)] >= x[p, e]``), a binary ``msg[(e, f)] >= bytes(e, f) / total`` that
+pays ``rtt/2`` once per message, the objective ``sum_d a_d busy_d + b comm``
+(:func:`~edgesplit.plan.feasible.linear_weights`, exact for every objective) and the same
+contiguity rows over every device.
 
-:func:`solve` is the registry entry ``ilp``: the same machinery on a planner Problem, whose
-formulation (sequential, message-per-device-pair semantics) is in
-:mod:`edgesplit.plan.placement_ilp`.
+``M`` is an upper bound on the optimum: the value of the heuristic's placement (the
+heuristic of :mod:`edgesplit.plan.heuristic` also supplies the start and the fallback when
+the time limit passes without a better incumbent), and ``T <= M`` is added, which is valid
+and tightens the LP. Size: O(nA) binaries and O(mA) rows (message: O(k^2 (tensors +
+reads)) rows); NP-hard in general (Tarnawski et al. §4). A licensed Gurobi or MOSEK is
+used when cvxpy finds one, else HiGHS. A solver failure raises :class:`SolverError`; only
+a real time limit is reported as ``time_limit``.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import cvxpy as cp
 import numpy as np
 
-from edgesplit.errors import InfeasiblePlanError, InputError
-from edgesplit.placement.evaluate import SEMANTICS, evaluate
-from edgesplit.placement.instance import HOST, Instance
-from edgesplit.placement.result import PlacementResult
-from edgesplit.plan.placement_ilp import build_problem_model
-from edgesplit.plan.placement_problem import plan_from_assignment
+from edgesplit.errors import InfeasiblePlanError, InputError, SolverError
+from edgesplit.plan.evaluate import evaluate
+from edgesplit.plan.feasible import linear_weights, plan_from_assignment, round_shares
 from edgesplit.plan.problem import Problem
 from edgesplit.plan.types import Plan
 
@@ -56,85 +60,197 @@ COMMERCIAL = ("GUROBI", "MOSEK")
 
 @dataclass(frozen=True)
 class Model:
-    """The cvxpy problem with the variables callers need."""
+    """The cvxpy problem, its placement variable and what maps it back to devices.
+
+    ``columns[c]`` is the device of column ``c`` of ``x``; a source missing from it gets
+    ``1 - sum(x)``. ``offset`` is the objective's constant, which HiGHS's bound omits.
+    """
 
     problem: cp.Problem
     x: cp.Variable
-    objective: cp.Expression
+    columns: tuple[int, ...]
+    offset: float = 0.0
+
+    def shares(self, n_devices: int, source: int) -> np.ndarray | None:
+        """The ``(n, k)`` share of every device, or None without a solution."""
+        if self.x.value is None:
+            return None
+        x = np.asarray(self.x.value, dtype=float)
+        full = np.zeros((x.shape[0], n_devices))
+        full[:, list(self.columns)] = x
+        if source not in self.columns:
+            full[:, source] = 1.0 - x.sum(axis=1)
+        return full
+
+    def start_values(self, assignment: tuple[int, ...]) -> np.ndarray:
+        x0 = np.zeros(self.x.shape)
+        col = {d: c for c, d in enumerate(self.columns)}
+        for v, d in enumerate(assignment):
+            if d in col:
+                x0[v, col[d]] = 1.0
+        return x0
 
 
-def build(
-    inst: Instance,
-    semantics: str = "critical",
-    contiguous: bool = True,
-    upper_bound: float = math.inf,
-    relaxed: bool = False,
-) -> Model:
-    """The MILP (or, with ``relaxed``, its LP relaxation) of ``inst``."""
-    if semantics not in SEMANTICS:
-        raise InputError(f"semantics must be one of {SEMANTICS}, not {semantics!r}")
-    n, k = inst.n, inst.accelerators
-    times = np.array(inst.acc_time, dtype=float).T.reshape(n, k)
+def build(problem: Problem, upper_bound: float = math.inf, relaxed: bool = False) -> Model:
+    """The MILP of ``problem`` (or, with ``relaxed``, its LP relaxation)."""
+    if problem.comm == "tensor":
+        return _tensor_model(problem, upper_bound, relaxed)
+    return _message_model(problem, relaxed)
+
+
+def _reads(problem: Problem) -> tuple[list[int], list[int], list[int]]:
+    """(tensor, producer, reader) per read; -1 stands for the source (host)."""
+    st = problem.structure
+    ts, ps, rs = [], [], []
+    for t, p in enumerate(st.producer):
+        readers = sorted(set(st.consumers[t])) + ([-1] if st.is_output[t] else [])
+        for r in readers:
+            if r != p:
+                ts.append(t)
+                ps.append(p)
+                rs.append(r)
+    return ts, ps, rs
+
+
+def _tensor_model(problem: Problem, upper_bound: float, relaxed: bool) -> Model:
+    src = problem.source
+    if problem.semantics == "critical" and problem.objective != "latency":
+        raise InputError("critical-path semantics optimises latency; use --objective latency")
+    others = tuple(d for d in range(problem.n_devices) if d != src)
+    n, k = problem.n_nodes, len(others)
+    a_w, b_w = linear_weights(problem)
+    times = np.array([problem.seconds[d] for d in others], dtype=float).T.reshape(n, k)
     allowed = np.isfinite(times)
-    times = np.where(allowed, times, 0.0)
-    costs = np.array(inst.acc_cost, dtype=float).T.reshape(n, k)
-    host = np.array(inst.host_time, dtype=float)
+    times = np.where(allowed, times, 0.0) * np.array([a_w[d] for d in others])
+    assert problem.tensor_seconds is not None
+    costs = np.array([problem.tensor_seconds[d] for d in others], dtype=float).T
+    n_t = costs.shape[0]
+    costs = b_w * costs.reshape(n_t, k)
+    host = a_w[src] * np.array(problem.seconds[src], dtype=float)
     x = cp.Variable((n, k), boolean=not relaxed, name="x")
-    cross = cp.Variable((n, k), nonneg=True, name="cross")
+    cross = cp.Variable((n_t, k), nonneg=True, name="cross")
     on_host = 1 - cp.sum(x, axis=1)
     cons: list[Any] = [x >= 0, x <= allowed.astype(float), cp.sum(x, axis=1) <= 1]
-    U = np.array([u for u, _ in inst.edges], dtype=int)
-    V = np.array([v for _, v in inst.edges], dtype=int)
+    T, P, R = (np.array(z, dtype=int) for z in _reads(problem))
+    xp = cp.vstack([x, np.zeros((1, k))])  # row n (index -1): the host
+    if len(T):
+        cons += [cross[T] >= xp[P] - xp[R], cross[T] >= xp[R] - xp[P]]
+    edges = problem.structure.edges
+    U = np.array([u for u, _ in edges], dtype=int)
+    V = np.array([v for _, v in edges], dtype=int)
     m = len(U)
-    if m:
-        cons += [cross[U] >= x[U] - x[V], cross[U] >= x[V] - x[U]]
-    if contiguous and m and k:
+    if problem.contiguous and m and k:
         y = cp.Variable((n, k), nonneg=True, name="y")
         cons += [y[V] >= y[U], y[V] >= x[U] - x[V], x + y <= 1]
-    if k:
-        cons.append(np.array(inst.size) @ x <= np.array(inst.acc_memory))
-    for cls in inst.colour_classes():
+    size = problem.node_memory_bytes
+    for c, d in enumerate(others):
+        cap = problem.memory_bytes[d]
+        if cap is not None and math.isfinite(cap):
+            cons.append(size @ x[:, c] <= float(cap))
+    for cls in problem.colour_classes():
         cons.append(x[cls[1:]] == np.ones((len(cls) - 1, 1)) @ x[cls[0] : cls[0] + 1])
-    if inst.identical and k > 1:
+    if problem.identical_servers and k > 1:
         g = cp.Variable((n, k), nonneg=True, name="first")
         cons += [g[0] <= x[0], g[1:] <= g[:-1] + x[1:], x[:, 1:] <= g[:, :-1]]
     calls = cp.sum(cp.multiply(times, x), axis=0) + cp.sum(cp.multiply(costs, cross), axis=0)
-    if semantics == "sequential":
+    if problem.semantics == "sequential":
         objective = host @ on_host + cp.sum(calls)
-    else:
-        big = upper_bound if math.isfinite(upper_bound) else _trivial_bound(inst)
-        # Slack on M keeps HiGHS's 1e-6 integrality tolerance from turning into infeasibility.
-        big = big * 1.01 + 1e-6
-        r = cp.Variable(n, nonneg=True, name="ready")
-        s = cp.Variable(k, nonneg=True, name="start")
-        total = cp.Variable(name="latency")
-        cons += [r >= cp.multiply(host, on_host), total >= r, total <= big, total >= s + calls]
-        # q_v: longest path to v with every node at its own device's time. Calls on a path
-        # are sequential and a call lasts at least the sum of its nodes' times, so q <= r
-        # holds for every integral placement; unlike r it has no big-M, so it lifts the LP bound.
-        node_time = cp.multiply(host, on_host) + cp.sum(cp.multiply(times, x), axis=1)
-        q = cp.Variable(n, nonneg=True, name="path")
-        cons += [q >= node_time, total >= q]
+        return Model(cp.Problem(cp.Minimize(objective), cons), x, others, float(host.sum()))
+    big = upper_bound if math.isfinite(upper_bound) else _trivial_bound(host, times, costs)
+    # Slack on M keeps HiGHS's 1e-6 integrality tolerance from turning into infeasibility.
+    big = big * 1.01 + 1e-6
+    r = cp.Variable(n, nonneg=True, name="ready")
+    s = cp.Variable(k, nonneg=True, name="start")
+    total = cp.Variable(name="latency")
+    cons += [r >= cp.multiply(host, on_host), total >= r, total <= big, total >= s + calls]
+    # q_v: longest path to v with every node at its own device's time. Calls on a path are
+    # sequential and a call lasts at least the sum of its nodes' times, so q <= r holds for
+    # every integral placement; unlike r it has no big-M, so it lifts the LP bound.
+    node_time = cp.multiply(host, on_host) + cp.sum(cp.multiply(times, x), axis=1)
+    q = cp.Variable(n, nonneg=True, name="path")
+    cons += [q >= node_time, total >= q]
+    if m:
+        cons.append(r[V] >= r[U] + cp.multiply(host[V], on_host[V]))
+        cons.append(q[V] >= q[U] + node_time[V])
+    if k:
+        ones_m, ones_n, ones_k = np.ones((m, 1)), np.ones((n, 1)), np.ones((1, k))
+        fin = cp.reshape(s + calls, (1, k), order="C")
         if m:
-            cons.append(r[V] >= r[U] + cp.multiply(host[V], on_host[V]))
-            cons.append(q[V] >= q[U] + node_time[V])
-        if k:
-            ones_m, ones_n, ones_k = np.ones((m, 1)), np.ones((n, 1)), np.ones((1, k))
-            fin = cp.reshape(s + calls, (1, k), order="C")
-            if m:
-                r_u = cp.reshape(r[U], (m, 1), order="C") @ ones_k
-                s_b = ones_m @ cp.reshape(s, (1, k), order="C")
-                cons.append(s_b >= r_u - big * (1 - x[V] + x[U]))
-            cons.append(cp.reshape(r, (n, 1), order="C") @ ones_k >= ones_n @ fin - big * (1 - x))
-        objective = total
-    return Model(cp.Problem(cp.Minimize(objective), cons), x, objective)
+            r_u = cp.reshape(r[U], (m, 1), order="C") @ ones_k
+            s_b = ones_m @ cp.reshape(s, (1, k), order="C")
+            cons.append(s_b >= r_u - big * (1 - x[V] + x[U]))
+        cons.append(cp.reshape(r, (n, 1), order="C") @ ones_k >= ones_n @ fin - big * (1 - x))
+    return Model(cp.Problem(cp.Minimize(total), cons), x, others)
 
 
-def _trivial_bound(inst: Instance) -> float:
-    total = sum(inst.host_time)
-    for a in range(inst.accelerators):
-        total += sum(t for t in inst.acc_time[a] if math.isfinite(t)) + sum(inst.acc_cost[a])
-    return total
+def _trivial_bound(host: np.ndarray, times: np.ndarray, costs: np.ndarray) -> float:
+    return float(host.sum() + times.sum() + costs[np.isfinite(costs)].sum())
+
+
+def _message_model(problem: Problem, relaxed: bool) -> Model:
+    g = problem.graph
+    n, k, src = problem.n_nodes, problem.n_devices, problem.source
+    a, b = linear_weights(problem)
+    secs = np.array(problem.seconds, dtype=float)
+    allowed = np.isfinite(secs).T
+    secs = np.where(np.isfinite(secs), secs, 0.0)
+    x = cp.Variable((n, k), boolean=not relaxed, name="x")
+    cons: list[Any] = [x >= 0, x <= allowed.astype(float), cp.sum(x, axis=1) == 1]
+    onehot = np.zeros((1, k))
+    onehot[0, src] = 1.0
+    xp = cp.vstack([x, onehot])  # row n: the source, producer of the model inputs
+    reads_t, reads_p, reads_c, out_t, out_p, nbytes = [], [], [], [], [], []
+    st = problem.structure
+    for j, t in enumerate(g.tensors):
+        nbytes.append(float(t.nbytes))
+        p = n if st.producer[j] < 0 else st.producer[j]
+        for c in st.consumers[j]:
+            reads_t.append(j)
+            reads_p.append(p)
+            reads_c.append(c)
+        if st.is_output[j]:
+            out_t.append(j)
+            out_p.append(p)
+    size = np.array(nbytes)
+    total = max(float(size.sum()), 1.0)
+    send = cp.Variable((len(nbytes), k * k), nonneg=True, name="send")
+    comm: Any = 0
+    for e in range(k):
+        for f in range(k):
+            if e == f:
+                continue
+            col = e * k + f
+            link = problem.link(e, f)
+            if link is None:
+                cons.append(send[:, col] == 0)
+            if reads_t:
+                cons.append(send[reads_t, col] >= xp[reads_p, e] + x[reads_c, f] - 1)
+            if out_t and f == src:
+                cons.append(send[out_t, col] >= xp[out_p, e])
+            if link is None:
+                continue
+            volume = size @ send[:, col]
+            comm = comm + 8.0 / link.rate_bps * volume
+            if link.rtt > 0:
+                msg = cp.Variable(nonneg=True, boolean=not relaxed, name=f"msg{e}_{f}")
+                cons += [msg >= volume / total, msg <= 1]
+                comm = comm + link.rtt / 2.0 * msg
+    busy = cp.hstack([secs[d] @ x[:, d] for d in range(k)])
+    objective = np.array(a) @ busy + b * comm
+    mem = problem.node_memory_bytes
+    for d in range(k):
+        cap = problem.memory_bytes[d]
+        if cap is not None and math.isfinite(cap):
+            cons.append(mem @ x[:, d] <= float(cap))
+    for cls in problem.colour_classes():
+        cons.append(x[cls[1:]] == np.ones((len(cls) - 1, 1)) @ x[cls[0] : cls[0] + 1])
+    edges = st.edges
+    if problem.contiguous and edges:
+        U = np.array([u for u, _ in edges])
+        V = np.array([v for _, v in edges])
+        y = cp.Variable((n, k), nonneg=True, name="y")
+        cons += [y[V] >= y[U], y[V] >= x[U] - x[V], x + y <= 1]
+    return Model(cp.Problem(cp.Minimize(objective), cons), x, tuple(range(k)))
 
 
 def run_solver(
@@ -158,10 +274,13 @@ def run_solver(
             return name
         except cp.error.SolverError:
             continue  # installed but unlicensed: fall through to HiGHS
-    if start is None:
-        problem.solve(solver="HIGHS", time_limit=float(time_limit), threads=int(threads))
-    else:
-        _solve_highs_started(problem, start, time_limit, threads)
+    try:
+        if start is None:
+            problem.solve(solver="HIGHS", time_limit=float(time_limit), threads=int(threads))
+        else:
+            _solve_highs_started(problem, start, time_limit, threads)
+    except cp.error.SolverError as err:
+        raise SolverError(f"HiGHS failed on the placement model: {err}") from None
     return "HIGHS"
 
 
@@ -223,124 +342,80 @@ def _solve_highs_started(
     problem.unpack_results(results, chain, inverse)
 
 
-def decode(x_value: np.ndarray | None, n: int) -> tuple[int, ...]:
-    """Assignment from a (near-)integral ``x``: the accelerator whose ``x`` exceeds 1/2."""
-    if x_value is None:
-        raise InfeasiblePlanError("the solver returned no values for x")
-    return round_shares(x_value[:n], 0.5)
-
-
-def round_shares(x: np.ndarray, tau: float) -> tuple[int, ...]:
-    """Each node to the accelerator with its largest share if that share exceeds ``tau``."""
-    out = []
-    for row in x:
-        a = int(np.argmax(row)) if row.size else -1
-        out.append(a + 1 if a >= 0 and row[a] > tau else HOST)
-    return tuple(out)
-
-
-def place(
-    inst: Instance,
-    semantics: str = "critical",
-    contiguous: bool = True,
+def solve(
+    problem: Problem,
+    *,
     time_limit: float = 60.0,
     threads: int = 1,
-    warm: PlacementResult | None = None,
-) -> PlacementResult:
-    """Solve the MILP; the heuristic's placement bounds it and is the fallback."""
-    from edgesplit.plan.heuristic import place as heuristic_place
+    warm: Plan | None = None,
+) -> Plan:
+    """Registry entry ``ilp``: the MILP, started from (and never worse than) ``warm`` or
+    the heuristic's plan. ``meta`` carries ``status`` (optimal / time_limit), ``bound``
+    (HiGHS's dual bound) and ``gap``."""
+    from edgesplit.plan.heuristic import solve as heuristic_solve
 
+    if time_limit <= 0:
+        raise InputError(f"--time-limit must be positive, not {time_limit}")
     t0 = time.perf_counter()
-    start = warm or heuristic_place(inst, semantics, contiguous)
-    model = build(inst, semantics, contiguous, upper_bound=start.latency)
-    x0 = np.zeros((inst.n, inst.accelerators))
-    for v, d in enumerate(start.assignment):
-        if d != HOST:
-            x0[v, d - 1] = 1.0
-    left = max(1.0, time_limit - (time.perf_counter() - t0))
     try:
-        solver = run_solver(model.problem, left, threads, start=(model.x, x0))
-    except cp.error.SolverError as err:
-        return replace(start, algorithm="milp", status="solver_error", meta={"error": str(err)})
+        start: Plan | None = warm or heuristic_solve(problem)
+    except InfeasiblePlanError:
+        start = None
+    start_value = math.inf if start is None else start.predicted["objective_value"]
+    model = build(problem, upper_bound=start_value)
+    left = max(1.0, time_limit - (time.perf_counter() - t0))
+    x0 = None if start is None else (model.x, model.start_values(start.assignment))
+    solver = run_solver(model.problem, left, threads, start=x0)
     status = model.problem.status
     info = getattr(model.problem.solver_stats, "extra_stats", None)
     has_incumbent = status == cp.OPTIMAL or (
         status == cp.USER_LIMIT and getattr(info, "primal_solution_status", 0) == 2
     )
-    meta: dict[str, Any] = {"solver": solver, "solver_status": status, "start": start.latency}
+    meta: dict[str, Any] = {"solver": solver, "solver_status": status, "start": start_value}
+    if status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE) and start is None:
+        raise InfeasiblePlanError(
+            f"no placement of {problem.graph.name!r} satisfies memory, colour and contiguity "
+            "limits; raise a device's memory or allow more devices"
+        )
+    if not has_incumbent and status != cp.USER_LIMIT:
+        raise SolverError(
+            f"{solver} returned status {status!r} on {problem.graph.name!r}"
+            + ("" if start is None else f" although a plan of value {start_value:.6g} exists")
+        )
     bound: float | None = None
-    if has_incumbent and model.x.value is not None and model.problem.value is not None:
-        objective = float(model.problem.value)
+    assignment = None if start is None else start.assignment
+    shares = model.shares(problem.n_devices, problem.source)
+    if has_incumbent and shares is not None and model.problem.value is not None:
+        objective = float(model.problem.value)  # type: ignore[arg-type]
         meta["milp_objective"] = objective
         if info is not None and solver == "HIGHS":
             # HiGHS reports its bound without cvxpy's constant offset; shift it back.
             bound = objective - (info.objective_function_value - info.mip_dual_bound)
         elif status == cp.OPTIMAL:
             bound = objective
-        assignment = decode(model.x.value, inst.n)
-        latency = evaluate(inst, assignment, semantics, contiguous).latency
-        if not latency <= start.latency:  # a time-limited incumbent can be no better
-            assignment, latency = start.assignment, start.latency
+        found = round_shares(problem, shares, 0.5)
+        if evaluate(problem, found).score <= start_value:
+            assignment = found
+            meta["incumbent_from"] = "milp"
+        else:  # a time-limited incumbent can be no better than the start
             meta["incumbent_from"] = "heuristic"
-    elif status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE) and not math.isfinite(start.latency):
-        raise InfeasiblePlanError(
-            f"no placement of {inst.name!r} satisfies memory, colour and contiguity limits; "
-            "raise the accelerator memory or allow more accelerators"
-        )
     else:
-        assignment, latency = start.assignment, start.latency
         meta["incumbent_from"] = "heuristic"
         meta["note"] = "no MILP incumbent within the time limit"
         if info is not None and solver == "HIGHS" and math.isfinite(info.mip_dual_bound):
-            # cvxpy moves the objective's constant (the sequential host sum) into an offset
-            offset = sum(inst.host_time) if semantics == "sequential" else 0.0
-            bound = float(info.mip_dual_bound) + offset
+            bound = float(info.mip_dual_bound) + model.offset
+    if assignment is None:
+        raise InfeasiblePlanError(
+            f"no placement of {problem.graph.name!r} found within {time_limit:g} s; "
+            "raise --time-limit or relax the limits"
+        )
+    value = evaluate(problem, assignment).score
     if bound is not None:
-        bound = min(max(0.0, bound), latency)
-    return PlacementResult(
-        algorithm="milp",
-        assignment=assignment,
-        latency=latency,
-        solve_s=time.perf_counter() - t0,
-        status="optimal" if status == cp.OPTIMAL else "time_limit",
-        bound=bound,
-        semantics=semantics,
-        contiguous=contiguous,
-        meta=meta,
+        bound = min(max(0.0, bound), value)
+    meta["status"] = "optimal" if status == cp.OPTIMAL else "time_limit"
+    meta["bound"] = bound
+    meta["gap"] = (
+        None if bound is None else (0.0 if value <= 0 else max(0.0, (value - bound) / value))
     )
-
-
-def solve(
-    problem: Problem,
-    *,
-    time_limit: float = 60.0,
-    contiguous: bool = True,
-    threads: int = 1,
-) -> Plan:
-    """Registry entry ``ilp``: the exact MILP of a planner Problem (see placement_ilp)."""
-    from edgesplit.plan.heuristic import solve as heuristic_solve
-
-    t0 = time.perf_counter()
-    start = heuristic_solve(problem, contiguous=contiguous)
-    model, x = build_problem_model(problem, contiguous)
-    x0 = np.zeros((problem.n_nodes, problem.n_devices))
-    for v, d in enumerate(start.assignment):
-        x0[v, d] = 1.0
-    left = max(1.0, time_limit - (time.perf_counter() - t0))
-    meta: dict[str, Any] = {"heuristic_objective": start.predicted.get("objective_value")}
-    try:
-        meta["solver"] = run_solver(model, left, threads, start=(x, x0))
-    except cp.error.SolverError as err:
-        meta["error"] = str(err)
-    assignment = start.assignment
-    if model.status in (cp.OPTIMAL, cp.USER_LIMIT) and x.value is not None:
-        info = getattr(model.solver_stats, "extra_stats", None)
-        if model.status == cp.OPTIMAL or getattr(info, "primal_solution_status", 0) == 2:
-            assignment = tuple(int(np.argmax(row)) for row in np.asarray(x.value))
-            meta["milp_objective"] = float(model.value)  # type: ignore[arg-type]
-    meta["status"] = "optimal" if model.status == cp.OPTIMAL else "time_limit"
     meta["solve_s"] = time.perf_counter() - t0
-    plan = plan_from_assignment(problem, "ilp", assignment, meta)
-    if plan.predicted["objective_value"] > start.predicted["objective_value"]:
-        return replace(start, algorithm="ilp", meta={**meta, "incumbent_from": "heuristic"})
-    return plan
+    return plan_from_assignment(problem, "ilp", assignment, meta)

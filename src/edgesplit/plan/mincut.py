@@ -31,8 +31,9 @@ from dataclasses import dataclass
 import networkx as nx
 
 from edgesplit.errors import InputError
-from edgesplit.plan.evaluate import evaluate as problem_evaluate
-from edgesplit.plan.placement_problem import linear_weights, plan_from_assignment
+from edgesplit.plan.evaluate import evaluate
+from edgesplit.plan.feasible import linear_weights, plan_from_assignment
+from edgesplit.plan.heuristic import tensor_costs
 from edgesplit.plan.problem import Problem
 from edgesplit.plan.types import Plan
 
@@ -55,13 +56,15 @@ def min_cut(
     forced_first: Sequence[int] = (),
     forced_second: Sequence[int] = (),
     inputs_on_first: bool = True,
+    together: Sequence[Sequence[int]] = (),
 ) -> tuple[tuple[bool, ...], float]:
     """``(on_first, cut value)`` of the closed partition minimising the capacities above.
 
     ``inf`` in ``first``/``second`` means "cannot run there". ``inputs_on_first=False``
     puts the model inputs, and the destination of the outputs, on the second side (the
-    source device runs the *downstream* part). Raises InputError when the forcing leaves
-    no finite cut.
+    source device runs the *downstream* part). Nodes of one ``together`` class stay on one
+    side (uncapacitated arcs both ways). Raises InputError when the forcing leaves no
+    finite cut.
     """
     n = len(first)
     g = nx.DiGraph()
@@ -83,6 +86,10 @@ def min_cut(
         cap("s", v, math.inf)
     for v in forced_second:
         cap(v, "t", math.inf)
+    for cls in together:
+        for u, v in zip(cls, cls[1:]):
+            cap(u, v, math.inf)
+            cap(v, u, math.inf)
     for j, f in enumerate(flows):
         aux = ("x", j)
         g.add_node(aux)
@@ -111,17 +118,13 @@ def min_cut(
 
 
 def problem_flows(problem: Problem) -> list[Flow]:
-    g, src = problem.graph, problem.source
-    other = 1 - src
-    link = problem.link(src, other)
-    per_byte = math.inf if link is None else 8.0 / link.bandwidth_bps
+    """One flow per tensor, priced by its per-tensor transfer (RTT is handled by cases)."""
+    st = problem.structure
+    cost = tensor_costs(problem)[1 - problem.source]
     flows = []
-    for t in g.tensors:
-        producer = None if t.producer is None else g.index(t.producer)
-        consumers = tuple(g.index(c) for c in t.consumers)
-        flows.append(
-            Flow(producer, consumers, t.nbytes * per_byte, t.nbytes * per_byte, t.is_output)
-        )
+    for j, p in enumerate(st.producer):
+        c = float(cost[j])
+        flows.append(Flow(None if p < 0 else p, st.consumers[j], c, c, st.is_output[j]))
     return flows
 
 
@@ -131,6 +134,10 @@ def solve(problem: Problem) -> Plan:
         raise InputError(
             f"mincut splits between two devices; the problem has {problem.n_devices}. "
             "Use --algorithm ilp or heuristic"
+        )
+    if problem.semantics != "sequential":
+        raise InputError(
+            "mincut optimises the sequential semantics; use --algorithm ilp or heuristic"
         )
     t0 = time.perf_counter()
     a, b = linear_weights(problem)
@@ -157,15 +164,12 @@ def solve(problem: Problem) -> Plan:
                     forced_first=outputs if forced == "first" else (),
                     forced_second=outputs if forced == "second" else (),
                     inputs_on_first=on_first,
+                    together=problem.colour_classes(),
                 )
             except InputError:
                 continue
             candidates.append(tuple(upstream if f else downstream for f in side))
 
-    def score(c: tuple[int, ...]) -> float:
-        ev = problem_evaluate(problem, c)
-        return ev.objective_value if ev.memory_ok else math.inf
-
-    best = min(candidates, key=score)
+    best = min(candidates, key=lambda c: evaluate(problem, c).score)
     meta = {"candidates": len(candidates), "solve_s": time.perf_counter() - t0}
     return plan_from_assignment(problem, "mincut", best, meta)

@@ -6,16 +6,32 @@ node ``i`` cannot run on device ``d``), each device's memory capacity, the links
 device pairs, each device's billing rate and power model, the device that holds the input
 and must receive the output (``source``), and the objective.
 
-Cost semantics, shared by every solver and by the independent evaluator
-(:mod:`edgesplit.plan.evaluate`), for one request executed sequentially:
+Cost semantics, shared by every solver and by the evaluator (:mod:`edgesplit.plan.evaluate`),
+for one request:
 
 * compute: device ``d`` is busy for ``sum(seconds[d, i] for i assigned to d)``;
-* communication: every tensor is sent once from its producer's device (the ``source`` for
-  model inputs) to each other device that reads it, and model outputs go back to
-  ``source``. All tensors between one ordered device pair form one message, priced by
-  Luger eq. 4.3: ``bytes·8/bandwidth + rtt/2``. For a two-tier split this is eq. 4.3 for
-  the upload plus the eq. 3.3 response leg;
-* latency = total compute + total communication (no overlap within one request);
+* communication, ``comm="message"`` (Luger, default): every tensor is sent once from its
+  producer's device (the ``source`` for model inputs) to each other device that reads it,
+  and model outputs go back to ``source``. All tensors between one ordered device pair
+  form one message, priced by Luger eq. 4.3: ``bytes·8/bandwidth + rtt/2``. For a
+  two-tier split this is eq. 4.3 for the upload plus the eq. 3.3 response leg;
+* communication, ``comm="tensor"`` (Tarnawski et al. 2020, the model Samadi and
+  Mohammadi build on): the ``source`` is the *host* and every other device exchanges
+  data through its memory. A tensor whose readers (``source`` for model outputs) are not
+  all on its producer's device costs ``tensor_seconds[d, t]`` for every non-source device
+  ``d`` whose boundary it crosses (leaving the producer's device, entering a reader's),
+  once per device. By default ``tensor_seconds[d, t]`` is eq. 4.3 for ``t`` alone over
+  the ``source``–``d`` link; Tarnawski files give it directly;
+* ``semantics="sequential"`` (default): latency = total compute + total communication
+  (no overlap within one request);
+* ``semantics="critical"`` (Tarnawski, needs ``comm="tensor"``): source nodes run as soon
+  as their inputs are ready, with unbounded parallelism; every other device runs its nodes
+  as one call that starts when all its outside inputs are ready and lasts its busy
+  seconds plus the transfers charged to it; latency is the largest ready time;
+* ``contiguous`` (default): every device that runs its nodes as one part (all devices for
+  ``comm="message"``, all but the host for ``comm="tensor"``) holds a contiguous set: no
+  path leaves it and comes back. ``colour`` classes (Tarnawski's ``colorClass``) must
+  share a device;
 * cost (Luger eq. 4.4) = sum over devices of busy seconds × price per second (0 for an
   owned edge server, so "own" bills only the cloud);
 * energy = busy seconds × power at ``busy_utilisation`` for every device with a power
@@ -32,6 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -46,6 +63,10 @@ if TYPE_CHECKING:
 
 Objective = Literal["latency", "cost", "energy", "weighted"]
 OBJECTIVES: tuple[str, ...] = ("latency", "cost", "energy", "weighted")
+Semantics = Literal["sequential", "critical"]
+SEMANTICS: tuple[str, ...] = ("sequential", "critical")
+Comm = Literal["message", "tensor"]
+COMMS: tuple[str, ...] = ("message", "tensor")
 
 
 @dataclass(frozen=True)
@@ -61,9 +82,62 @@ class LinkModel:
         if self.rtt_s < 0:
             raise InputError(f"link rtt must be non-negative, got {self.rtt_s} s")
 
+    @property
+    def rate_bps(self) -> float:
+        return self.bandwidth_bps
+
+    @property
+    def rtt(self) -> float:
+        return self.rtt_s
+
     def seconds(self, nbytes: float) -> float:
         """Luger eq. 4.3 for one message."""
         return transfer_seconds(nbytes, bandwidth_bps=self.bandwidth_bps, rtt_s=self.rtt_s)
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Index form of a graph's data flow, built once per problem. O(n + |tensors|)."""
+
+    succ: tuple[tuple[int, ...], ...]
+    pred: tuple[tuple[int, ...], ...]
+    producer: tuple[int, ...]  # per tensor: node index, -1 for a model input
+    consumers: tuple[tuple[int, ...], ...]
+    is_output: tuple[bool, ...]
+    node_tensors: tuple[tuple[int, ...], ...]  # per node: the tensors it produces
+
+    @classmethod
+    def of(cls, graph: Graph) -> Structure:
+        n = len(graph.nodes)
+        succ: list[set[int]] = [set() for _ in range(n)]
+        pred: list[set[int]] = [set() for _ in range(n)]
+        producer, consumers, outputs = [], [], []
+        made: list[list[int]] = [[] for _ in range(n)]
+        for j, t in enumerate(graph.tensors):
+            p = -1 if t.producer is None else graph.index(t.producer)
+            cs = tuple(graph.index(c) for c in t.consumers)
+            producer.append(p)
+            consumers.append(cs)
+            outputs.append(bool(t.is_output))
+            if p >= 0:
+                made[p].append(j)
+                for c in cs:
+                    if c != p:
+                        succ[p].add(c)
+                        pred[c].add(p)
+        return cls(
+            succ=tuple(tuple(sorted(s)) for s in succ),
+            pred=tuple(tuple(sorted(p)) for p in pred),
+            producer=tuple(producer),
+            consumers=tuple(consumers),
+            is_output=tuple(outputs),
+            node_tensors=tuple(tuple(m) for m in made),
+        )
+
+    @property
+    def edges(self) -> list[tuple[int, int]]:
+        """Producer -> consumer node pairs, each once, sorted."""
+        return [(u, v) for u, vs in enumerate(self.succ) for v in vs]
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,6 +159,11 @@ class Problem:
     weight: float = 0.5
     latency_scale: float = 1.0
     cost_scale: float = 1.0
+    semantics: Semantics = "sequential"
+    comm: Comm = "message"
+    contiguous: bool = True
+    colour: tuple[int, ...] = ()
+    tensor_seconds: np.ndarray | None = None
     meta: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -124,6 +203,50 @@ class Problem:
             raise InputError(f"objective must be one of {', '.join(OBJECTIVES)}")
         if not 0.0 <= self.weight <= 1.0:
             raise InputError(f"--weight must lie in [0, 1], not {self.weight}")
+        self._check_placement_fields()
+
+    def _check_placement_fields(self) -> None:
+        k, n = len(self.devices), len(self.graph.nodes)
+        if self.semantics not in SEMANTICS:
+            raise InputError(f"semantics must be one of {', '.join(SEMANTICS)}")
+        if self.comm not in COMMS:
+            raise InputError(f"comm must be one of {', '.join(COMMS)}")
+        if self.semantics == "critical" and self.comm != "tensor":
+            raise InputError(
+                "critical-path semantics is Tarnawski's host model; use comm='tensor' with it"
+            )
+        if not self.colour:
+            object.__setattr__(self, "colour", tuple(range(n)))
+        if len(self.colour) != n:
+            raise InputError(f"colour needs one class per node ({n}), not {len(self.colour)}")
+        if self.comm != "tensor":
+            object.__setattr__(self, "tensor_seconds", None)
+            return
+        ts = self.tensor_seconds
+        if ts is None:
+            ts = self._derived_tensor_seconds()
+        ts = np.array(ts, dtype=float)
+        if ts.shape != (k, len(self.graph.tensors)):
+            raise InputError(
+                f"tensor_seconds has shape {ts.shape}; expected "
+                f"(devices={k}, tensors={len(self.graph.tensors)})"
+            )
+        if np.isnan(ts).any() or (ts < 0).any():
+            raise InputError("tensor_seconds must be >= 0 (inf: no link)")
+        ts[self.source] = 0.0
+        ts.setflags(write=False)
+        object.__setattr__(self, "tensor_seconds", ts)
+
+    def _derived_tensor_seconds(self) -> np.ndarray:
+        """Eq. 4.3 for each tensor alone over the source–device link (``inf``: no link)."""
+        out = np.zeros((len(self.devices), len(self.graph.tensors)))
+        for d in range(len(self.devices)):
+            if d == self.source:
+                continue
+            link = self.link(self.source, d)
+            for j, t in enumerate(self.graph.tensors):
+                out[d, j] = math.inf if link is None else link.seconds(float(t.nbytes))
+        return out
 
     # -- sizes ----------------------------------------------------------------------
     @property
@@ -156,6 +279,47 @@ class Problem:
         link = self.link(src, dst)
         return math.inf if link is None else link.seconds(nbytes)
 
+    @cached_property
+    def structure(self) -> Structure:
+        return Structure.of(self.graph)
+
+    def colour_classes(self) -> list[list[int]]:
+        """Colour classes with more than one member, each a sorted list of node indices."""
+        groups: dict[int, list[int]] = {}
+        for v, c in enumerate(self.colour):
+            groups.setdefault(c, []).append(v)
+        return [g for g in groups.values() if len(g) > 1]
+
+    @property
+    def hub(self) -> int | None:
+        """Tarnawski's host (the source, under ``comm="tensor"``): no contiguity, no call."""
+        return self.source if self.comm == "tensor" else None
+
+    @property
+    def identical_servers(self) -> bool:
+        """Whether the non-source devices are interchangeable (Tarnawski's identical FPGAs).
+
+        Only under ``comm="tensor"``, where devices meet only through the host; used by
+        solvers to break symmetry.
+        """
+        others = [d for d in range(self.n_devices) if d != self.source]
+        if self.comm != "tensor" or len(others) < 2:
+            return False
+        assert self.tensor_seconds is not None
+        first = others[0]
+
+        def same(d: int) -> bool:
+            return (
+                np.array_equal(self.seconds[d], self.seconds[first])
+                and np.array_equal(self.tensor_seconds[d], self.tensor_seconds[first])  # type: ignore[index]
+                and self.memory_bytes[d] == self.memory_bytes[first]
+                and self.price_per_second[d] == self.price_per_second[first]
+                and self.power[d] == self.power[first]
+                and self.busy_utilisation[d] == self.busy_utilisation[first]
+            )
+
+        return all(same(d) for d in others[1:])
+
     @property
     def node_memory_bytes(self) -> np.ndarray:
         """Parameter bytes plus output bytes per node (what a device must hold)."""
@@ -178,13 +342,31 @@ class Problem:
         """A copy with the link between devices ``a`` and ``b`` replaced."""
         links = dict(self.links)
         links[frozenset((a, b))] = LinkModel(bandwidth_bps, rtt_s)
-        return replace(self, links=links)
+        return replace(self, links=links, tensor_seconds=None)
 
     def with_seconds(self, seconds: np.ndarray) -> Problem:
         return replace(self, seconds=np.array(seconds, dtype=float))
 
     def with_objective(self, objective: Objective, weight: float | None = None) -> Problem:
         return replace(self, objective=objective, weight=self.weight if weight is None else weight)
+
+    def with_rules(
+        self,
+        *,
+        semantics: Semantics | None = None,
+        comm: Comm | None = None,
+        contiguous: bool | None = None,
+    ) -> Problem:
+        """A copy under other placement rules; per-tensor costs are re-derived from links
+        unless the problem keeps ``comm="tensor"`` (then its own costs stay)."""
+        new_comm = self.comm if comm is None else comm
+        return replace(
+            self,
+            semantics=self.semantics if semantics is None else semantics,
+            comm=new_comm,
+            contiguous=self.contiguous if contiguous is None else contiguous,
+            tensor_seconds=self.tensor_seconds if new_comm == self.comm else None,
+        )
 
     # -- constructors ---------------------------------------------------------------
     @classmethod
