@@ -1,61 +1,59 @@
-"""The CLI as a user meets it: a real subprocess, JSON on stdout, one-line errors, exit 2."""
+"""The graph commands as a user meets them: JSON on stdout, one-line errors, exit 2."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-EDGESPLIT = [sys.executable, "-m", "edgesplit.cli"]
+import pytest
 
 
-def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*EDGESPLIT, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
-
-
-def test_inspect_alexnet_json_lists_layers_and_cut_bytes():
-    res = _run("inspect", "alexnet", "--json")
-    assert res.returncode == 0, res.stderr
-    doc = json.loads(res.stdout)
+def test_inspect_alexnet_json_lists_layers_and_cut_bytes(cli):
+    doc = cli("inspect", "alexnet", "--json").json()
     assert doc["is_chain"] is True and len(doc["nodes"]) == 21
     assert len(doc["cuts"]) == 22
     assert doc["cuts"][0]["bytes"] == 3 * 224 * 224 * 4
 
 
-def test_verify_user_model_json_passes_every_cut():
-    res = _run("verify", "torchvision.models:squeezenet1_0", "--input-shape", "1,3,64,64", "--json")
-    assert res.returncode == 0, res.stderr
-    doc = json.loads(res.stdout)
+def test_verify_user_model_json_passes_every_cut(cli):
+    doc = cli("verify", "torchvision.models:squeezenet1_0", "--input-shape", "1,3,64,64", "--json")
+    doc = doc.json()
     assert doc["passed"] and all(c["equal"] for c in doc["cuts"])
 
 
-def test_profile_writes_a_loadable_file(tmp_path):
+def test_profile_writes_a_loadable_file(cli_subprocess, tmp_path):
     out = tmp_path / "prof.json"
-    res = _run("profile", "mnist_cnn", "--repeats", "3", "-o", str(out), "--json")
-    assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["nodes"] == 9
+    res = cli_subprocess("profile", "mnist_cnn", "--repeats", "3", "-o", out, "--json")
+    assert res.json()["nodes"] == 9
     assert json.loads(out.read_text())["format"] == "edgesplit.profile"
 
 
-def test_errors_are_one_line_with_exit_status_2(tmp_path):
-    cases = [
-        ("inspect", "nope"),
-        ("inspect", "alexnet", "--input-shape", "1,x"),
-        ("inspect", "alexnet", "--input-shape", "1,5,224,224"),
-        ("profile", "mnist_cnn", "--repeats", "0", "-o", str(tmp_path / "never.json")),
-        ("schema", "nope"),
-    ]
-    for args in cases:
-        res = _run(*args)
-        assert res.returncode == 2, (args, res.stderr)
-        lines = res.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), (args, res.stderr)
-        assert "Traceback" not in res.stderr
-    assert not (tmp_path / "never.json").exists()
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("inspect", "nope"), "nope"),
+        (("inspect", "alexnet", "--input-shape", "1,x"), "1,x"),
+        (("inspect", "alexnet", "--input-shape", "1,5,224,224"), "alexnet"),
+        (("schema", "nope"), "nope"),
+    ],
+)
+def test_errors_are_one_line_with_exit_status_2(cli, assert_input_error, args, named):
+    assert_input_error(cli(*args), named)
 
 
-def test_schema_profile_is_json_schema():
-    res = _run("schema", "profile")
-    assert res.returncode == 0
-    assert "nodes" in json.loads(res.stdout)["properties"]
+def test_bad_repeats_writes_no_file_and_no_traceback(cli_subprocess, assert_input_error, tmp_path):
+    never = tmp_path / "never.json"
+    res = cli_subprocess("profile", "mnist_cnn", "--repeats", "0", "-o", never)
+    assert_input_error(res, "repeats")
+    assert not never.exists()
+
+
+def test_schema_profile_is_json_schema(cli):
+    assert "nodes" in cli("schema", "profile").json()["properties"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["cluster", "conditions", "earlyexit", "multidevice", "plan", "predictor", "profile", "system"],
+)
+def test_every_input_file_type_has_a_schema(cli, name):
+    assert cli("schema", name).json()["type"] == "object"
