@@ -39,6 +39,7 @@ from edgesplit.plan.tradeoff import (
 from edgesplit.plan.two_tier import TwoTierInputs, candidate_table
 from edgesplit.predict.layer_regression import LayerTypeRegressor
 from edgesplit.predict.profile import profile_graph
+from edgesplit.system.prices import Prices
 
 
 def once(fn: object, repeats: int) -> float:
@@ -70,7 +71,7 @@ def main() -> None:
     inputs = TwoTierInputs.from_graph(graph, edge, cloud)
     problem = Problem.two_tier(
         graph, edge, cloud, bandwidth_bps=7.2e6, rtt_s=0.04,
-        edge_price_per_hour=0.224, cloud_price_per_hour=0.1664,
+        edge_price_per_hour=Prices().edge_per_hour, cloud_price_per_hour=Prices().cloud_per_hour,
     )  # fmt: skip
 
     def replan() -> None:

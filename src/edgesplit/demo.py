@@ -44,7 +44,7 @@ from edgesplit.runtime.conditions import Conditions, ConditionSchedule, Conditio
 from edgesplit.runtime.loop import RunOptions, build_run, measure_cuts
 from edgesplit.runtime.server import BackgroundServer, ServerConfig, create_app
 from edgesplit.runtime.session import SessionStep
-from edgesplit.system.prices import LUGER_CLOUD_PER_HOUR, LUGER_EDGE_PER_HOUR
+from edgesplit.system.prices import Prices
 
 #: The demo's schedule; ``examples/conditions-demo.yaml`` holds the same steps.
 DEMO_SCHEDULE = ConditionSchedule(
@@ -60,7 +60,7 @@ SWEEP_SETTING = Conditions(bandwidth_mbit=20.0, rtt_ms=20.0, clock_ghz=0.4)
 
 def measured_cost(m: Any) -> float:
     """Luger eq. 4.4 (rent) on measured times: edge seconds and cloud seconds, $/h Table 4.1."""
-    return (m.edge_lat * LUGER_EDGE_PER_HOUR + m.cloud_lat * LUGER_CLOUD_PER_HOUR) / 3600
+    return Prices().cost({"edge": m.edge_lat, "cloud": m.cloud_lat}, strategy="rent")
 
 
 def live_table(rows: deque[SessionStep], elapsed: float, seconds: float) -> Table:

@@ -10,7 +10,7 @@ from torch import nn
 from edgesplit.graph import Graph, trace
 from edgesplit.models import build
 from edgesplit.plan.problem import Problem
-from edgesplit.system import PowerModel
+from edgesplit.system import PowerModel, Prices
 
 
 class TinyResidual(nn.Module):
@@ -59,8 +59,8 @@ def random_problem(graph: Graph, seed: int, **kwargs: object) -> Problem:
         rng.uniform(1e-5, 2e-3, n),
         bandwidth_bps=float(rng.uniform(1e5, 1e8)),
         rtt_s=float(rng.uniform(0, 0.1)),
-        edge_price_per_hour=0.224,
-        cloud_price_per_hour=0.1664,
+        edge_price_per_hour=Prices().edge_per_hour,
+        cloud_price_per_hour=Prices().cloud_per_hour,
         edge_power=PowerModel(constant_w=float(rng.uniform(1, 5))),
         **kwargs,  # type: ignore[arg-type]
     )

@@ -72,8 +72,8 @@ def _edge_cloud_problem(
         cloud,
         bandwidth_bps=parse_bandwidth(bandwidth),
         rtt_s=parse_duration(rtt),
-        edge_price_per_hour=0.0 if strategy == "own" else prices.edge_per_hour,
-        cloud_price_per_hour=prices.cloud_per_hour,
+        edge_price_per_hour=prices.per_hour("edge", strategy),
+        cloud_price_per_hour=prices.per_hour("cloud", strategy),
         edge_power=PowerModel(constant_w=edge_power_w) if edge_power_w is not None else None,
         objective=objective,  # type: ignore[arg-type]
         weight=weight,

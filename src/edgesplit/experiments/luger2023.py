@@ -50,7 +50,7 @@ from edgesplit.runtime.conditions import Conditions, ConditionSchedule
 from edgesplit.runtime.loop import RunOptions, RunParts, build_run, measure_cuts
 from edgesplit.runtime.planning import TwoTierPlanner
 from edgesplit.runtime.server import BackgroundServer, ServerConfig, create_app
-from edgesplit.system.prices import LUGER_CLOUD_PER_HOUR, LUGER_EDGE_PER_HOUR
+from edgesplit.system.prices import Prices
 
 MODELS = ("alexnet", "vgg16", "mnist_cnn")
 STRATEGIES = ("own", "rent")
@@ -102,8 +102,8 @@ def table_for(planner: TwoTierPlanner, s: Setting, strategy: str) -> Candidates:
         planner.inputs,
         bandwidth_bps=s.bandwidth_mbit * 1e6,
         rtt_s=RTT_MS / 1000,
-        edge_price_per_s=0.0 if strategy == "own" else LUGER_EDGE_PER_HOUR / 3600,
-        cloud_price_per_s=LUGER_CLOUD_PER_HOUR / 3600,
+        edge_price_per_s=Prices().per_second("edge", strategy),
+        cloud_price_per_s=Prices().per_second("cloud", strategy),
         edge_scale=planner.edge_scale(s.clock_ghz),
     )
 
@@ -119,8 +119,7 @@ def choices(planner: TwoTierPlanner, s: Setting, strategy: str) -> dict[str, int
 
 def measured_cost(row: dict[str, float], strategy: str) -> float:
     """Eq. 4.4 on measured seconds (own: the edge is free)."""
-    edge_price = 0.0 if strategy == "own" else LUGER_EDGE_PER_HOUR
-    return (row["edge_lat"] * edge_price + row["cloud_lat"] * LUGER_CLOUD_PER_HOUR) / 3600
+    return Prices().cost({"edge": row["edge_lat"], "cloud": row["cloud_lat"]}, strategy)
 
 
 def pct(row: float, column: float) -> float:

@@ -28,6 +28,7 @@ from edgesplit.plan.tradeoff import (
 )
 from edgesplit.plan.two_tier import Candidates, TwoTierInputs, candidate_table, problem_table
 from edgesplit.plan.types import Plan
+from edgesplit.system.prices import Prices
 
 TRADEOFFS = ("luger", "normalised")
 
@@ -82,15 +83,14 @@ def plan_two_tier(
     weight: float = 0.5,
     objective: str = "latency",
     strategy: str = "rent",
-    edge_price_per_hour: float = 0.224,
-    cloud_price_per_hour: float = 0.1664,
+    prices: Prices | None = None,
     edge_scale: float = 1.0,
     tradeoff: str = "luger",
 ) -> Plan:
     """Re-plan a two-tier split for the current conditions. O(n log n).
 
-    ``strategy`` "own" bills the edge nothing (Luger eq. 4.4); prices default to Luger
-    Table 4.1. ``edge_scale`` multiplies the edge seconds (e.g. reference clock / clock).
+    ``strategy`` "own" bills the edge nothing (Luger eq. 4.4); ``prices`` default to Luger
+    Table 4.1 (:class:`~edgesplit.system.prices.Prices`). ``edge_scale`` multiplies the edge seconds (e.g. reference clock / clock).
     """
     if strategy not in ("own", "rent"):
         raise InputError(f"--strategy must be own or rent, not {strategy!r}")
@@ -98,8 +98,8 @@ def plan_two_tier(
         inputs,
         bandwidth_bps=bandwidth_bps,
         rtt_s=rtt_s,
-        edge_price_per_s=0.0 if strategy == "own" else edge_price_per_hour / 3600.0,
-        cloud_price_per_s=cloud_price_per_hour / 3600.0,
+        edge_price_per_s=(prices or Prices()).per_second("edge", strategy),
+        cloud_price_per_s=(prices or Prices()).per_second("cloud", strategy),
         edge_scale=edge_scale,
     )
     cut = choose(c, objective, weight, tradeoff)

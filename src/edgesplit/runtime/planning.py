@@ -26,7 +26,7 @@ from edgesplit.plan.planner import plan_two_tier
 from edgesplit.plan.two_tier import Candidates, TwoTierInputs, candidate_table
 from edgesplit.plan.types import Plan
 from edgesplit.runtime.rescheduler import Observation
-from edgesplit.system.prices import LUGER_CLOUD_PER_HOUR, LUGER_EDGE_PER_HOUR
+from edgesplit.system.prices import Prices
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,8 @@ class TwoTierPlanner:
             self._inputs(obs),
             bandwidth_bps=obs.bandwidth_mbit * 1e6,
             rtt_s=obs.rtt_s,
-            edge_price_per_s=0.0 if s.strategy == "own" else LUGER_EDGE_PER_HOUR / 3600,
-            cloud_price_per_s=LUGER_CLOUD_PER_HOUR / 3600,
+            edge_price_per_s=Prices().per_second("edge", s.strategy),
+            cloud_price_per_s=Prices().per_second("cloud", s.strategy),
             edge_scale=self.edge_scale(obs.clock_ghz) * obs.edge_factor,
         )
 

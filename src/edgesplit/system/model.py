@@ -150,19 +150,17 @@ class System(BaseModel):
         ``owned`` flag wins over the strategy, and its ``price_per_hour`` over the table.
         """
         d = self.device(name)
-        owned = d.owned
-        if owned is None:
-            if strategy not in (None, "own", "rent"):
-                raise InputError(f"--strategy must be own or rent, not {strategy!r}")
-            owned = d.tier == "edge" and strategy == "own"
+        owned = d.owned if d.owned is not None else self.prices.owned(d.tier, strategy)
         if owned:
             return 0.0
         return d.price_per_hour if d.price_per_hour is not None else self.prices.per_hour(d.tier)
 
     def with_link(self, a: str, b: str, **changes: Any) -> System:
-        """A copy with one link's fields replaced (e.g. a new measured bandwidth)."""
+        """A copy with one link's fields replaced (e.g. a new measured bandwidth), validated."""
         links = [
-            link.model_copy(update=changes) if {link.a, link.b} == {a, b} else link
+            LinkEntry.model_validate({**link.model_dump(), **changes})
+            if {link.a, link.b} == {a, b}
+            else link
             for link in self.links
         ]
         return self.model_copy(update={"links": links})

@@ -8,6 +8,11 @@ Energy is power × time (joules = watts × seconds).
 35.0
 >>> PowerModel(constant_w=4.0).joules(0.5, seconds=2.0)
 8.0
+
+Named curves: :data:`RASPBERRY_PI_4B_4GB` and :data:`RASPBERRY_PI_4B_8GB`, the hosts of
+Tuli 2021 §4 ("Setup": eight 4 GB and eight 8 GB Raspberry Pi 4B nodes, whose power the
+paper takes from SPEC power models rather than a watt-meter); the cluster simulator's
+defaults.
 """
 
 from __future__ import annotations
@@ -53,3 +58,16 @@ class PowerModel(BaseModel):
 
     def joules(self, utilisation: float, seconds: float) -> float:
         return self.watts(utilisation) * seconds
+
+    @property
+    def peak_w(self) -> float:
+        """Power at full load (100 % utilisation)."""
+        return self.watts(1.0)
+
+
+RASPBERRY_PI_4B_4GB = PowerModel(
+    curve_w=[2.45, 2.78, 2.90, 3.03, 3.65, 3.66, 3.69, 3.71, 3.72, 4.14, 4.75]
+)
+RASPBERRY_PI_4B_8GB = PowerModel(
+    curve_w=[2.65, 2.98, 3.10, 3.23, 3.45, 3.86, 3.89, 4.01, 4.12, 4.34, 5.05]
+)
