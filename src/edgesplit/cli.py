@@ -34,7 +34,8 @@ app = typer.Typer(
     add_completion=False,
 )
 
-# One entry per area; each module exposes register(app) and may add to reproduce_app.
+# One entry per area; each module exposes register(app). The reproductions live in one
+# place, commands/reproduce.py.
 for _area in (
     graph_commands,
     plan_commands,

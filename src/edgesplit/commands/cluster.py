@@ -171,8 +171,5 @@ def ray_run(
 
 
 def register(app: typer.Typer) -> None:
-    from edgesplit.experiments.tuli2021 import register_reproduction
-
     app.command("simulate")(simulate)
     app.command("ray-run")(ray_run)
-    register_reproduction()

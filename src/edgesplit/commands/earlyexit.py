@@ -216,24 +216,8 @@ def run(
     err_console.print("links are loopback; predictions use the instance's links and predictors")
 
 
-def reproduce_zuo2024(
-    quick: bool = typer.Option(False, "--quick", help="fewer GA runs, no fitted profile"),
-    out_dir: Path = typer.Option(Path("results/zuo2024"), "--out-dir"),
-    as_json: bool = JsonOpt,
-) -> None:
-    """Pre-DNNOff (GA, exact) against Edgent on the paper's setup; GA curve; 20 GA runs."""
-    from edgesplit.experiments.zuo2024 import reproduce
-
-    doc = reproduce(out_dir, quick=quick, log=None if as_json else console.print)
-    if as_json:
-        print_json(doc)
-
-
 def register(app: typer.Typer) -> None:
-    from edgesplit.commands.reproduce import reproduce_app
-
     earlyexit_app.command("solve")(solve)
     earlyexit_app.command("train")(train_cmd)
     earlyexit_app.command("run")(run)
     app.add_typer(earlyexit_app, name="earlyexit")
-    reproduce_app.command("zuo2024")(reproduce_zuo2024)

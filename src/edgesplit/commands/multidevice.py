@@ -194,7 +194,3 @@ def register(app: typer.Typer) -> None:
     multidevice_app.command("freeze")(freeze)
     multidevice_app.command("fit-delay")(fit_delay)
     app.add_typer(multidevice_app, name="multidevice")
-    from edgesplit.commands.reproduce import reproduce_app
-    from edgesplit.experiments.gao2019 import reproduce_gao2019
-
-    reproduce_app.command("gao2019")(reproduce_gao2019)

@@ -161,6 +161,3 @@ placement_app.command("evaluate")(evaluate_cmd)
 
 def register(app: typer.Typer) -> None:
     app.add_typer(placement_app, name="placement")
-    from edgesplit.experiments.samadi import register_reproduction
-
-    register_reproduction()

@@ -197,22 +197,6 @@ def _row(m: Any) -> list[str]:
     ]
 
 
-def luger2023(
-    quick: bool = typer.Option(False, help="3 settings, 1 repeat (CI, < 5 minutes)"),
-    out: Path = typer.Option(Path("results/luger2023"), help="output folder"),
-    as_json: bool = JsonOpt,
-) -> None:
-    """Luger 2023 ch. 7: OC/OL/CL on 15 bandwidth/clock settings, real runs, Table 7.1."""
-    from edgesplit.experiments.luger2023 import reproduce
-
-    summary = reproduce(quick=quick, out=out)
-    if as_json:
-        print_json(summary)
-        return
-    console.print((out / "table_7_1.md").read_text())
-    console.print(f"tables, CSV and figures in {out}/")
-
-
 def run_plan(
     plan_file: Path = typer.Argument(..., help="plan JSON written by `edgesplit plan -o`"),
     remote: list[str] = typer.Option(
@@ -283,9 +267,6 @@ def run_plan(
 
 
 def register(app: typer.Typer) -> None:
-    from edgesplit.commands.reproduce import reproduce_app
-
     app.command("serve")(serve)
     app.command("run")(run)
     app.command("run-plan")(run_plan)
-    reproduce_app.command("luger2023")(luger2023)

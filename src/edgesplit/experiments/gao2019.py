@@ -31,8 +31,6 @@ import io
 from pathlib import Path
 from typing import Any
 
-import typer
-
 BANDWIDTHS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 50.0, 100.0)
 LOADS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9)
 DEVICE_COUNTS = (1, 2, 3, 4, 5, 6, 7, 8)
@@ -272,28 +270,21 @@ def table(doc: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def reproduce_gao2019(
-    out: str = typer.Option("results/gao2019", "--out", help="output directory"),
-    speed_factor: float = typer.Option(10.0, "--speed-factor", help="mobile slowdown vs this host"),
-    time_limit: float = typer.Option(20.0, "--time-limit", help="CP-SAT limit per setting (s)"),
-    quick: bool = typer.Option(False, "--quick", help="fewer settings (CI)"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON document on stdout"),
-) -> None:
-    """Gao et al. 2019 Figs. 1-5: 4 emulated devices and this host as the MEC server."""
-    from edgesplit.commands.common import console, print_json
+def reproduce(
+    out: Path, *, speed_factor: float = 10.0, time_limit: float = 20.0, quick: bool = False
+) -> dict[str, Any]:
+    """Run every figure, write ``table.md``, ``results.json`` and the PNGs under ``out``.
+
+    Returns the document, with the figure paths under ``"figures"``.
+    """
     from edgesplit.errors import InputError
     from edgesplit.io import write_atomic, write_json
 
     if speed_factor <= 0:
         raise InputError(f"--speed-factor must be positive, not {speed_factor}")
     doc = run_experiment(speed_factor=speed_factor, time_limit=time_limit, quick=quick)
-    path = Path(out)
-    figures = plot(doc, path)
-    write_atomic(path / "table.md", table(doc))
-    write_json(path / "results.json", doc)
+    figures = plot(doc, out)
+    write_atomic(out / "table.md", table(doc))
+    write_json(out / "results.json", doc)
     doc["figures"] = [str(p) for p in figures]
-    if as_json:
-        print_json(doc)
-    else:
-        console.print(table(doc))
-        console.print(f"figures: {', '.join(str(p) for p in figures)}")
+    return doc

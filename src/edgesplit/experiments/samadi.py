@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import typer
 
 from edgesplit.io import write_atomic, write_json
 
@@ -156,18 +156,26 @@ def plot(doc: dict[str, Any], out: Path) -> list[Path]:
 
 
 def reproduce(
-    out: Path = typer.Option(Path("results/samadi"), "--out", help="output directory"),
-    quick: bool = typer.Option(False, "--quick", help="resnet50 only, 5 s solver limits"),
-    time_limit: float = typer.Option(10.0, "--time-limit", help="MILP / LP limit per point (s)"),
-    models: str = typer.Option(",".join(MODELS), "--models", help="comma-separated zoo names"),
-) -> None:
-    """Latency vs processors (1-5) and vs bandwidth: chain, mincut, MILP, relax, heuristic."""
-    from edgesplit.commands.common import console, load_graph
-    from edgesplit.errors import InputError
+    out: Path,
+    *,
+    quick: bool = False,
+    time_limit: float = 10.0,
+    models: Sequence[str] = MODELS,
+    log: Callable[[str], Any] | None = None,
+) -> dict[str, Any]:
+    """Latency vs processors (1-5) and vs bandwidth: chain, mincut, MILP, relax, heuristic.
 
+    Writes ``samadi.json``, ``samadi_table.md`` and the PNGs under ``out``; returns the
+    document with the figure paths under ``"figures"``. ``log`` receives progress lines.
+    """
+    from edgesplit.errors import InputError
+    from edgesplit.graph import trace
+    from edgesplit.models import build
+
+    say = log or (lambda _line: None)
     if time_limit <= 0:
         raise InputError(f"--time-limit must be positive, not {time_limit}")
-    names = ["resnet50"] if quick else [m.strip() for m in models.split(",") if m.strip()]
+    names = ["resnet50"] if quick else [m.strip() for m in models if m.strip()]
     limit = 5.0 if quick else time_limit
     warnings.filterwarnings("ignore")
     doc: dict[str, Any] = {
@@ -180,25 +188,18 @@ def reproduce(
         "models": {},
     }
     for name in names:
-        graph, _, _ = load_graph(name)
+        module, x = build(name)
+        graph = trace(module, x, name=name)
         points = []
         for k in PROCESSORS:
-            console.print(f"{name}: {k} processors, {DEFAULT_MBPS:g} Mbit/s")
+            say(f"{name}: {k} processors, {DEFAULT_MBPS:g} Mbit/s")
             points.append({**run_point(graph, k, DEFAULT_MBPS, limit), "by_processors": True})
         for mbps in BANDWIDTHS_MBPS:
-            console.print(f"{name}: {SWEEP_PROCESSORS} processors, {mbps:g} Mbit/s")
+            say(f"{name}: {SWEEP_PROCESSORS} processors, {mbps:g} Mbit/s")
             points.append({**run_point(graph, SWEEP_PROCESSORS, mbps, limit), "by_bandwidth": True})
         doc["models"][name] = points
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "samadi.json", doc)
     write_atomic(out / "samadi_table.md", table(doc))
-    for path in plot(doc, out):
-        console.print(f"wrote {path}")
-    console.print(table(doc))
-    console.print(f"wrote {out / 'samadi.json'} and {out / 'samadi_table.md'}")
-
-
-def register_reproduction() -> None:
-    from edgesplit.commands.reproduce import reproduce_app
-
-    reproduce_app.command("samadi")(reproduce)
+    doc["figures"] = [str(path) for path in plot(doc, out)]
+    return doc

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import typer
 
 from edgesplit.cluster.apps import build_profiles
 from edgesplit.cluster.config import ClusterConfig
@@ -268,31 +267,3 @@ def _png(fig: Any) -> bytes:
     bio = io.BytesIO()
     fig.savefig(bio, format="png", dpi=110)
     return bio.getvalue()
-
-
-def tuli2021(
-    quick: bool = typer.Option(False, "--quick", help="30 intervals, 2 seeds (a few minutes)"),
-    out: Path = typer.Option(Path("results/tuli2021"), "--out", help="output directory"),
-    seeds: int | None = typer.Option(None, "--seeds", min=1, help="evaluation seeds"),
-) -> None:
-    """Reproduce SplitPlace's Table 1, Figure 4 and MAB curves (Tuli 2021)."""
-    import torch
-
-    from edgesplit.commands.cluster import summary_table
-    from edgesplit.commands.common import console
-
-    torch.set_num_threads(1)  # the surrogate is tiny; threads only add contention
-    with console.status("training and simulating every Table 1 policy"):
-        doc = reproduce(quick, out, seeds)
-    rows = {
-        n: {k: (v[0] if v else None) for k, v in r.items() if k != "per_app"}
-        for n, r in doc["ours"].items()
-    }
-    console.print(summary_table("Tuli 2021 Table 1 (ours, means over seeds)", rows))
-    console.print(f"wrote {out}/table1.md, table1.json, fig4.png, mab_training.png")
-
-
-def register_reproduction() -> None:
-    from edgesplit.commands.reproduce import reproduce_app
-
-    reproduce_app.command("tuli2021")(tuli2021)
