@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from typer.testing import CliRunner
 
-from edgesplit import cli
 from edgesplit.graph import Graph
 from edgesplit.models import build
 from edgesplit.plan import Plan, Problem, check_plan
@@ -70,21 +67,14 @@ def test_from_system_needs_a_source(mnist_graph: Graph) -> None:
     assert p.source == 0 and p.link(0, 1) is None
 
 
-def _run(args: list[str]) -> tuple[int, str]:
-    result = CliRunner().invoke(cli.app, args)
-    return result.exit_code, result.stdout
-
-
-def test_plan_command_json(mnist_profile: Path, tmp_path: Path, mnist_graph: Graph) -> None:
+def test_plan_command_json(cli, mnist_profile: Path, tmp_path: Path, mnist_graph: Graph) -> None:
     out = tmp_path / "plan.json"
-    code, stdout = _run(
-        ["plan", "mnist_cnn", "--edge-profile", str(mnist_profile), "--bandwidth", "7.2mbit",
+    doc = cli(
+        "plan", "mnist_cnn", "--edge-profile", str(mnist_profile), "--bandwidth", "7.2mbit",
          "--rtt", "40ms", "--clock", "1.2GHz", "--profile-clock", "2.4GHz",
          "--cloud-speedup", "4", "--objective", "weighted", "--weight", "0.55",
-         "-o", str(out), "--json"]
-    )  # fmt: skip
-    assert code == 0, stdout
-    doc = json.loads(stdout)
+         "-o", str(out), "--json",
+    ).json()  # fmt: skip
     n = len(mnist_graph.nodes)
     assert len(doc["candidates"]) == n + 1
     assert doc["chosen"]["cut"] == doc["optimal"]["luger_cl"]
@@ -95,12 +85,10 @@ def test_plan_command_json(mnist_profile: Path, tmp_path: Path, mnist_graph: Gra
     assert row["latency_s"] == pytest.approx(plan.predicted["latency_s"])
 
 
-def test_plan_command_with_system_file(mnist_profile: Path, tmp_path: Path) -> None:
+def test_plan_command_with_system_file(cli, mnist_profile: Path, tmp_path: Path) -> None:
     path = tmp_path / "system.yaml"
     path.write_text(yaml.safe_dump(_system(mnist_profile)))
-    code, stdout = _run(["plan", "mnist_cnn", "--system", str(path), "--json"])
-    assert code == 0, stdout
-    doc = json.loads(stdout)
+    doc = cli("plan", "mnist_cnn", "--system", path, "--json").json()
     problem = Problem.from_system(load_system(path), _graph(), strategy="rent")
     check_plan(problem, Plan.from_dict(doc["chosen"]))
 
@@ -122,13 +110,6 @@ def _graph() -> Graph:
     ],
 )
 def test_bad_input_exits_2_with_one_line(
-    mnist_profile: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    args: list[str], needle: str,
-) -> None:  # fmt: skip
-    argv = ["edgesplit", "plan", "mnist_cnn", "--edge-profile", str(mnist_profile), *args]
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as info:
-        cli.main()
-    assert info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and needle in err and "\n" not in err
+    cli, assert_input_error, mnist_profile: Path, args: list[str], needle: str
+) -> None:
+    assert_input_error(cli("plan", "mnist_cnn", "--edge-profile", mnist_profile, *args), needle)
