@@ -215,7 +215,7 @@ def describe(model: nn.Module) -> DecoderShape:
     )
 
 
-def check_cuts(cuts: Sequence[int], layers: int) -> tuple[int, ...]:
+def check_cuts(cuts: Sequence[float], layers: int) -> tuple[int, ...]:
     """Validate block-boundary cuts: strictly increasing integers in ``1 .. layers-1``."""
     out = []
     for c in cuts:
@@ -336,7 +336,7 @@ class Generation:
 class DecoderSplit:
     """A decoder cut at block boundaries into parts; see the module docstring."""
 
-    def __init__(self, model: nn.Module, cuts: Sequence[int]) -> None:
+    def __init__(self, model: nn.Module, cuts: Sequence[float]) -> None:
         self.model = model.eval()
         self.shape = describe(model)
         self.cuts = check_cuts(cuts, self.shape.layers)
@@ -446,6 +446,6 @@ def unsplit_generate(
     return _greedy(step, input_ids, tokens, on_step)
 
 
-def split_decoder(model: nn.Module, cuts: Sequence[int]) -> DecoderSplit:
+def split_decoder(model: nn.Module, cuts: Sequence[float]) -> DecoderSplit:
     """Cut a GPT-2 or LLaMA model before blocks ``cuts`` (e.g. ``[4, 8]``: three parts)."""
     return DecoderSplit(model, cuts)
