@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from edgesplit.cluster.apps import AppProfile, Fragment
 from edgesplit.cluster.config import ClusterConfig, HostSpec, WorkloadSpec
-from edgesplit.cluster.policy import ClusterView, PendingContainer
+from edgesplit.cluster.interface import ClusterView, PendingContainer
 
 LINEAR = tuple(10.0 + i for i in range(11))  # 10 W idle, 20 W at full load
 

@@ -19,6 +19,7 @@ from edgesplit.cluster.config import ClusterConfig, HostSpec, WorkloadSpec, load
 from edgesplit.cluster.mobility import Mobility
 from edgesplit.errors import InputError
 from edgesplit.graph.partition import split_at
+from edgesplit.system.link import Link
 
 W = WorkloadSpec()
 MNIST = W.apps[0]
@@ -98,6 +99,8 @@ def test_random_waypoint_stays_on_streets_and_links_degrade() -> None:
             on_street = min(abs(x / b - round(x / b)), abs(y / b - round(y / b))) < 1e-6
             assert on_street and 0 <= x <= cfg.mobility.grid_km and 0 <= y <= cfg.mobility.grid_km
     near, far = sorted(mobile, key=mob.distance)[0], sorted(mobile, key=mob.distance)[-1]
-    assert mob.link(far)[0] <= mob.link(near)[0] and mob.link(far)[1] >= mob.link(near)[1]
+    assert mob.link(far).rate_bps <= mob.link(near).rate_bps
+    assert mob.link(far).rtt >= mob.link(near).rtt
     static = next(i for i, h in enumerate(cfg.hosts) if not h.mobile)
-    assert mob.link(static) == (cfg.hosts[static].bandwidth_mbps, cfg.hosts[static].latency_s)
+    spec = cfg.hosts[static]
+    assert mob.link(static) == Link.of(spec.bandwidth_mbps * 1e6, rtt_s=2 * spec.latency_s)

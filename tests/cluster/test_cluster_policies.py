@@ -10,9 +10,9 @@ import torch
 
 from edgesplit.cluster.daso import Encoding, Surrogate, SurrogatePlacer, optimise_placement
 from edgesplit.cluster.heuristics import BestFitPlacer, EFTPlacer, RandomPlacer
+from edgesplit.cluster.interface import ClusterView, NewTask, PendingContainer, greedy_feasible
 from edgesplit.cluster.mab import MABSplitter
 from edgesplit.cluster.metrics import TaskRecord, context_rewards, jain, o_mab, reward
-from edgesplit.cluster.policy import ClusterView, NewTask, PendingContainer, greedy_feasible
 from edgesplit.errors import InputError, NotFittedError
 
 # scripted bandit: P(met) per (context, arm); accuracy per arm

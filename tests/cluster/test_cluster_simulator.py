@@ -6,11 +6,11 @@ import pytest
 from cluster_helpers import FixedHosts, host, profile, tiny_config
 
 from edgesplit.cluster.apps import Fragment
-from edgesplit.cluster.config import POWER_4GB
 from edgesplit.cluster.heuristics import FixedSplitter
+from edgesplit.cluster.interface import Policy
 from edgesplit.cluster.metrics import summarize
-from edgesplit.cluster.policy import Policy
-from edgesplit.cluster.simulator import ScriptedTask, Simulator, power_at
+from edgesplit.cluster.simulator import ScriptedTask, Simulator
+from edgesplit.system.power import RASPBERRY_PI_4B_4GB
 
 G = 1e9  # instructions: 4 s on one 250-MIPS core
 
@@ -22,9 +22,10 @@ def run(cfg, decision, frags, script, placer):
 
 
 def test_power_curve_interpolates_linearly() -> None:
-    assert power_at(POWER_4GB, 0.0) == 2.45
-    assert power_at(POWER_4GB, 1.0) == 4.75
-    assert power_at(POWER_4GB, 0.25) == pytest.approx((2.90 + 3.03) / 2)
+    assert host("a", power_w=RASPBERRY_PI_4B_4GB.curve_w).power == RASPBERRY_PI_4B_4GB
+    assert RASPBERRY_PI_4B_4GB.watts(0.0) == 2.45
+    assert RASPBERRY_PI_4B_4GB.watts(1.0) == 4.75
+    assert RASPBERRY_PI_4B_4GB.watts(0.25) == pytest.approx((2.90 + 3.03) / 2)
 
 
 def test_energy_of_two_parallel_fragments() -> None:

@@ -12,8 +12,8 @@ Each application is a SplitNet-style CNN family (Kim et al. 2017, the paper's [1
 
 Fragment compute (instructions per input), memory and transfer bytes are read from the
 traced graphs; nothing is invented. Accuracy comes from ``data/accuracy.json`` (written by
-``python -m edgesplit.cluster.accuracy``, which trains all three variants on sklearn digits)
-or from the app's ``accuracy`` field. Building a profile traces ``k + 2`` small networks:
+``python -m edgesplit.cluster.variant_accuracy``, which trains all three variants on
+sklearn digits) or from the app's ``accuracy`` field. Building a profile traces ``k + 2`` small networks:
 O(total nodes) time.
 """
 
@@ -183,7 +183,7 @@ def _build_profile(app: AppSpec, workload: WorkloadSpec) -> AppProfile:
         raise InputError(
             f"app {app.name!r} has no measured accuracy; set workload.apps[].accuracy with "
             "keys layer, semantic, compressed (fractions) or run python -m "
-            "edgesplit.cluster.accuracy"
+            "edgesplit.cluster.variant_accuracy"
         )
     return AppProfile(
         name=app.name,

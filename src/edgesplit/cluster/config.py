@@ -17,14 +17,18 @@ Choices the paper leaves open (documented in docs/cluster.md):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from edgesplit.io import read_document
+from edgesplit.system.link import Link
+from edgesplit.system.power import RASPBERRY_PI_4B_4GB, RASPBERRY_PI_4B_8GB, PowerModel
 
-POWER_4GB = (2.45, 2.78, 2.90, 3.03, 3.65, 3.66, 3.69, 3.71, 3.72, 4.14, 4.75)
-POWER_8GB = (2.65, 2.98, 3.10, 3.23, 3.45, 3.86, 3.89, 4.01, 4.12, 4.34, 5.05)
+
+def _curve(value: Any) -> Any:
+    """A bare list of 11 watts (the ``power_w`` form) is a :class:`PowerModel` curve."""
+    return {"curve_w": list(value)} if isinstance(value, list | tuple) else value
 
 
 class _Strict(BaseModel):
@@ -32,7 +36,8 @@ class _Strict(BaseModel):
 
 
 class HostSpec(_Strict):
-    """One edge worker. Power is W at 0, 10, ..., 100 % CPU (11 points, linear between)."""
+    """One edge worker; its link to the broker; its power (a :class:`PowerModel`: 11 watts
+    at 0, 10, ..., 100 % CPU, linear between, written ``power_w: [...]``, or a constant)."""
 
     name: str
     mips: float = Field(default=4029.0, gt=0, description="million instructions per second")
@@ -43,19 +48,26 @@ class HostSpec(_Strict):
         default=5000.0, gt=0, description="link to the broker at distance 0"
     )
     latency_s: float = Field(default=0.001, ge=0, description="one-way latency at distance 0")
-    power_w: tuple[float, ...] = Field(description="11 points: W at 0,10,...,100 % CPU")
+    power: Annotated[
+        PowerModel, BeforeValidator(_curve, json_schema_input_type=list[float] | PowerModel)
+    ] = Field(
+        validation_alias=AliasChoices("power_w", "power"),
+        description="power_w: [11 watts at 0,10,...,100 % CPU], or a PowerModel",
+    )
     position_km: tuple[float, float] = (0.0, 0.0)
     mobile: bool = False
 
     @model_validator(mode="after")
     def _check_power(self) -> HostSpec:
-        if len(self.power_w) != 11:
-            raise ValueError(
-                f"power_w of host {self.name!r} needs 11 points, got {len(self.power_w)}"
-            )
-        if any(b < a for a, b in zip(self.power_w, self.power_w[1:])):
+        curve = self.power.curve_w or []
+        if any(b < a for a, b in zip(curve, curve[1:])):
             raise ValueError(f"power_w of host {self.name!r} must not decrease with load")
         return self
+
+    @property
+    def link(self) -> Link:
+        """The link to the broker at distance 0 (``latency_s`` is one way: rtt/2)."""
+        return Link.of(self.bandwidth_mbps * 1e6, rtt_s=2.0 * self.latency_s)
 
 
 class MobilitySpec(_Strict):
@@ -160,7 +172,7 @@ def raspberry_pi_cluster(n: int = 16, grid_km: float = 4.0) -> list[HostSpec]:
             HostSpec(
                 name=f"rpi{i}",
                 ram_mb=8192.0 if big else 4096.0,
-                power_w=POWER_8GB if big else POWER_4GB,
+                power=RASPBERRY_PI_4B_8GB if big else RASPBERRY_PI_4B_4GB,
                 position_km=(x, y),
                 mobile=i % 2 == 1,
             )

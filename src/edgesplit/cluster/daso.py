@@ -18,7 +18,7 @@ new ones start uniform), takes steps P <- P + eta grad_P f (eq. 10 with the sign
 because our f is a score to maximise), keeps rows on the simplex by clipping and
 renormalising, and stops when ||P_new - P||_2 < tol or after ``max_steps``. The relaxed
 rows are then projected to a feasible one-hot placement by
-:func:`edgesplit.cluster.policy.greedy_feasible`. As in SplitPlace, each observed interval
+:func:`edgesplit.cluster.interface.greedy_feasible`. As in SplitPlace, each observed interval
 also fine-tunes f with a few AdamW steps on the new (x, O^P) pair.
 
 More pending containers than ``slots`` are optimised in consecutive chunks. Cost per step:
@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgesplit.cluster.interface import ClusterView, PendingContainer, greedy_feasible
 from edgesplit.cluster.metrics import IntervalMetrics
-from edgesplit.cluster.policy import ClusterView, PendingContainer, greedy_feasible
 from edgesplit.errors import NotFittedError
 
 _DEC = {"layer": 0, "semantic": 1, "compressed": 2}

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edgesplit.cluster.interface import ClusterView, NewTask, PendingContainer, greedy_feasible
 from edgesplit.cluster.metrics import IntervalMetrics, TaskRecord
-from edgesplit.cluster.policy import ClusterView, NewTask, PendingContainer, greedy_feasible
 
 
 class FixedSplitter:

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from edgesplit.cluster.interface import NewTask
 from edgesplit.cluster.metrics import TaskRecord, context_rewards
-from edgesplit.cluster.policy import NewTask
 from edgesplit.errors import InputError
 from edgesplit.io import write_json
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgesplit.cluster.config import HostSpec, MobilitySpec
+from edgesplit.system.link import Link
 
 
 @dataclass
@@ -96,10 +97,11 @@ class Mobility:
         x, y = self.positions[i]
         return math.hypot(x - bx, y - by)
 
-    def link(self, i: int) -> tuple[float, float]:
-        """(bandwidth in Mbit/s, one-way latency in s) of host ``i`` to the broker now."""
+    def link(self, i: int) -> Link:
+        """The link of host ``i`` to the broker now (one-way latency = rtt/2)."""
         h, d = self.hosts[i], self.distance(i)
         if not h.mobile:
-            return h.bandwidth_mbps, h.latency_s
+            return h.link
         bw = h.bandwidth_mbps / (1.0 + (d / self.spec.range_km) ** 2)
-        return bw, h.latency_s + d * self.spec.latency_per_km_s
+        latency = h.latency_s + d * self.spec.latency_per_km_s
+        return Link.of(bw * 1e6, rtt_s=2.0 * latency)

@@ -39,9 +39,9 @@ from edgesplit.cluster.heuristics import (
     RandomPlacer,
     RandomSplitter,
 )
+from edgesplit.cluster.interface import ClusterView, PendingContainer, Placer, Policy, Splitter
 from edgesplit.cluster.mab import MABSplitter
 from edgesplit.cluster.metrics import IntervalMetrics
-from edgesplit.cluster.policy import ClusterView, PendingContainer, Placer, Policy, Splitter
 from edgesplit.cluster.simulator import Simulator
 from edgesplit.errors import InputError
 
@@ -60,7 +60,7 @@ TABLE1 = ("mc", "gillis", "s+g", "l+g", "r+d", "m+g", "splitplace")
 
 
 @dataclass
-class Trained:
+class LearnedState:
     """Learned state shared by the learning policies of one experiment."""
 
     mab_state: dict[str, Any] | None = None
@@ -145,12 +145,12 @@ def train_mab(
     return mab
 
 
-def make_policy(name: str, seed: int = 0, trained: Trained | None = None) -> Policy:
+def make_policy(name: str, seed: int = 0, trained: LearnedState | None = None) -> Policy:
     """Build a named policy; learning parts come from ``trained`` (see :func:`prepare`)."""
     if name not in POLICIES:
         raise InputError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
     split_name, place_name = POLICIES[name]
-    trained = trained or Trained()
+    trained = trained or LearnedState()
     splitter: Splitter
     if split_name == "mab":
         if trained.mab_state is None:
@@ -181,13 +181,13 @@ def prepare(
     profiles: dict[str, AppProfile],
     names: Sequence[str],
     mab_state: dict[str, Any] | None = None,
-) -> Trained:
+) -> LearnedState:
     """Train what ``names`` need: the MAB (unless given) and the DASO/GOBI surrogates."""
     for name in names:
         if name not in POLICIES:
             raise InputError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
     parts = {p for n in names for p in POLICIES[n]}
-    trained = Trained(mab_state=mab_state)
+    trained = LearnedState(mab_state=mab_state)
     if "mab" in parts and mab_state is None:
         mab = train_mab(config, profiles)
         trained.mab_state = mab.state()
@@ -203,7 +203,7 @@ def run_policy(
     config: ClusterConfig,
     name: str,
     profiles: dict[str, AppProfile],
-    trained: Trained,
+    trained: LearnedState,
     seed: int | None = None,
     on_interval: Callable[[IntervalMetrics], None] | None = None,
 ) -> tuple[list[IntervalMetrics], Policy]:

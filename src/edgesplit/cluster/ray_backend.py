@@ -8,7 +8,7 @@ those decisions with real networks on real inputs and measures what happens:
   cluster start each worker with ``ray start --address HEAD --resources '{"host3": 1}'``
   and pass ``address``.
 - **Application**: the MNIST-like app trained on sklearn digits
-  (:func:`edgesplit.cluster.accuracy.train_digits`) at 8x8 input. Layer fragments are the
+  (:func:`edgesplit.cluster.variant_accuracy.train_digits`) at 8x8 input. Layer fragments are the
   parts of :func:`edgesplit.graph.partition.split_at` on its traced graph; semantic
   fragments are the k class-subset networks; compressed is the half-width network.
 - **Tasks** are Ray tasks pinned to their host's resource; a layer split chains them,
@@ -34,16 +34,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgesplit.cluster.accuracy import SemanticEnsemble, train_digits
 from edgesplit.cluster.apps import AppProfile, balanced_cuts, build_profile
 from edgesplit.cluster.config import AppSpec, ClusterConfig, HostSpec, WorkloadSpec
+from edgesplit.cluster.interface import ClusterView, PendingContainer, Placer
 from edgesplit.cluster.metrics import IntervalMetrics, TaskRecord
 from edgesplit.cluster.policies import make_policy, prepare
-from edgesplit.cluster.policy import ClusterView, PendingContainer, Placer
 from edgesplit.cluster.simulator import Simulator
+from edgesplit.cluster.variant_accuracy import SemanticEnsemble, train_digits
 from edgesplit.errors import InputError
 from edgesplit.graph import trace
 from edgesplit.graph.partition import split_at
+from edgesplit.system.power import RASPBERRY_PI_4B_4GB
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def small_cluster(
             cores=1,
             ram_mb=4096.0,
             latency_s=0.0,
-            power_w=(2.45, 2.78, 2.90, 3.03, 3.65, 3.66, 3.69, 3.71, 3.72, 4.14, 4.75),
+            power=RASPBERRY_PI_4B_4GB,
         )
         for i in range(hosts)
     ]

@@ -36,19 +36,12 @@ import simpy
 
 from edgesplit.cluster.apps import AppProfile, Fragment, build_profiles
 from edgesplit.cluster.config import ClusterConfig, HostSpec
+from edgesplit.cluster.interface import ClusterView, NewTask, PendingContainer, Policy
 from edgesplit.cluster.metrics import IntervalMetrics, TaskRecord, jain, reward
 from edgesplit.cluster.mobility import Mobility
-from edgesplit.cluster.policy import ClusterView, NewTask, PendingContainer, Policy
 from edgesplit.errors import InputError
 
 _EPS_S = 1e-9  # work finishing within a nanosecond of now counts as finished
-
-
-def power_at(curve: tuple[float, ...], utilisation: float) -> float:
-    """Linear interpolation of an 11-point power curve (W at 0, 10, ..., 100 % CPU)."""
-    u = min(max(utilisation, 0.0), 1.0) * 10.0
-    lo = min(int(u), 9)
-    return curve[lo] + (curve[lo + 1] - curve[lo]) * (u - lo)
 
 
 class HostRuntime:
@@ -77,7 +70,7 @@ class HostRuntime:
         dt = now - self.last
         if dt > 0:
             u = self.utilisation()
-            self.energy_j += power_at(self.spec.power_w, u) * dt
+            self.energy_j += self.spec.power.joules(u, dt)
             self.busy_s += u * dt
             done = self.rate() * dt
             for job in self.jobs.values():
@@ -191,8 +184,9 @@ class Simulator:
         if src == dst:
             return 0.0
         ends = [self.links[h] for h in (src, dst) if h is not None]
-        bw = min(b for b, _ in ends)
-        return sum(lat for _, lat in ends) + nbytes * 8.0 / (bw * 1e6)
+        # Through the broker: both one-way delays, at the slower link's rate (eq. 4.3 per hop
+        # without store-and-forward).
+        return sum(e.rtt / 2.0 for e in ends) + nbytes * 8.0 / min(e.rate_bps for e in ends)
 
     def _compute(self, c: _Container) -> Generator[simpy.Event, Any, None]:
         assert c.host is not None
@@ -286,9 +280,9 @@ class Simulator:
             ram_used_mb=np.array([h.ram_used_mb for h in self.hosts]),
             jobs=np.array([len(h.jobs) for h in self.hosts], dtype=float),
             queued_work=np.array([max(h.queued_work, 0.0) for h in self.hosts]),
-            bandwidth_mbps=np.array([b for b, _ in self.links]),
-            latency_s=np.array([lat for _, lat in self.links]),
-            power_max_w=np.array([h.power_w[-1] for h in hs]),
+            bandwidth_mbps=np.array([e.rate_bps / 1e6 for e in self.links]),
+            latency_s=np.array([e.rtt / 2.0 for e in self.links]),
+            power_max_w=np.array([h.power.peak_w for h in hs]),
         )
 
     def _pending_views(self) -> list[PendingContainer]:
@@ -345,7 +339,7 @@ class Simulator:
             h.advance(now)
         energy = [h.energy_j - e for h, e in zip(self.hosts, energy0)]
         busy = tuple((h.busy_s - b) / self.cfg.interval_s for h, b in zip(self.hosts, busy0))
-        max_j = max(h.power_w[-1] for h in self.cfg.hosts) * self.cfg.interval_s
+        max_j = max(h.power.peak_w for h in self.cfg.hosts) * self.cfg.interval_s
         aec = float(np.mean(energy)) / max_j
         left, self.left = tuple(self.left), []
         for t in left:  # eq. 2: EMA of the layer-split response time per app

@@ -16,7 +16,7 @@ Training: Adam (lr 3e-3), 40 epochs, batch 64, 70/30 stratified split, seed 0; a
 seconds on two cores. FashionMNIST and CIFAR100 have no offline data here: their rows in the
 JSON are *assumed* values, marked as such, and every app's ``accuracy`` field replaces them.
 
-Regenerate the shipped table with ``python -m edgesplit.cluster.accuracy``.
+Regenerate the shipped table with ``python -m edgesplit.cluster.variant_accuracy``.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ class SemanticEnsemble(nn.Module):
 
 
 @dataclass(frozen=True)
-class Trained:
-    """Trained networks of one app: modules per variant, accuracy and held-out data."""
+class TrainedVariants:
+    """TrainedVariants networks of one app: modules per variant, accuracy and held-out data."""
 
     modules: dict[str, nn.Module]
     accuracy: dict[str, float]
@@ -94,7 +94,7 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: 
     model.eval()
 
 
-def train_digits(app: AppSpec, k: int, epochs: int = 40, seed: int = 0) -> Trained:
+def train_digits(app: AppSpec, k: int, epochs: int = 40, seed: int = 0) -> TrainedVariants:
     """Train the three variants of ``app`` (10 classes, 1 channel) on digits; O(epochs n)."""
     xa, ya, xb, yb = digits_data(seed)
     modules: dict[str, nn.Module] = {
@@ -110,7 +110,7 @@ def train_digits(app: AppSpec, k: int, epochs: int = 40, seed: int = 0) -> Train
         _fit(m, xa, ya, epochs, seed)
         with torch.no_grad():
             accuracy[name] = float((m(xb).argmax(1) == yb).float().mean())
-    return Trained(modules, accuracy, xb, yb)
+    return TrainedVariants(modules, accuracy, xb, yb)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     mnist = next(a for a in w.apps if a.name == "mnist")
     trained = train_digits(mnist, w.fragments)
     doc = {
-        "generated_by": "python -m edgesplit.cluster.accuracy",
+        "generated_by": "python -m edgesplit.cluster.variant_accuracy",
         "apps": {
             "mnist": {
                 "accuracy": trained.accuracy,
