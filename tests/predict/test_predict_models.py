@@ -20,7 +20,6 @@ from edgesplit.predict.clock import (
     normalised_slopes,
 )
 from edgesplit.predict.coefficients import PreDNNOffModel
-from edgesplit.predict.communication import offload_seconds, shannon_rate, transfer_seconds
 from edgesplit.predict.features import input_bytes, kernel_term
 from edgesplit.predict.layer_regression import LayerTypeRegressor
 from edgesplit.predict.profile import profile_graph
@@ -125,15 +124,6 @@ def test_luger_clock_model() -> None:
     assert cloud.node_seconds().sum() == pytest.approx(0.21)
     with pytest.raises(NotFittedError):
         LugerEdgeModel(power_law=ClockPowerLaw(), n_layers=3).fit([1, 2], [1, 2])
-
-
-def test_communication_formulas() -> None:
-    # Luger eq. 4.3 in SI units: 900 kB over 7.2 Mbit/s with a 40 ms ping
-    assert transfer_seconds(900_000, bandwidth_bps=7.2e6, rtt_s=0.04) == pytest.approx(1.02)
-    assert transfer_seconds(0, bandwidth_bps=7.2e6, rtt_s=0.04) == 0.0
-    both = offload_seconds(900_000, 4_000, bandwidth_bps=7.2e6, rtt_s=0.04)
-    assert both == pytest.approx(1.02 + 4_000 * 8 / 7.2e6 + 0.02)
-    assert shannon_rate(20e6, 2**10 - 1) == pytest.approx(200e6)
 
 
 def test_profile_predictor(graphs: list[Graph]) -> None:
