@@ -17,12 +17,13 @@ import statistics
 
 from _common import save
 
-from edgesplit.multidevice import DeviceCosts, Problem
+from edgesplit.multidevice import DeviceCosts, MecProblem
 from edgesplit.multidevice.bruteforce import solve_bruteforce
 from edgesplit.multidevice.heuristic import solve_heuristic
+from edgesplit.system.link import Link
 
 
-def random_problem(seed: int, n: int = 3, m_range: tuple[int, int] = (2, 4)) -> Problem:
+def random_problem(seed: int, n: int = 3, m_range: tuple[int, int] = (2, 4)) -> MecProblem:
     rng = random.Random(seed)
     devices = []
     for i in range(n):
@@ -35,10 +36,10 @@ def random_problem(seed: int, n: int = 3, m_range: tuple[int, int] = (2, 4)) -> 
                 local_s=tuple(float(rng.randint(1, 9)) for _ in range(m)),
                 server_s=tuple(float(rng.randint(0, 3)) for _ in range(m)),
                 cut_bytes=tuple(rng.randint(0, 5) for _ in range(m + 1)),
-                uplink_bps=8.0,
+                uplink=Link.of(8.0),
             )
         )
-    return Problem(tuple(devices))
+    return MecProblem(tuple(devices))
 
 
 def main() -> None:

@@ -25,18 +25,18 @@ from edgesplit.experiments.gao2019 import _Costs
 from edgesplit.multidevice.cpsat import solve_cpsat
 from edgesplit.multidevice.heuristic import solve_heuristic
 from edgesplit.multidevice.milp import solve_milp
-from edgesplit.multidevice.problem import Problem
+from edgesplit.multidevice.problem import MecProblem
 
 RATES = (2.5, 5.0, 10.0, 20.0)
 
 
-def mixed(costs: _Costs, n: int) -> Problem:
+def mixed(costs: _Costs, n: int) -> MecProblem:
     devices = []
     for i in range(n):
         model = ("alexnet", "vgg16")[i % 2]
         one = costs.problem(model, 1, RATES[i % len(RATES)]).devices[0]
         devices.append(type(one)(**{**vars(one), "name": f"{model}-{i}"}))
-    return Problem(tuple(devices))
+    return MecProblem(tuple(devices))
 
 
 def row(name: str, s) -> dict:  # type: ignore[no-untyped-def]

@@ -7,10 +7,11 @@ from collections.abc import Callable
 
 import pytest
 
-from edgesplit.multidevice import DeviceCosts, Problem
+from edgesplit.multidevice import DeviceCosts, MecProblem
+from edgesplit.system.link import Link
 
 
-def random_problem(seed: int, n: int, m_range: tuple[int, int]) -> Problem:
+def random_problem(seed: int, n: int, m_range: tuple[int, int]) -> MecProblem:
     """Integer delays and bytes so that the solvers' rounding is exact."""
     rng = random.Random(seed)
     devices = []
@@ -24,12 +25,12 @@ def random_problem(seed: int, n: int, m_range: tuple[int, int]) -> Problem:
                 local_s=tuple(float(rng.randint(1, 9)) for _ in range(m)),
                 server_s=tuple(float(rng.randint(0, 3)) for _ in range(m)),
                 cut_bytes=tuple(rng.randint(0, 5) for _ in range(m + 1)),
-                uplink_bps=8.0,  # one byte per second
+                uplink=Link.of(8.0),  # one byte per second
             )
         )
-    return Problem(tuple(devices))
+    return MecProblem(tuple(devices))
 
 
 @pytest.fixture
-def make_problem() -> Callable[[int, int, tuple[int, int]], Problem]:
+def make_problem() -> Callable[[int, int, tuple[int, int]], MecProblem]:
     return random_problem

@@ -7,17 +7,18 @@ from collections.abc import Callable
 
 import pytest
 
-from edgesplit.multidevice import DeviceCosts, Problem, evaluate, solve
+from edgesplit.multidevice import DeviceCosts, MecProblem, evaluate, solve
 from edgesplit.multidevice.bruteforce import solve_bruteforce
 from edgesplit.multidevice.heuristic import solve_heuristic
 from edgesplit.multidevice.problem import job_sequence
+from edgesplit.system.link import Link
 
-Make = Callable[[int, int, tuple[int, int]], Problem]
+Make = Callable[[int, int, tuple[int, int]], MecProblem]
 
 CASES = [(seed, 2, (1, 6)) for seed in range(6)] + [(seed, 3, (1, 4)) for seed in range(6, 14)]
 
 
-def _independent_average(problem: Problem, schedule) -> float:  # type: ignore[no-untyped-def]
+def _independent_average(problem: MecProblem, schedule) -> float:  # type: ignore[no-untyped-def]
     """Recompute the average completion from the schedule's segments alone."""
     busy = sorted((s.start_s, s.finish_s) for s in schedule.segments)
     for (_, f), (s, _) in zip(busy, busy[1:]):
@@ -30,7 +31,7 @@ def _independent_average(problem: Problem, schedule) -> float:  # type: ignore[n
             continue
         segs = sorted((s for s in schedule.segments if s.device == i), key=lambda s: s.first)
         assert segs[0].first == k and segs[-1].stop == d.m
-        arrival = sum(d.local_s[:k]) + d.cut_bytes[k] * 8 / d.uplink_bps
+        arrival = sum(d.local_s[:k]) + d.cut_bytes[k] * 8 / d.uplink.rate_bps
         assert segs[0].start_s >= arrival - 1e-9
         for seg in segs:
             assert seg.finish_s - seg.start_s == pytest.approx(
@@ -65,14 +66,14 @@ def _device(name: str, local: list[float], server: list[float], cut: list[int]) 
         local_s=tuple(local),
         server_s=tuple(server),
         cut_bytes=tuple(cut),
-        uplink_bps=8.0,
+        uplink=Link.of(8.0),
     )
 
 
 def test_server_may_interleave_tails_between_layers() -> None:
     # A's long tail arrives at 0; B's short one at 1. Eq. 16 lets the server run A's first
     # layer, then B, then the rest of A: 2 + 11 = 13, against 14 for whole tails.
-    problem = Problem(
+    problem = MecProblem(
         (
             _device("A", [100.0, 100.0], [1.0, 9.0], [0, 0, 0]),
             _device("B", [100.0], [1.0], [1, 0]),

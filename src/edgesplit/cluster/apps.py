@@ -13,8 +13,8 @@ Each application is a SplitNet-style CNN family (Kim et al. 2017, the paper's [1
 Fragment compute (instructions per input), memory and transfer bytes are read from the
 traced graphs; nothing is invented. Accuracy comes from ``data/accuracy.json`` (written by
 ``python -m edgesplit.cluster.variant_accuracy``, which trains all three variants on
-sklearn digits) or from the app's ``accuracy`` field. Building a profile traces ``k + 2`` small networks:
-O(total nodes) time.
+sklearn digits) or from the app's ``accuracy`` field. Building a profile traces ``k + 2``
+small networks: O(total nodes) time.
 """
 
 from __future__ import annotations

@@ -66,7 +66,8 @@ class _Costs:
         return self.cache[model]
 
     def problem(self, model: str, n: int, mbps: float, load: float = 0.0) -> Any:
-        from edgesplit.multidevice.problem import DeviceCosts, Problem
+        from edgesplit.multidevice.problem import DeviceCosts, MecProblem
+        from edgesplit.system.link import Link
 
         layers, secs, cut_bytes = self.get(model)
         slow = 1.0 / (1.0 - load)
@@ -78,11 +79,11 @@ class _Costs:
                 local_s=tuple(s * self.speed_factor for s in secs),
                 server_s=tuple(s * slow for s in secs),
                 cut_bytes=cut_bytes,
-                uplink_bps=mbps * 1e6,
+                uplink=Link.of(mbps * 1e6),
             )
             for i in range(n)
         )
-        return Problem(devices, server_load=load)
+        return MecProblem(devices, server_load=load)
 
 
 def _cases(problem: Any, time_limit: float) -> dict[str, Any]:

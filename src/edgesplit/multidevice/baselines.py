@@ -10,16 +10,16 @@ by a poor order.
 
 from __future__ import annotations
 
-from edgesplit.multidevice.problem import Problem, Schedule, evaluate
+from edgesplit.multidevice.problem import MecProblem, Schedule, evaluate
 
 
-def solve_local(problem: Problem) -> Schedule:
+def solve_local(problem: MecProblem) -> Schedule:
     """Case 3: everything local."""
     splits = [d.m for d in problem.devices]
     return evaluate(problem, splits, [], algorithm="local", status="optimal")
 
 
-def solve_server(problem: Problem, *, time_limit: float = 30.0) -> Schedule:
+def solve_server(problem: MecProblem, *, time_limit: float = 30.0) -> Schedule:
     """Case 2: everything on the server, in the best server order."""
     from edgesplit.multidevice.cpsat import solve_cpsat
 

@@ -14,12 +14,12 @@ import time
 from collections.abc import Iterator
 
 from edgesplit.errors import InputError
-from edgesplit.multidevice.problem import Problem, Schedule, Subtask, evaluate
+from edgesplit.multidevice.problem import MecProblem, Schedule, Subtask, evaluate
 
 MAX_ORDERS = 2_000_000
 
 
-def solve_bruteforce(problem: Problem) -> Schedule:
+def solve_bruteforce(problem: MecProblem) -> Schedule:
     """The exact optimum by enumeration; refuses instances with too many orders."""
     t0 = time.perf_counter()
     best: tuple[float, tuple[int, ...], list[Subtask]] | None = None
@@ -51,7 +51,7 @@ def solve_bruteforce(problem: Problem) -> Schedule:
 
 
 def _orders(
-    problem: Problem,
+    problem: MecProblem,
     splits: list[int],
     ready: list[float],
     remaining: list[int],

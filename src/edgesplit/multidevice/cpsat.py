@@ -37,11 +37,11 @@ from ortools.sat.python import cp_model
 
 from edgesplit.errors import InputError
 from edgesplit.multidevice.heuristic import pareto_splits
-from edgesplit.multidevice.problem import Problem, Schedule, evaluate, sequence_from_starts
+from edgesplit.multidevice.problem import MecProblem, Schedule, evaluate, sequence_from_starts
 
 
 def solve_cpsat(
-    problem: Problem,
+    problem: MecProblem,
     *,
     time_limit: float = 60.0,
     num_workers: int = 2,
@@ -142,11 +142,11 @@ def solve_cpsat(
     )
 
 
-def _identical_pairs(problem: Problem) -> list[tuple[int, int]]:
+def _identical_pairs(problem: MecProblem) -> list[tuple[int, int]]:
     pairs = []
     last: dict[tuple[object, ...], int] = {}
     for i, d in enumerate(problem.devices):
-        key = (d.local_s, d.server_s, d.cut_bytes, d.uplink_bps)
+        key = (d.local_s, d.server_s, d.cut_bytes, d.uplink)
         if key in last:
             pairs.append((last[key], i))
         last[key] = i
@@ -157,7 +157,7 @@ def _add_hint(model, problem, hint, xs, starts, q):  # type: ignore[no-untyped-d
     """Seed CP-SAT with a schedule, relabelled to respect the symmetry breaking."""
     groups: dict[tuple[object, ...], list[int]] = {}
     for i, d in enumerate(problem.devices):
-        groups.setdefault((d.local_s, d.server_s, d.cut_bytes, d.uplink_bps), []).append(i)
+        groups.setdefault((d.local_s, d.server_s, d.cut_bytes, d.uplink), []).append(i)
     source = list(range(problem.n))
     for members in groups.values():
         by_completion = sorted(members, key=lambda i: hint.devices[i].completion_s)

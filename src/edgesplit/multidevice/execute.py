@@ -18,7 +18,8 @@
 
 Mobile speed is emulated by time dilation on *CPU time* (:func:`_dilate`): a head that
 used ``t`` CPU seconds ends ``t · local_factor`` after it began; server segments likewise
-by ``server_factor / (1 - load)`` (no dilation at factor 1). The factors come from the instance (``Problem.meta``).
+by ``server_factor / (1 - load)`` (no dilation at factor 1). The factors come from the
+instance (``MecProblem.meta``).
 The downlink of the (small) output is not shaped and not in the paper's model. Each
 process uses one torch thread; on a 2-core host the N + 1 processes share the cores, which
 the measured times include.
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgesplit.errors import InputError, TransportError
-from edgesplit.multidevice.problem import Problem, Schedule
+from edgesplit.multidevice.problem import MecProblem, Schedule
 
 _START_DELAY_S = 0.5
 _TIMEOUT_S = 300.0
@@ -283,7 +284,7 @@ def _collect(result_q: Any, count: int, procs: list[Any], timeout_s: float) -> l
 
 
 def run_schedule(
-    problem: Problem, schedule: Schedule, *, timeout_s: float = _TIMEOUT_S
+    problem: MecProblem, schedule: Schedule, *, timeout_s: float = _TIMEOUT_S
 ) -> RunResult:
     """Execute ``schedule`` for real (see the module docstring) and compare with its prediction."""
     if any(d.model == "explicit" for d in problem.devices):
@@ -296,7 +297,7 @@ def run_schedule(
                 "model": d.model,
                 "split": r.split,
                 "m": d.m,
-                "uplink_mbps": d.uplink_bps / 1e6,
+                "uplink_mbps": d.uplink.rate_bps / 1e6,
                 "local_factor": local_factor[i],
             }
             for i, (d, r) in enumerate(zip(problem.devices, schedule.devices))

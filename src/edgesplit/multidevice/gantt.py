@@ -6,10 +6,10 @@ import io
 from pathlib import Path
 
 from edgesplit.io import write_atomic
-from edgesplit.multidevice.problem import Problem, Schedule
+from edgesplit.multidevice.problem import MecProblem, Schedule
 
 
-def draw_gantt(problem: Problem, schedule: Schedule, path: str | Path) -> Path:
+def draw_gantt(problem: MecProblem, schedule: Schedule, path: str | Path) -> Path:
     """Write a PNG: one row per device (local, upload) and one for the server's segments."""
     import matplotlib
 

@@ -27,14 +27,14 @@ import time
 from collections.abc import Sequence
 from functools import partial
 
-from edgesplit.multidevice.problem import Problem, Schedule, evaluate, job_sequence
+from edgesplit.multidevice.problem import MecProblem, Schedule, evaluate, job_sequence
 
 _EPS = 1e-12
 #: Up to this many devices, each split move also re-orders all jobs by the list rule.
 _FULL_REORDER_MAX_N = 30
 
 
-def pareto_splits(problem: Problem) -> list[list[int]]:
+def pareto_splits(problem: MecProblem) -> list[list[int]]:
     """Per device, the splits not dominated in (release, server work); local-only kept.
 
     Exact: some optimum of eq. 10-16 uses only these (see :mod:`.cpsat`). O(M log M).
@@ -56,7 +56,7 @@ def pareto_splits(problem: Problem) -> list[list[int]]:
 class _Jobs:
     """Release and processing time of every (device, split), precomputed."""
 
-    def __init__(self, problem: Problem) -> None:
+    def __init__(self, problem: MecProblem) -> None:
         self.release = [[d.release(k) for k in range(d.m + 1)] for d in problem.devices]
         self.work = [[d.server_suffix(k) for k in range(d.m + 1)] for d in problem.devices]
         self.local = [d.local_prefix(d.m) for d in problem.devices]
@@ -95,7 +95,7 @@ class _Jobs:
         return order
 
 
-def solve_heuristic(problem: Problem, *, time_budget: float = 0.8) -> Schedule:
+def solve_heuristic(problem: MecProblem, *, time_budget: float = 0.8) -> Schedule:
     """Split choice + list scheduling + local search; see the module docstring."""
     t0 = time.perf_counter()
     jobs = _Jobs(problem)
@@ -150,7 +150,7 @@ def solve_heuristic(problem: Problem, *, time_budget: float = 0.8) -> Schedule:
     )
 
 
-def srpt_sequence(problem: Problem, splits: Sequence[int]) -> list[tuple[int, int]]:
+def srpt_sequence(problem: MecProblem, splits: Sequence[int]) -> list[tuple[int, int]]:
     """Layer-level shortest-remaining-work-first on the server (uses eq. 16's interleaving).
 
     At every layer boundary run the next layer of the ready device with the least server

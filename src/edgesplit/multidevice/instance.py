@@ -14,7 +14,7 @@ Delay sources, per device and side (``local`` or ``server``):
   ratio of the MAC terms of the paper's eq. 1 and eq. 2 is exactly 10).
 * ``gao``: the polynomial model of eq. 1-2 (:mod:`edgesplit.predict.gao`) fitted by
   least squares on this machine's measured layers of every model in the instance; its
-  held-out R² and MAE are kept in ``Problem.meta["gao_fit"]``. Times ``factor``.
+  held-out R² and MAE are kept in ``MecProblem.meta["gao_fit"]``. Times ``factor``.
 * ``explicit``: ``seconds``, one per layer.
 
 Server load (Fig. 4 of the paper): a level ``L`` in [0, 1) is the share of the server's
@@ -31,7 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from edgesplit.errors import InputError
 from edgesplit.io import read_document
-from edgesplit.multidevice.problem import DeviceCosts, Problem
+from edgesplit.multidevice.problem import DeviceCosts, MecProblem
+from edgesplit.system.link import Link
 
 DEFAULT_SPEED_FACTOR = 10.0
 #: Torch threads every profile here is timed on (wall clock, :mod:`edgesplit.predict.profile`):
@@ -192,7 +193,7 @@ class _Costs:
         return [s * side.factor for s in base]
 
 
-def build_problem(instance: MultiDeviceInstance) -> Problem:
+def build_problem(instance: MultiDeviceInstance) -> MecProblem:
     """Turn an instance into per-layer costs (profiling or fitting on this host if asked)."""
     costs = _Costs(instance)
     slowdown = 1.0 / (1.0 - instance.server_load)
@@ -231,7 +232,7 @@ def build_problem(instance: MultiDeviceInstance) -> Problem:
                     local_s=tuple(local),
                     server_s=tuple(server),
                     cut_bytes=tuple(cut_bytes),
-                    uplink_bps=spec.uplink_mbps * 1e6,
+                    uplink=Link.of(spec.uplink_mbps * 1e6),
                 )
             )
     # The factors are what `multidevice run` dilates real compute by (see execute.py).
@@ -242,15 +243,15 @@ def build_problem(instance: MultiDeviceInstance) -> Problem:
     }
     if costs.gao_report is not None:
         meta["gao_fit"] = costs.gao_report
-    return Problem(tuple(devices), server_load=instance.server_load, meta=meta)
+    return MecProblem(tuple(devices), server_load=instance.server_load, meta=meta)
 
 
-def load_problem(path: str | Path) -> Problem:
+def load_problem(path: str | Path) -> MecProblem:
     """:func:`load_instance` then :func:`build_problem`."""
     return build_problem(load_instance(path))
 
 
-def explicit_instance(problem: Problem) -> dict[str, Any]:
+def explicit_instance(problem: MecProblem) -> dict[str, Any]:
     """Freeze a problem's costs as an explicit instance document (no profiling needed).
 
     Server delays are written *with* the load slowdown applied and ``server_load: 0``, so
@@ -261,7 +262,7 @@ def explicit_instance(problem: Problem) -> dict[str, Any]:
         "devices": [
             {
                 "name": d.name,
-                "uplink_mbps": d.uplink_bps / 1e6,
+                "uplink_mbps": d.uplink.rate_bps / 1e6,
                 **(
                     {"model": d.model}
                     if d.model != "explicit"

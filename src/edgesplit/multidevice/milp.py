@@ -22,7 +22,7 @@ Constraints:
       f_a ≤ s_b + H (1 - y_ab) + H (2 - x_a - x_b)
       f_b ≤ s_a + H y_ab       + H (2 - x_a - x_b)
 
-  ``H`` is :meth:`Problem.horizon`: the latest release plus all server work. The earliest
+  ``H`` is :meth:`MecProblem.horizon`: the latest release plus all server work. The earliest
   schedule of any server order ends by then, so ``[0, H]`` bounds keep an optimum and
   ``H`` relaxes each disjunction fully when it is switched off.
 
@@ -41,7 +41,13 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
-from edgesplit.multidevice.problem import Problem, Schedule, Subtask, evaluate, sequence_from_starts
+from edgesplit.multidevice.problem import (
+    MecProblem,
+    Schedule,
+    Subtask,
+    evaluate,
+    sequence_from_starts,
+)
 
 
 class _Rows:
@@ -69,7 +75,7 @@ class _Rows:
 
 
 def solve_milp(
-    problem: Problem, *, time_limit: float = 60.0, fixed_splits: list[int] | None = None
+    problem: MecProblem, *, time_limit: float = 60.0, fixed_splits: list[int] | None = None
 ) -> Schedule:
     """Solve eq. 10-16 with HiGHS (scipy.optimize.milp); ``fixed_splits`` pins X."""
     t0 = time.perf_counter()

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgesplit.errors import InputError
+from edgesplit.system.link import Link
 
 Subtask = tuple[int, int]
 
@@ -40,8 +41,10 @@ Subtask = tuple[int, int]
 class DeviceCosts:
     """Per-layer costs of one device (seconds and bytes).
 
-    ``transfer_s[k]`` is the upload time at split ``k`` (``cut_bytes[k] · 8 / rate``), with
-    ``transfer_s[M] = 0``: a local-only device sends nothing.
+    ``transfer_s[k]`` is the upload time at split ``k`` over the device's ``uplink``:
+    ``cut_bytes[k] · 8 / rate`` (eq. 3) plus the link's one-way delay ``rtt / 2`` (Luger
+    eq. 4.3; Gao's links have none, ``rtt = 0``), with ``transfer_s[M] = 0``: a local-only
+    device sends nothing.
     """
 
     name: str
@@ -50,7 +53,7 @@ class DeviceCosts:
     local_s: tuple[float, ...]
     server_s: tuple[float, ...]
     cut_bytes: tuple[int, ...]
-    uplink_bps: float
+    uplink: Link
 
     def __post_init__(self) -> None:
         m = len(self.layers)
@@ -65,10 +68,6 @@ class DeviceCosts:
             raise InputError(
                 f"device {self.name!r}: cut_bytes needs {m + 1} entries (cut 0..{m}), "
                 f"got {len(self.cut_bytes)}"
-            )
-        if not self.uplink_bps > 0:
-            raise InputError(
-                f"device {self.name!r}: uplink rate must be positive, got {self.uplink_bps}"
             )
         for label, values in (("local", self.local_s), ("server", self.server_s)):
             bad = [j for j, v in enumerate(values) if not v >= 0]
@@ -86,7 +85,7 @@ class DeviceCosts:
 
     @property
     def transfer_s(self) -> tuple[float, ...]:
-        t = [b * 8.0 / self.uplink_bps for b in self.cut_bytes]
+        t = [self.uplink.seconds(b) for b in self.cut_bytes]
         t[-1] = 0.0
         return tuple(t)
 
@@ -102,8 +101,8 @@ class DeviceCosts:
 
 
 @dataclass(frozen=True)
-class Problem:
-    """One instance: the devices' costs (server delays already include the load slowdown)."""
+class MecProblem:
+    """One Gao et al. MEC instance: N devices' costs (server delays include the load slowdown)."""
 
     devices: tuple[DeviceCosts, ...]
     server_load: float = 0.0
@@ -204,13 +203,13 @@ class Schedule:
         }
 
 
-def job_sequence(problem: Problem, splits: Sequence[int], order: Sequence[int]) -> list[Subtask]:
+def job_sequence(problem: MecProblem, splits: Sequence[int], order: Sequence[int]) -> list[Subtask]:
     """Expand an order of whole tails (non-preemptive) into a subtask sequence."""
     return [(i, j) for i in order for j in range(splits[i], problem.devices[i].m)]
 
 
 def evaluate(
-    problem: Problem,
+    problem: MecProblem,
     splits: Sequence[int],
     server_sequence: Sequence[Subtask],
     algorithm: str = "evaluate",

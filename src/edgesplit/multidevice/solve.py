@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from edgesplit.errors import InputError
-from edgesplit.multidevice.problem import Problem, Schedule
+from edgesplit.multidevice.problem import MecProblem, Schedule
 
 SOLVERS = ("milp", "cpsat", "heuristic", "local", "server", "bruteforce")
 
 
-def solve(problem: Problem, solver: str = "cpsat", *, time_limit: float = 60.0) -> Schedule:
+def solve(problem: MecProblem, solver: str = "cpsat", *, time_limit: float = 60.0) -> Schedule:
     """Solve ``problem`` with ``solver`` (one of :data:`SOLVERS`)."""
     if time_limit <= 0:
         raise InputError(f"--time-limit must be positive, not {time_limit}")
