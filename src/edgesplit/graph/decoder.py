@@ -393,11 +393,11 @@ def check_length(shape: DecoderShape, prompt_len: int, tokens: int) -> None:
         )
 
 
-Step = Callable[[torch.Tensor], tuple[torch.Tensor, list[float], list[int]]]
+DecodeStep = Callable[[torch.Tensor], tuple[torch.Tensor, list[float], list[int]]]
 
 
 def _greedy(
-    step: Step,
+    step: DecodeStep,
     input_ids: torch.Tensor,
     tokens: int,
     on_step: Callable[[StepRecord], None] | None,
