@@ -1,45 +1,133 @@
-"""Options and helpers shared by every command module."""
+"""Options and helpers shared by every command module.
+
+The model options are one bundle that every command taking a model declares the same way
+(inspect, verify, profile, plan, serve, run, run-plan, generate)::
+
+    def cmd(
+        model: str = ModelArg,
+        inputs: list[str] | None = InputOpt,
+        input_shape: str | None = InputShapeOpt,
+        example: str | None = ExampleOpt,
+        weights: str | None = WeightsOpt,
+        model_config: list[str] | None = ModelConfigOpt,
+        trust_model_code: bool = TrustOpt,
+    ) -> None:
+        request = model_request(model, inputs, input_shape, example, weights, model_config)
+        graph, module, example_inputs = load_graph(request)
+
+This module imports no torch, so every ``--help`` answers at once.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
-from edgesplit.graph import Graph, trace
-from edgesplit.models import build, input_shape_from_text, load_weights
+if TYPE_CHECKING:
+    from torch import nn
+
+    from edgesplit.graph import Graph
+    from edgesplit.models import Example, ModelRequest
 
 # Human output goes to stderr-free stdout only when --json is off; --json prints one document.
 console = Console()
 err_console = Console(stderr=True)
 
-ModelArg = typer.Argument(..., help="zoo name (see `edgesplit models`) or package.module:callable")
-InputShapeOpt = typer.Option(None, "--input-shape", help="input shape, e.g. 1,3,224,224")
+MODEL_HELP = (
+    "zoo name (see `edgesplit models`), timm:NAME (any timm architecture), hf:ARCH "
+    "(a transformers class from its default config, e.g. hf:BertModel), hf:ARCH=DIR "
+    "(a local config.json [+ weights]), or package.module:callable"
+)
+ModelArg = typer.Argument(..., help=MODEL_HELP)
+InputOpt = typer.Option(
+    None,
+    "--input",
+    help=(
+        "NAME=SHAPE[:DTYPE], repeatable, e.g. --input input_ids=1x128:int64 "
+        "--input attention_mask=1x128:int64 (dtype default float32). Seeded values: floats "
+        "normal; *mask* ones; *type_ids zeros; position_ids 0..L-1; other integers are token "
+        "ids below the vocabulary size (config.vocab_size, else the first nn.Embedding's "
+        "num_embeddings). Forward arguments not given keep their defaults"
+    ),
+)
+InputShapeOpt = typer.Option(
+    None, "--input-shape", help="shorthand for one float input, e.g. 1,3,224,224 or 1x3x224x224"
+)
+ExampleOpt = typer.Option(
+    None,
+    "--example",
+    help="package.module:callable returning example args (tuple), kwargs (dict) or (args, kwargs)",
+)
+WeightsOpt = typer.Option(
+    None,
+    "--weights",
+    help="state dict (.safetensors or .pt, loaded safely); default: seeded random",
+)
+ModelConfigOpt = typer.Option(
+    None,
+    "--model-config",
+    help=(
+        "KEY=VALUE for timm:/hf: models, repeatable (VALUE read as JSON): hf config fields, "
+        "e.g. num_hidden_layers=2, or timm create_model arguments, e.g. depth=2"
+    ),
+)
+TrustOpt = typer.Option(
+    False,
+    "--trust-model-code",
+    help="import a package.module:callable model named inside a data file (plan, profile, ...)",
+)
 GranularityOpt = typer.Option("layer", "--granularity", help="layer or op")
 JsonOpt = typer.Option(False, "--json", help="print one JSON document on stdout")
-WeightsOpt = typer.Option(None, "--weights", help="state dict (.safetensors or .pt, loaded safely)")
+
+
+def model_request(
+    model: str,
+    inputs: list[str] | None = None,
+    input_shape: str | None = None,
+    example: str | None = None,
+    weights: str | None = None,
+    model_config: list[str] | None = None,
+) -> ModelRequest:
+    """The model options of a command as one :class:`~edgesplit.models.ModelRequest`."""
+    from edgesplit.models import ModelRequest
+
+    return ModelRequest.from_options(model, inputs, input_shape, example, weights, model_config)
+
+
+def file_model_request(
+    name: str,
+    source: str,
+    trust_model_code: bool,
+    inputs: list[str] | None = None,
+    input_shape: str | None = None,
+    example: str | None = None,
+    weights: str | None = None,
+    model_config: list[str] | None = None,
+) -> ModelRequest:
+    """Like :func:`model_request` for a model named inside the data file ``source``."""
+    from edgesplit.models import check_trusted
+
+    check_trusted(name, source, trust_model_code)
+    return model_request(name, inputs, input_shape, example, weights, model_config)
 
 
 def load_graph(
-    model: str,
-    input_shape: str | None,
-    granularity: str = "layer",
-    weights: str | None = None,
-) -> tuple[Graph, Any, Any]:
-    """Resolve, optionally load weights, and trace; returns (graph, module, example input)."""
-    from edgesplit.errors import InputError
+    request: ModelRequest | str, granularity: str = "layer"
+) -> tuple[Graph, nn.Module, Example]:
+    """Build, optionally load weights, and trace; returns (graph, module, example inputs).
 
-    if granularity not in ("layer", "op"):
-        raise InputError(f"--granularity must be 'layer' or 'op', not {granularity!r}")
-    shape = input_shape_from_text(input_shape) if input_shape else None
-    module, x = build(model, shape)
-    if weights:
-        load_weights(module, weights)
-    graph = trace(module, x, name=model, granularity=granularity)  # type: ignore[arg-type]
-    return graph, module, x
+    A plain name is a request with the model's default inputs.
+    """
+    from edgesplit.models import ModelRequest
+    from edgesplit.models.loader import trace_request
+
+    if isinstance(request, str):
+        request = ModelRequest(request)
+    return trace_request(request, granularity)
 
 
 def print_json(doc: Any) -> None:

@@ -9,13 +9,18 @@ import typer
 from rich.table import Table
 
 from edgesplit.commands.common import (
+    ExampleOpt,
     GranularityOpt,
+    InputOpt,
     InputShapeOpt,
     JsonOpt,
     ModelArg,
+    ModelConfigOpt,
+    TrustOpt,
     WeightsOpt,
     console,
     load_graph,
+    model_request,
     print_json,
 )
 from edgesplit.graph import Graph
@@ -64,17 +69,45 @@ def models() -> None:
     for spec in ZOO.values():
         table.add_row(spec.name, ",".join(map(str, spec.input_shape)), spec.description)
     console.print(table)
+    other = Table(
+        title="beyond the zoo: seeded random weights unless --weights; nothing is downloaded",
+        show_header=False,
+    )
+    other.add_column("name", no_wrap=True)
+    other.add_column("what")
+    for row in (
+        ("timm:NAME", "any timm architecture, e.g. timm:vit_tiny_patch16_224"),
+        (
+            "hf:ARCH",
+            "a transformers class from its default config: hf:BertModel, hf:GPT2Model, "
+            "hf:ViTModel, hf:WhisperEncoder; shrink it with --model-config num_hidden_layers=2",
+        ),
+        ("hf:ARCH=DIR", "a local directory with config.json (and weights, if there)"),
+        ("pkg.mod:fn", "your own model, with --input-shape, --input or --example"),
+        (
+            "inputs",
+            "hf text: input_ids (+attention_mask) 1x16 int64; vision: pixel_values "
+            "1xCxHxW; Whisper: input_features; timm: 1 x its input_size",
+        ),
+    ):
+        other.add_row(*row)
+    console.print(other)
 
 
 def inspect(
     model: str = ModelArg,
+    inputs: list[str] | None = InputOpt,
     input_shape: str | None = InputShapeOpt,
-    granularity: str = GranularityOpt,
+    example: str | None = ExampleOpt,
     weights: str | None = WeightsOpt,
+    model_config: list[str] | None = ModelConfigOpt,
+    trust_model_code: bool = TrustOpt,
+    granularity: str = GranularityOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Show the nodes of MODEL and the bytes that cross every cut."""
-    graph, _, _ = load_graph(model, input_shape, granularity, weights)
+    request = model_request(model, inputs, input_shape, example, weights, model_config)
+    graph, _, _ = load_graph(request, granularity)
     if as_json:
         print_json(graph_document(graph))
         return
@@ -114,20 +147,25 @@ def inspect(
 
 def verify(
     model: str = ModelArg,
+    inputs: list[str] | None = InputOpt,
     input_shape: str | None = InputShapeOpt,
-    granularity: str = GranularityOpt,
+    example: str | None = ExampleOpt,
     weights: str | None = WeightsOpt,
+    model_config: list[str] | None = ModelConfigOpt,
+    trust_model_code: bool = TrustOpt,
+    granularity: str = GranularityOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Check that splitting MODEL at every cut gives output torch.equal to the unsplit model."""
     from edgesplit.graph.partition import split_at
 
-    graph, module, x = load_graph(model, input_shape, granularity, weights)
+    request = model_request(model, inputs, input_shape, example, weights, model_config)
+    graph, module, ex = load_graph(request, granularity)
     with torch.inference_mode():
-        reference = module(x)
+        reference = ex.run(module)
         results = []
         for k in range(len(graph.nodes) + 1):
-            out = split_at(graph, [k])(x)
+            out = split_at(graph, [k])(*ex.args, **ex.kwargs)
             results.append({"cut": k, "equal": bool(_equal(out, reference))})
     passed = all(r["equal"] for r in results)
     if as_json:
@@ -160,7 +198,11 @@ def _equal(a: Any, b: Any) -> bool:
 def profile(
     model: str = ModelArg,
     output: str = typer.Option(..., "-o", "--output", help="profile JSON to write"),
+    inputs: list[str] | None = InputOpt,
     input_shape: str | None = InputShapeOpt,
+    example: str | None = ExampleOpt,
+    model_config: list[str] | None = ModelConfigOpt,
+    trust_model_code: bool = TrustOpt,
     granularity: str = GranularityOpt,
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
     repeats: int = typer.Option(20, "--repeats", help="timed repeats per node"),
@@ -178,7 +220,9 @@ def profile(
     """
     from edgesplit.predict.profile import profile_graph
 
-    graph, _, x = load_graph(model, input_shape, granularity, weights)
+    request = model_request(model, inputs, input_shape, example, weights, model_config)
+    graph, _, ex = load_graph(request, granularity)
+    x = ex.single("profile")
     n_threads = torch.get_num_threads() if threads is None else threads
     prof = profile_graph(graph, x, threads=n_threads, repeats=repeats, warmup=warmup, device=device)
     prof.save(output)

@@ -127,9 +127,11 @@ def fit_delay(
 
     nodes, secs = sample_layers(samples, repeats=repeats, threads=PROFILE_THREADS)
     for model in models:
-        graph, _, x = load_graph(model, None)
+        graph, _, example = load_graph(model)
         nodes.extend(graph.nodes)
-        prof = profile_graph(graph, x, threads=PROFILE_THREADS, repeats=repeats, warmup=2)
+        prof = profile_graph(
+            graph, example.single("fit-delay"), threads=PROFILE_THREADS, repeats=repeats, warmup=2
+        )
         secs.extend(prof.seconds(graph))
     report = fit_with_holdout(nodes, secs)
     doc = {

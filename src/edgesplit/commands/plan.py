@@ -8,12 +8,18 @@ import typer
 from rich.table import Table
 
 from edgesplit.commands.common import (
+    ExampleOpt,
     GranularityOpt,
+    InputOpt,
     InputShapeOpt,
     JsonOpt,
     ModelArg,
+    ModelConfigOpt,
+    TrustOpt,
+    WeightsOpt,
     console,
     load_graph,
+    model_request,
     print_json,
 )
 from edgesplit.errors import InputError
@@ -154,7 +160,12 @@ def plan(
         "", "--algorithm", help="solver for more than 2 devices (see registry); 2: two-tier"
     ),
     output: str | None = typer.Option(None, "-o", "--output", help="write the chosen plan JSON"),
+    inputs: list[str] | None = InputOpt,
     input_shape: str | None = InputShapeOpt,
+    example: str | None = ExampleOpt,
+    weights: str | None = WeightsOpt,
+    model_config: list[str] | None = ModelConfigOpt,
+    trust_model_code: bool = TrustOpt,
     granularity: str = GranularityOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -168,7 +179,8 @@ def plan(
         raise InputError(f"--objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
     if not 0.0 <= weight <= 1.0:
         raise InputError(f"--weight must lie in [0, 1], not {weight}")
-    graph, _, _ = load_graph(model, input_shape, granularity)
+    request = model_request(model, inputs, input_shape, example, weights, model_config)
+    graph, _, example_inputs = load_graph(request, granularity)
     if system is not None:
         from edgesplit.system import load_system
 
@@ -196,7 +208,9 @@ def plan(
         chosen = solve(problem, algorithm or "exhaustive")
         doc = {"model": graph.name, "devices": list(problem.devices), "chosen": chosen.to_dict()}
     if output:
-        write_json(output, chosen.to_dict())
+        # The model options travel with the plan, so run-plan rebuilds the same model.
+        options = {"model_options": request.describe(example_inputs)}
+        write_json(output, {**chosen.to_dict(), "meta": {**chosen.meta, **options}})
     if as_json:
         print_json(doc)
     elif two_tier:

@@ -8,14 +8,36 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from edgesplit.commands.common import JsonOpt, ModelArg, console, err_console, print_json
+from edgesplit.commands.common import (
+    ExampleOpt,
+    InputOpt,
+    InputShapeOpt,
+    JsonOpt,
+    ModelArg,
+    ModelConfigOpt,
+    TrustOpt,
+    WeightsOpt,
+    console,
+    err_console,
+    model_request,
+    print_json,
+)
 from edgesplit.errors import InputError
 
 
 def serve(
     model: list[str] = typer.Option(
-        ["alexnet"], "--model", "-m", help="model to serve (repeat for several)"
+        ["alexnet"],
+        "--model",
+        "-m",
+        help="model to serve (repeat for several); the model options below apply to each",
     ),
+    inputs: list[str] | None = InputOpt,
+    input_shape: str | None = InputShapeOpt,
+    example: str | None = ExampleOpt,
+    weights: str | None = WeightsOpt,
+    model_config: list[str] | None = ModelConfigOpt,
+    trust_model_code: bool = TrustOpt,
     host: str = typer.Option("127.0.0.1", help="bind address; non-loopback needs --token"),
     port: int = typer.Option(8000, help="TCP port"),
     device: str = typer.Option("cpu", help="cpu or cuda (the cloud tier on a GPU)"),
@@ -46,8 +68,11 @@ def serve(
         raise InputError(f"--device must be cpu or cuda, not {device!r}")
     if threads:
         torch.set_num_threads(threads)
+    requests = tuple(
+        model_request(m, inputs, input_shape, example, weights, model_config) for m in model
+    )
     config = ServerConfig(
-        models=tuple(model),
+        models=requests,
         device=device,
         max_body_bytes=max_body,
         max_concurrency=max_concurrency,
@@ -80,6 +105,12 @@ def serve(
 
 def run(
     model: str = ModelArg,
+    inputs: list[str] | None = InputOpt,
+    input_shape: str | None = InputShapeOpt,
+    example: str | None = ExampleOpt,
+    weights: str | None = WeightsOpt,
+    model_config: list[str] | None = ModelConfigOpt,
+    trust_model_code: bool = TrustOpt,
     server: str | None = typer.Option(
         None, help="cloud URL, e.g. http://127.0.0.1:8000; default: an in-process server"
     ),
@@ -130,6 +161,7 @@ def run(
     ref_ghz = parse_frequency(ref_clock) / 1e9
     opts = RunOptions(
         model=model,
+        request=model_request(model, inputs, input_shape, example, weights, model_config),
         server=server,
         token=token,
         fixed_cut=cut,
@@ -203,18 +235,35 @@ def run_plan(
         [], "--remote", help="DEVICE=URL of a server running `edgesplit serve --model M`"
     ),
     token: str | None = typer.Option(None, envvar="EDGESPLIT_TOKEN", help="bearer token"),
-    input_shape: str | None = typer.Option(None, "--input-shape", help="e.g. 1,3,224,224"),
+    inputs: list[str] | None = InputOpt,
+    input_shape: str | None = InputShapeOpt,
+    example: str | None = ExampleOpt,
+    weights: str | None = WeightsOpt,
+    model_config: list[str] | None = ModelConfigOpt,
+    trust_model_code: bool = TrustOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Execute a multi-device plan for real: local parts here, the others on their servers."""
     import torch
 
-    from edgesplit.commands.common import load_graph
+    from edgesplit.commands.common import file_model_request, load_graph
+    from edgesplit.models import ModelRequest
     from edgesplit.plan.types import load_plan
     from edgesplit.runtime.multihop import execute_plan
     from edgesplit.runtime.transport import HTTPTransport
 
     plan = load_plan(plan_file)
+    source = f"plan file {str(plan_file)!r}"
+    if inputs or input_shape or example or weights or model_config:
+        request = file_model_request(
+            plan.model, source, trust_model_code, inputs, input_shape, example, weights,
+            model_config,
+        )  # fmt: skip
+    else:
+        recorded = plan.meta.get("model_options") or {}
+        if not isinstance(recorded, dict):
+            raise InputError(f"{source}: meta.model_options must be a mapping; re-run plan -o")
+        request = ModelRequest.from_record(plan.model, recorded, source, trust_model_code)
     urls = {}
     for item in remote:
         name, sep, url = item.partition("=")
@@ -223,10 +272,11 @@ def run_plan(
                 f"--remote {item!r}: write DEVICE=URL with DEVICE one of {', '.join(plan.devices)}"
             )
         urls[name] = url
-    graph, module, x = load_graph(plan.model, input_shape)
+    graph, module, ex = load_graph(request)
+    x = ex.single("run-plan")
     if len(plan.assignment) != len(graph.nodes):
         raise InputError(
-            f"plan assigns {len(plan.assignment)} nodes but {plan.model!r} has "
+            f"{source} assigns {len(plan.assignment)} nodes but {plan.model!r} has "
             f"{len(graph.nodes)}; re-plan with the same model and granularity"
         )
     remotes = {name: HTTPTransport(url, token=token) for name, url in urls.items()}
@@ -236,7 +286,7 @@ def run_plan(
         for t in remotes.values():
             t.close()
     with torch.inference_mode():
-        equal = bool(torch.equal(out, module(x)))
+        equal = bool(torch.equal(out, ex.run(module)))
     doc = {
         "model": plan.model,
         "devices": list(plan.devices),

@@ -154,14 +154,14 @@ def _hf_local(arch: str, path: Path, overrides: dict[str, Any]) -> nn.Module:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise InputError(f"{str(path / 'config.json')!r} cannot be read: {first}") from None
     arch = arch or next(iter(getattr(config, "architectures", None) or []), "")
-    if not arch:
-        raise InputError(
-            f"{str(path / 'config.json')!r} names no architectures; write hf:ARCH={path}"
-        )
-    cls = _hf_class(arch)
+    # No architecture named: the config's base model (AutoModel), as transformers does.
+    cls: Any = _hf_class(arch) if arch else transformers.AutoModel
+    model: nn.Module
     if any((path / f).is_file() for f in _WEIGHT_FILES):
-        return cls.from_pretrained(str(path), config=config, local_files_only=True)  # type: ignore[no-any-return]
-    return cls(config)  # type: ignore[no-any-return]
+        model = cls.from_pretrained(str(path), config=config, local_files_only=True)
+    else:
+        model = cls(config) if arch else cls.from_config(config)
+    return model
 
 
 def default_hf_inputs(model: nn.Module) -> tuple[InputSpec, ...]:

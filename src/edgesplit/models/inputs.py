@@ -13,7 +13,8 @@ takes, with seeded values that are valid for the model:
   neither).
 
 Inputs are matched against ``inspect.signature(model.forward)``: a name the forward does not
-take, or a required argument left out, is a one-line :class:`InputError`. Given inputs that
+take, or a required argument left out, is a one-line :class:`InputError` (a ``**kwargs``
+beside named parameters, as in Hugging Face models, takes flags and does not widen the names). Given inputs that
 lead the forward's parameter list are passed positionally, the rest by keyword; optional
 arguments not given are left out, so the tracer keeps their defaults as constants.
 ``--example package.module:callable`` replaces the specs for inputs that are not plain tensors.
@@ -128,6 +129,17 @@ class Example:
     def run(self, module: nn.Module) -> Any:
         return module(*self.args, **self.kwargs)
 
+    def single(self, what: str) -> torch.Tensor:
+        """The one tensor input, for code paths that take exactly one (``what`` names them)."""
+        import torch
+
+        if len(self.args) != 1 or self.kwargs or not isinstance(self.args[0], torch.Tensor):
+            raise InputError(
+                f"{what} takes a model with one tensor input, not {self.describe()}; "
+                "use a one-input model or --input-shape"
+            )
+        return self.args[0]
+
 
 def forward_parameters(module: nn.Module) -> tuple[list[inspect.Parameter], bool]:
     """The forward's named parameters and whether it takes ``**kwargs``."""
@@ -204,8 +216,11 @@ def arrange(
     params, var_kw = forward_parameters(module)
     known = [p.name for p in params]
     cls = type(module).__name__
+    # **kwargs beside named parameters (Hugging Face) takes flags, not tensors: refuse
+    # other names unless the forward names no parameter at all.
+    open_ended = var_kw and not known
     for label, name in zip(labels, values, strict=True):
-        if name not in known and not var_kw:
+        if name not in known and not open_ended:
             raise InputError(
                 f"{label}: {cls}.forward takes no input {name!r}; "
                 f"it takes {', '.join(known) or 'no named inputs'}"
@@ -264,7 +279,7 @@ def example_from_callable(ref: str, module: nn.Module) -> Example:
         raise InputError(f"--example {ref!r} returned no inputs; return at least one argument")
     named, var_kw = forward_parameters(module)
     known = [p.name for p in named]
-    bad = [k for k in kwargs if k not in known and not var_kw]
+    bad = [k for k in kwargs if k not in known and not (var_kw and not known)]
     if bad:
         raise InputError(
             f"--example {ref!r}: {type(module).__name__}.forward takes no input {bad[0]!r}; "
@@ -286,7 +301,8 @@ def check_accepts(module: nn.Module, example: Example, model: str) -> None:
         fix = (
             "fix what --example returns"
             if example.text[:1] and example.text[0].startswith("example=")
-            else "give each --input NAME=SHAPE[:DTYPE] the shape and dtype its forward expects"
+            else "pass the shape and dtype its forward expects "
+            "(--input-shape, or --input NAME=SHAPE[:DTYPE] per input)"
         )
         raise ShapeError(
             f"model {model!r} rejects inputs {example.describe()}: {reason}; {fix}"

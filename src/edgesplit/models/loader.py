@@ -32,6 +32,8 @@ from edgesplit.models.inputs import (
 if TYPE_CHECKING:
     from torch import nn
 
+    from edgesplit.graph import Graph
+
 
 @dataclass(frozen=True)
 class ModelRequest:
@@ -66,18 +68,43 @@ class ModelRequest:
             specs = (InputSpec("_", parse_shape(input_shape)),)
         return cls(name, specs, example, weights, tuple(config or ()))
 
-    def describe(self) -> dict[str, Any]:
-        """The textual form recorded beside plans and profiles."""
-        doc: dict[str, Any] = {"model": self.name}
-        if self.inputs:
-            doc["inputs"] = [str(s) for s in self.inputs]
+    def describe(self, example: Example | None = None) -> dict[str, Any]:
+        """The textual form recorded in plans and profiles (``model`` is recorded beside it).
+
+        With the loaded ``example``, the inputs are the resolved ones (defaults included).
+        """
+        doc: dict[str, Any] = {}
         if self.example:
             doc["example"] = self.example
+        elif example is not None:
+            doc["inputs"] = list(example.text)
+        elif self.inputs:
+            doc["inputs"] = [str(s) for s in self.inputs]
         if self.config:
             doc["model_config"] = list(self.config)
         if self.weights:
             doc["weights"] = self.weights
         return doc
+
+    @classmethod
+    def from_record(
+        cls, name: str, record: dict[str, Any], source: str, trust_code: bool
+    ) -> ModelRequest:
+        """Rebuild a request from :meth:`describe`'s record inside the data file ``source``.
+
+        A model or ``example`` that is code is refused unless ``trust_code``.
+        """
+        check_trusted(name, source, trust_code)
+        example = record.get("example")
+        if example is not None:
+            check_trusted(str(example), source, trust_code, what="example")
+        try:
+            specs = tuple(InputSpec.parse(str(t)) for t in record.get("inputs", ()))
+            config = tuple(str(c) for c in record.get("model_config", ()))
+        except (TypeError, InputError) as err:
+            raise InputError(f"{source}: model options {record!r} are not valid: {err}") from None
+        weights = record.get("weights")
+        return cls(name, specs, example, None if weights is None else str(weights), config)
 
     def load(self) -> tuple[nn.Module, Example]:
         """Build the module (eval mode, seeded weights or ``weights``) and its example."""
@@ -126,12 +153,37 @@ class ModelRequest:
         return module, build_example(specs, module)
 
 
-def check_trusted(name: str, source: str, trust_code: bool) -> None:
+def trace_request(
+    request: ModelRequest, granularity: str = "layer"
+) -> tuple[Graph, nn.Module, Example]:
+    """Build and trace; a trace failure the model itself shows is blamed on the inputs."""
+    from edgesplit.errors import ShapeError, TraceError
+    from edgesplit.graph import trace
+    from edgesplit.models.inputs import check_accepts
+
+    if granularity not in ("layer", "op"):
+        raise InputError(f"--granularity must be 'layer' or 'op', not {granularity!r}")
+    module, example = request.load()
+    try:
+        graph = trace(
+            module,
+            example.args,
+            example.kwargs,
+            name=request.name,
+            granularity=granularity,  # type: ignore[arg-type]
+        )
+    except (ShapeError, TraceError):
+        check_accepts(module, example, request.name)
+        raise
+    return graph, module, example
+
+
+def check_trusted(name: str, source: str, trust_code: bool, what: str = "model") -> None:
     """Refuse a ``package.module:callable`` named inside the data file ``source``."""
     from edgesplit.models.zoo import is_code_name
 
     if is_code_name(name) and not trust_code:
         raise InputError(
-            f"{source} names model {name!r}, which is code (package.module:callable) and is "
+            f"{source} names {what} {name!r}, which is code (package.module:callable) and is "
             "not imported from a data file; pass --trust-model-code if you trust the file"
         )

@@ -17,6 +17,7 @@ import torch
 
 from edgesplit.errors import InputError
 from edgesplit.graph import Graph
+from edgesplit.models import ModelRequest
 from edgesplit.plan.types import Plan
 from edgesplit.runtime.agent import AgentConfig, EdgeAgent
 from edgesplit.runtime.clock import ClockEmulator
@@ -52,6 +53,7 @@ class RunOptions:
     profile_repeats: int = 10
     cloud_scale: float = 1.0
     calibrate: bool = True
+    request: ModelRequest | None = None  # the model options; None: the model's defaults
 
 
 @dataclass
@@ -103,7 +105,8 @@ def build_transport(opts: RunOptions, shaper: TokenBucketShaper | None) -> Trans
         return HTTPTransport(opts.server, token=opts.token, timeout_s=opts.timeout_s, shaper=shaper)
     from edgesplit.runtime.server import ServerConfig, create_app
 
-    return in_process(create_app(ServerConfig(models=(opts.model,))), shaper=shaper)
+    served = opts.request or opts.model
+    return in_process(create_app(ServerConfig(models=(served,))), shaper=shaper)
 
 
 @dataclass
@@ -124,12 +127,11 @@ def build_run(
 ) -> RunParts:
     """Trace, profile (unless ``seconds`` is given) and wire everything for ``opts``."""
     from edgesplit.graph import trace
-    from edgesplit.models import build
     from edgesplit.predict.profile import profile_graph
 
     if graph is None:
-        module, x = build(opts.model)
-        graph = trace(module, x, name=opts.model)
+        module, example = (opts.request or ModelRequest(opts.model)).load()
+        graph = trace(module, example.single("edgesplit run"), name=opts.model)
     if seconds is None:
         if graph.module is None:
             raise InputError(f"graph {graph.name!r} has no module to profile")

@@ -46,6 +46,7 @@ from edgesplit.errors import (
     ShapeError,
     UnknownModelError,
 )
+from edgesplit.models import ModelRequest
 from edgesplit.runtime import wire
 from edgesplit.runtime.store import ModelStore
 
@@ -56,7 +57,7 @@ SAFETENSORS_TYPE = wire.SAFETENSORS_TYPE
 class ServerConfig:
     """What one cloud server serves and how much it admits at once."""
 
-    models: tuple[str, ...] = ("alexnet",)
+    models: tuple[str | ModelRequest, ...] = ("alexnet",)
     device: str = "cpu"
     max_body_bytes: int = wire.DEFAULT_MAX_BYTES
     max_concurrency: int = 2

@@ -23,9 +23,10 @@ import torch
 import torch.fx as fx
 
 from edgesplit.errors import InputError, ShapeError, UnknownModelError
-from edgesplit.graph import Graph, trace
+from edgesplit.graph import Graph
 from edgesplit.graph.partition import Part, partition, split_at
-from edgesplit.models import build
+from edgesplit.models import Example, ModelRequest
+from edgesplit.models.loader import trace_request
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,13 @@ class Segment:
 class LoadedModel:
     name: str
     graph: Graph
-    example: torch.Tensor
+    example: Example
 
 
 class ModelStore:
     """Thread-safe cache: each model is built and traced once, each segment split once."""
 
-    def __init__(self, models: tuple[str, ...], device: str = "cpu") -> None:
+    def __init__(self, models: tuple[str | ModelRequest, ...], device: str = "cpu") -> None:
         self.device = torch.device(device)
         self._lock = threading.Lock()
         self._models: dict[str, LoadedModel] = {}
@@ -68,9 +69,11 @@ class ModelStore:
     def names(self) -> tuple[str, ...]:
         return tuple(self._models)
 
-    def _load(self, name: str) -> LoadedModel:
-        module, x = build(name)
-        graph = trace(module, x, name=name)
+    def _load(self, model: str | ModelRequest) -> LoadedModel:
+        # A request carries the model options of `serve` (inputs, weights, config).
+        request = model if isinstance(model, ModelRequest) else ModelRequest(model)
+        name = request.name
+        graph, _, x = trace_request(request)
         if graph.module is not None:
             # Parts share the traced module's parameters, so one move serves every part.
             graph.module.to(self.device)
