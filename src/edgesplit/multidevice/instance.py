@@ -120,6 +120,7 @@ class _Costs:
         self.graphs: dict[str, Any] = {}
         self.inputs: dict[str, Any] = {}
         self.profiles: dict[str, list[float]] = {}
+        self.threads: dict[str, int] = {}  # torch threads each profile was timed on
         self.gao: Any = None
         self.gao_report: dict[str, Any] | None = None
 
@@ -152,6 +153,7 @@ class _Costs:
                 )
                 source = f"the profile of {model!r}"
             self.profiles[key] = prof.seconds(graph, source=source)
+            self.threads[key] = prof.host.threads
         return self.profiles[key]
 
     def predicted(self, model: str) -> list[float]:
@@ -243,6 +245,8 @@ def build_problem(instance: MultiDeviceInstance) -> MecProblem:
     }
     if costs.gao_report is not None:
         meta["gao_fit"] = costs.gao_report
+    if costs.threads:
+        meta["profiling"] = {"timer": "wall clock", "torch_threads": costs.threads}
     return MecProblem(tuple(devices), server_load=instance.server_load, meta=meta)
 
 
