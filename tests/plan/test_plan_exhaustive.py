@@ -7,7 +7,9 @@ import pytest
 
 from edgesplit.errors import InputError
 from edgesplit.graph import Graph
-from edgesplit.plan import ALGORITHMS, LinkModel, Problem, check_plan, evaluate, solve
+from edgesplit.plan import ALGORITHMS, Problem, check_plan, solve
+
+from .conftest import independent, link
 
 
 def three_tier(graph: Graph, seed: int, objective: str = "latency") -> Problem:
@@ -19,8 +21,8 @@ def three_tier(graph: Graph, seed: int, objective: str = "latency") -> Problem:
         devices=("phone", "edge", "cloud"),
         seconds=np.stack([base * 4, base, base / 8]),
         links={
-            frozenset((0, 1)): LinkModel(float(rng.uniform(1e6, 5e7)), 0.005),
-            frozenset((1, 2)): LinkModel(float(rng.uniform(1e6, 5e7)), 0.03),
+            frozenset((0, 1)): link(float(rng.uniform(1e6, 5e7)), 0.005),
+            frozenset((1, 2)): link(float(rng.uniform(1e6, 5e7)), 0.03),
         },
         price_per_second=(0.0, 0.224 / 3600, 0.1664 / 3600),
         objective=objective,  # type: ignore[arg-type]
@@ -35,7 +37,7 @@ def test_three_devices_contiguous_is_brute_force(mnist_graph: Graph, objective: 
         plan = solve(problem, "exhaustive")
         check_plan(problem, plan)
         best = min(
-            evaluate(problem, [0] * a + [1] * (b - a) + [2] * (n - b)).objective_value
+            independent(problem, [0] * a + [1] * (b - a) + [2] * (n - b))[2]
             for a in range(n + 1)
             for b in range(a, n + 1)
         )

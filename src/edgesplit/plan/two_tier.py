@@ -97,6 +97,11 @@ class TwoTierInputs:
                 "two-tier planning needs exactly 2 devices with the input on the first; "
                 "use another --algorithm for more devices"
             )
+        if problem.comm != "message" or problem.colour_classes():
+            raise InputError(
+                "two-tier planning prices one message per direction (Luger eq. 4.3) without "
+                "colour classes; use --algorithm ilp or heuristic for this problem"
+            )
         return cls.from_graph(
             problem.graph,
             problem.seconds[0],
@@ -210,8 +215,8 @@ def problem_table(problem: Problem, inputs: TwoTierInputs | None = None) -> Cand
     edge_pm, cloud_pm = problem.power
     return candidate_table(
         inputs,
-        bandwidth_bps=link.bandwidth_bps,
-        rtt_s=link.rtt_s,
+        bandwidth_bps=link.rate_bps,
+        rtt_s=link.rtt,
         edge_price_per_s=problem.price_per_second[0],
         cloud_price_per_s=problem.price_per_second[1],
         edge_busy_w=edge_pm.watts(problem.busy_utilisation[0]) if edge_pm else 0.0,

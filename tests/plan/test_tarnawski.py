@@ -1,4 +1,4 @@
-"""Tarnawski-format reader, writer and evaluator; the placement CLI."""
+"""Tarnawski-format reader and writer, the evaluator on their semantics, the placement CLI."""
 
 from __future__ import annotations
 
@@ -9,15 +9,19 @@ import pytest
 from typer.testing import CliRunner
 
 from edgesplit.errors import InputError
-from edgesplit.placement import HOST, evaluate
-from edgesplit.placement.tarnawski import (
+from edgesplit.plan import evaluate
+from edgesplit.plan.tarnawski import (
     TarnawskiPlacement,
-    load_instance,
+    load_problem,
     placement_assignment,
     placement_document,
     published_workloads_dir,
     read_placement,
 )
+
+from .conftest import independent
+
+HOST = 0
 
 SHARED = published_workloads_dir()
 needs_shared = pytest.mark.skipif(
@@ -47,53 +51,73 @@ def small(tmp_path):
 
 
 def test_evaluator_follows_the_readme_semantics_by_hand(small):
-    inst = load_instance(small)
-    pos = {nid: v for v, nid in enumerate(inst.ids)}
+    problem = load_problem(small)
+    seq = load_problem(small, semantics="sequential")
+    pos = {int(nd.name): nd.index for nd in problem.graph.nodes}
     a = [HOST] * 4
     a[pos[2]] = 1  # B alone on the accelerator
     # A on CPU: ready 10. B's call starts at 10 and lasts 2 + cost(A) in + cost(B) out = 10,
     # so B is ready at 20. C: max(10, 20) + 4 = 24. D runs in parallel: 10 + 7 = 17.
-    assert evaluate(inst, a).latency == pytest.approx(24)
-    assert evaluate(inst, a, "sequential").latency == pytest.approx(10 + 4 + 7 + 10)
+    for p, want in ((problem, 24), (seq, 10 + 4 + 7 + 10)):
+        assert evaluate(p, a).latency_s == pytest.approx(want)
+        assert independent(p, a)[1] == pytest.approx(want)
     # A and B together: call 1 + 2 + cost(A) + cost(B) = 11; C at 15, D at 18.
     a[pos[1]] = 1
-    assert evaluate(inst, a).latency == pytest.approx(18)
+    assert evaluate(problem, a).latency_s == pytest.approx(18)
     # A, B and D overflow the 2-byte accelerator; A and C without B are not contiguous.
     a[pos[4]] = 1
-    assert "capacity" in evaluate(inst, a).problems[0]
+    assert "2 bytes" in evaluate(problem, a).problems[0]
     b = [HOST] * 4
     b[pos[1]] = b[pos[3]] = 1
-    assert not evaluate(inst, b).feasible and "contiguous" in evaluate(inst, b).problems[0]
-    assert evaluate(inst, b, contiguous=False).feasible is False  # a cycle through B
+    assert not evaluate(problem, b).feasible and "contiguous" in evaluate(problem, b).problems[0]
+    loose = load_problem(small, contiguous=False)
+    assert evaluate(loose, b).feasible is False  # a cycle through B
+    assert not independent(loose, b)[0]
+
+
+def test_reader_keeps_the_file(small):
+    problem = load_problem(small, processors=3, memory=5)
+    assert problem.devices == ("cpu", "fpga0", "fpga1", "fpga2")
+    assert problem.memory_bytes == (None, 5.0, 5.0, 5.0)
+    assert problem.identical_servers and problem.comm == "tensor"
+    assert problem.semantics == "critical"
+    a = problem.graph.node("1").index
+    assert problem.seconds[0, a] == 10 and problem.seconds[2, a] == 1
+    assert problem.tensor_seconds is not None and problem.tensor_seconds[1, a] == 3
 
 
 def test_placement_round_trip_and_errors(small):
-    inst = load_instance(small)
+    problem = load_problem(small)
     a = (1, 1, 0, 0)
-    doc = placement_document(inst, a, 1.0)
-    assert placement_assignment(TarnawskiPlacement.model_validate(doc), inst) == a
+    doc = placement_document(problem, a)
+    assert doc["totalLatency"] == pytest.approx(independent(problem, a)[1])
+    assert placement_assignment(TarnawskiPlacement.model_validate(doc), problem) == a
     doc["cpus"][0]["nodes"] = doc["cpus"][0]["nodes"][:-1]
     with pytest.raises(InputError, match="not placed"):
-        placement_assignment(TarnawskiPlacement.model_validate(doc), inst)
-    doc["cpus"][0]["nodes"] += [inst.ids[0], inst.ids[0]]
+        placement_assignment(TarnawskiPlacement.model_validate(doc), problem)
+    first = int(problem.graph.nodes[0].name)
+    doc["cpus"][0]["nodes"] += [first, first]
     with pytest.raises(InputError, match="twice"):
-        placement_assignment(TarnawskiPlacement.model_validate(doc), inst)
+        placement_assignment(TarnawskiPlacement.model_validate(doc), problem)
 
 
 @needs_shared
 @pytest.mark.parametrize("name", ["bert24", "gnmt", "inceptionv3", "resnet50"])
 def test_expert_splits_only_fit_their_own_limits(name):
-    inst = load_instance(SHARED / "latency-inputs" / "LayerGraphs" / f"{name}_inference.json")
-    wide = inst.with_limits(6, 17185374208)
+    path = SHARED / "latency-inputs" / "LayerGraphs" / f"{name}_inference.json"
+    own = load_problem(path)
+    wide = load_problem(path, processors=6, memory=17185374208)
     expert = SHARED / "human-experts" / f"{name}_inference_expert.json"
-    ev = evaluate(wide, read_placement(expert, wide))
-    assert ev.feasible and 0 < ev.latency < evaluate(wide, [HOST] * wide.n).latency
+    placed = read_placement(expert, wide)
+    ev = evaluate(wide, placed)
+    assert ev.feasible and 0 < ev.latency_s < evaluate(wide, [HOST] * wide.n_nodes).latency_s
+    assert independent(wide, placed)[1] == pytest.approx(ev.latency_s)
     # README: they overfill accelerator memory, and bert24 uses one accelerator too many.
     if name == "bert24":
         with pytest.raises(InputError, match="accelerators"):
-            read_placement(expert, inst)
+            read_placement(expert, own)
     else:
-        assert not evaluate(inst, read_placement(expert, inst)).feasible
+        assert not evaluate(own, read_placement(expert, own)).feasible
 
 
 @needs_shared
