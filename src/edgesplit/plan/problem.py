@@ -419,7 +419,7 @@ class Problem:
         ``strategy`` is Luger's own/rent switch for edge servers. ``source`` (default: the
         first device of the lowest tier) holds the input and receives the output.
         """
-        from edgesplit.system.resolve import device_seconds
+        from edgesplit.predict.device_seconds import device_seconds
 
         names = tuple(devices) if devices is not None else system.names
         for name in names:

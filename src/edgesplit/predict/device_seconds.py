@@ -1,4 +1,5 @@
-"""Turn each device's ``compute`` spec into per-node seconds for one graph.
+"""Turn each device's ``compute`` spec (:class:`edgesplit.system.ComputeSpec`) into per-node
+seconds for one graph.
 
 A profile gives measured medians (matched by node name; the profile must come from the
 same model and granularity). A predictor file gives predicted seconds. ``relative_to``
