@@ -55,7 +55,7 @@ import numpy as np
 
 from edgesplit.errors import InputError
 from edgesplit.graph.types import Graph
-from edgesplit.predict.communication import transfer_seconds
+from edgesplit.system.link import transfer_seconds
 from edgesplit.system.power import PowerModel
 
 if TYPE_CHECKING:
