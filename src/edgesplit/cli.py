@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from edgesplit.commands import cluster as cluster_commands
 from edgesplit.commands import earlyexit as earlyexit_commands
+from edgesplit.commands import generate as generate_commands
 from edgesplit.commands import graph as graph_commands
 from edgesplit.commands import multidevice as multidevice_commands
 from edgesplit.commands import placement as placement_commands
@@ -44,6 +45,7 @@ for _area in (
     multidevice_commands,
     earlyexit_commands,
     cluster_commands,
+    generate_commands,
 ):
     _area.register(app)
 app.add_typer(reproduce_app, name="reproduce")

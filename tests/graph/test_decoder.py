@@ -5,6 +5,7 @@ Models are GPT-2 and LLaMA from small configs with random weights (nothing downl
 
 from __future__ import annotations
 
+import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded: models come from configs
@@ -183,3 +184,73 @@ def test_non_decoder_model_is_refused() -> None:
         split_decoder(bert, [1])
     with pytest.raises(InputError, match="decoder-only"):
         split_decoder(torch.nn.Linear(2, 2), [1])
+
+
+GPT2_CLI = [
+    "hf:GPT2LMHeadModel",
+    *("--model-config", "n_layer=4", "--model-config", "n_embd=64"),
+    *("--model-config", "n_head=4", "--model-config", f"vocab_size={VOCAB}"),
+    *("--model-config", "n_positions=64"),
+]
+
+
+def test_generate_command_prints_per_token_records_equal_to_unsplit(cli) -> None:  # type: ignore[no-untyped-def]
+    doc = cli(
+        "generate", *GPT2_CLI, "--cuts", "1,3", "--prompt-len", "8", "--tokens", "32", "--json"
+    )
+    doc = doc.json()
+    assert doc["tokens_equal_unsplit"] is True and doc["logits_equal_unsplit"] is True
+    assert [t["blocks"] for t in doc["tiers"]] == [[0, 1], [1, 3], [3, 4]]
+    records = doc["records"]
+    assert len(records) == 32 and records[0]["cut_bytes"] == [8 * 64 * 4] * 2
+    assert all(r["cut_bytes"] == [64 * 4] * 2 and len(r["part_seconds"]) == 3 for r in records[1:])
+
+
+def test_generate_llama_with_a_saved_plan_naming_the_tiers(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    llama_cli = [
+        "hf:LlamaForCausalLM",
+        *("--model-config", "num_hidden_layers=3", "--model-config", "hidden_size=32"),
+        *("--model-config", "num_attention_heads=4", "--model-config", "num_key_value_heads=2"),
+        *("--model-config", "intermediate_size=64", "--model-config", f"vocab_size={VOCAB}"),
+    ]
+    plan = tmp_path / "plan.json"
+    first = cli(
+        "generate", *llama_cli, "--cuts", "2", "--tiers", "edge,cloud",
+        "--prompt-len", "6", "--tokens", "8", "--save-plan", plan, "--json",
+    ).json()  # fmt: skip
+    assert first["tokens_equal_unsplit"] is True
+    saved = json.loads(plan.read_text())
+    assert [(t["name"], t["blocks"]) for t in saved["tiers"]] == [
+        ("edge", [0, 2]),
+        ("cloud", [2, 3]),
+    ]
+    again = cli("generate", *llama_cli, "--plan", plan, "--json").json()
+    assert [t["name"] for t in again["tiers"]] == ["edge", "cloud"]
+    assert (again["prompt_len"], again["tokens"]) == (6, 8)
+    assert [r["tokens"] for r in again["records"]] == [r["tokens"] for r in first["records"]]
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (("--cuts", "2.5"), "2.5"),
+        (("--cuts", "4"), "cut 4"),
+        (("--cuts", "x"), "--cuts"),
+        (("--cuts", "2", "--prompt-len", "40", "--tokens", "30"), "context window"),
+        ((), "--cuts"),
+    ],
+)
+def test_generate_bad_input_is_one_line_exit_2(cli, assert_input_error, extra, named) -> None:  # type: ignore[no-untyped-def]
+    assert_input_error(cli("generate", *GPT2_CLI, *extra), named)
+
+
+def test_generate_refuses_a_model_that_is_not_a_decoder(cli, assert_input_error) -> None:  # type: ignore[no-untyped-def]
+    bert = [
+        "hf:BertModel",
+        "--model-config",
+        "num_hidden_layers=2",
+        "--model-config",
+        "hidden_size=32",
+    ]
+    bert += ["--model-config", "num_attention_heads=2", "--model-config", "intermediate_size=64"]
+    assert_input_error(cli("generate", *bert, "--cuts", "1"), "BertModel")
