@@ -107,6 +107,12 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
     return run
 
 
+@pytest.fixture(scope="session")
+def cli_uncaptured() -> Callable[..., CliResult]:
+    """``invoke`` for session and module fixtures (no capsys there): exit code only."""
+    return invoke
+
+
 @pytest.fixture
 def cli_subprocess() -> Callable[..., CliResult]:
     """Run ``edgesplit ARGS`` as a real process (cwd: the repository root unless ``cwd=``)."""
