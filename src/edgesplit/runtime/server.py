@@ -213,16 +213,16 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
         async def work() -> Response:
             body = await read_body(request)
             start = time.time()
+            store.model(model)  # a model not served is a 404 naming it, before the assignment
             try:
                 ids = tuple(int(a) for a in assignment.split(","))
-                seg = store.plan_part(model, ids, part)
             except ValueError:
                 raise _HttpError(
                     422, "assignment must be comma-separated part ids, one per node"
                 ) from None
+            try:
+                seg = store.plan_part(model, ids, part)
             except (InputError, PartitionError) as err:
-                if isinstance(err, UnknownModelError):
-                    raise
                 raise _HttpError(422, str(err)) from None
             tensors = wire.decode_tensors(body, config.max_body_bytes)
             outs, _ = await anyio.to_thread.run_sync(
