@@ -76,7 +76,7 @@ def test_a_plan_file_naming_os_abort_is_refused(tmp_path, cli_subprocess, assert
                 "algorithm": "exhaustive",
                 "devices": ["edge", "cloud"],
                 "assignment": [0, 1],
-            }  # fmt: skip
+            }
         )
     )
     res = cli_subprocess("run-plan", str(plan))
@@ -136,7 +136,7 @@ def test_serve_and_run_take_the_model_options(tmp_path, user_dir):
             "1,3,8,8",
             "--port",
             str(port),
-        ],  # fmt: skip
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -153,18 +153,46 @@ def test_serve_and_run_take_the_model_options(tmp_path, user_dir):
                 time.sleep(0.2)
         assert "usernets:small_cnn" in json.dumps(models)
         run = subprocess.run(
-            [*cmd, "run", "usernets:small_cnn", "--input-shape", "1,3,8,8", "--server", url,
-             "-n", "2", "--cut", "2", "--check", "--csv", str(tmp_path / "r.csv"), "--json"],  # fmt: skip
-            env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+            [
+                *cmd,
+                "run",
+                "usernets:small_cnn",
+                "--input-shape",
+                "1,3,8,8",
+                "--server",
+                url,
+                "-n",
+                "2",
+                "--cut",
+                "2",
+                "--check",
+                "--csv",
+                str(tmp_path / "r.csv"),
+                "--json",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert run.returncode == 0, run.stderr
         assert json.loads(run.stdout)["requests"] == 2
         plan = _small_cnn_plan(tmp_path)
         ok = subprocess.run(
-            [*cmd, "run-plan", str(plan), "--trust-model-code", "--remote", f"cloud={url}",
-             "--json"],  # fmt: skip
-            env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+            [
+                *cmd,
+                "run-plan",
+                str(plan),
+                "--trust-model-code",
+                "--remote",
+                f"cloud={url}",
+                "--json",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert ok.returncode == 0, ok.stderr
         assert json.loads(ok.stdout)["equal_to_local"] is True
         missing = httpx.post(
