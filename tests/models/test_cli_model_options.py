@@ -208,3 +208,26 @@ def test_run_in_process_takes_the_model_options(tmp_path, cli, user_dir):
     res = cli("run", "usernets:small_cnn", "--input-shape", "1x3x8x8", "-n", "2", "--cut", "1",
               "--csv", tmp_path / "r.csv", "--json")  # fmt: skip
     assert res.json()["requests"] == 2
+
+
+def test_profiles_and_multidevice_files_naming_code_are_refused(
+    tmp_path, cli, user_dir, assert_input_error
+):
+    prof = tmp_path / "prof.json"
+    res = cli("profile", "usernets:small_cnn", "--input-shape", "1,3,8,8", "--repeats", "1",
+              "--warmup", "0", "-o", prof, "--json")  # fmt: skip
+    assert res.json()["model"] == "usernets:small_cnn"
+    for command in ("fit-predictor", "predictor-report"):
+        extra = ["-o", str(tmp_path / "pred.json")] if command == "fit-predictor" else []
+        assert_input_error(cli(command, prof, *extra), "usernets:small_cnn", "--trust-model-code")
+    from edgesplit.predict.accuracy import dataset_from_profiles
+
+    assert len(dataset_from_profiles([prof], trust_model_code=True).nodes) > 0
+    md = tmp_path / "md.yaml"
+    md.write_text(
+        "devices:\n  - name: phone\n    model: os:abort\n    uplink_mbps: 2.5\n"
+        "    local: {source: profile}\n    server: {source: profile}\n"
+    )
+    for command in ("solve", "freeze"):
+        extra = ["-o", str(tmp_path / "f.json")] if command == "freeze" else []
+        assert_input_error(cli("multidevice", command, md, *extra), "os:abort", str(md))

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from edgesplit.commands.common import JsonOpt, console, err_console, print_json
+from edgesplit.commands.common import JsonOpt, TrustOpt, console, err_console, print_json
 
 multidevice_app = typer.Typer(
     help="Split N devices' DNNs and schedule one shared MEC server (Gao et al. 2019, eq. 10-16).",
@@ -60,6 +60,7 @@ def solve_cmd(
     time_limit: float = TimeLimitOpt,
     gantt: str | None = typer.Option(None, "--gantt", help="write the schedule as a PNG"),
     output: str | None = typer.Option(None, "-o", "--output", help="write the schedule JSON"),
+    trust_model_code: bool = TrustOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Choose every device's split and the server order; print delays and bytes sent."""
@@ -67,7 +68,7 @@ def solve_cmd(
     from edgesplit.multidevice.instance import load_problem
     from edgesplit.multidevice.solve import solve
 
-    problem = load_problem(instance)
+    problem = load_problem(instance, trust_model_code)
     schedule = solve(problem, solver, time_limit=time_limit)
     doc = {**schedule.to_dict(), "instance": instance, "problem": _problem_meta(problem)}
     if output:
@@ -98,13 +99,14 @@ def _problem_meta(problem: Any) -> dict[str, Any]:
 def freeze(
     instance: str = InstanceArg,
     output: str = typer.Option(..., "-o", "--output", help="explicit instance JSON to write"),
+    trust_model_code: bool = TrustOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Measure/predict the delays once and write them as an explicit instance file."""
     from edgesplit.io import write_json
     from edgesplit.multidevice.instance import explicit_instance, load_problem
 
-    problem = load_problem(instance)
+    problem = load_problem(instance, trust_model_code)
     write_json(output, explicit_instance(problem))
     summary = {"output": output, "devices": problem.n, **problem.meta}
     if as_json:
@@ -156,6 +158,7 @@ def run_cmd(
     solver: str = SolverOpt,
     time_limit: float = TimeLimitOpt,
     output: str | None = typer.Option(None, "-o", "--output", help="write the run JSON"),
+    trust_model_code: bool = TrustOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Plan, then run: one server process and N shaped agents on loopback; compare times."""
@@ -164,7 +167,7 @@ def run_cmd(
     from edgesplit.multidevice.instance import load_problem
     from edgesplit.multidevice.solve import solve
 
-    problem = load_problem(instance)
+    problem = load_problem(instance, trust_model_code)
     schedule = solve(problem, solver, time_limit=time_limit)
     if not as_json:
         err_console.print(f"planned {solver}: average {schedule.average_s * 1e3:.2f} ms; running…")

@@ -230,6 +230,7 @@ def fit_predictor(
     output: str = typer.Option(..., "-o", "--output", help="predictor JSON to write"),
     form: str = typer.Option("forest", "--form", help="forest, auto, linear or loglog"),
     features: str = typer.Option("geometry", "--features", help="geometry, extended or table4.1"),
+    trust_model_code: bool = TrustOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Fit per-layer-type latency regressions on PROFILES and save them."""
@@ -237,7 +238,7 @@ def fit_predictor(
     from edgesplit.predict.layer_regression import LayerTypeRegressor
     from edgesplit.predict.store import save_predictor
 
-    data = dataset_from_profiles(profiles)
+    data = dataset_from_profiles(profiles, trust_model_code)
     report = holdout_report(lambda: LayerTypeRegressor(form=form, features=features), data)
     est = LayerTypeRegressor(form=form, features=features).fit(list(data.nodes), data.seconds)
     save_predictor(est, output, holdout=report, profiles=list(profiles))
@@ -262,6 +263,7 @@ def predictor_report(
     predictor: str | None = typer.Option(
         None, "--predictor", help="score this fitted predictor on all PROFILES instead"
     ),
+    trust_model_code: bool = TrustOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Accuracy (R², MAE, share within ±10 %) per layer kind, against plain linear."""
@@ -269,7 +271,7 @@ def predictor_report(
     from edgesplit.predict.layer_regression import LayerTypeRegressor
     from edgesplit.predict.store import load_predictor
 
-    data = dataset_from_profiles(profiles)
+    data = dataset_from_profiles(profiles, trust_model_code)
     reports: dict[str, Any] = {}
     if predictor:
         est: Any = load_predictor(predictor)

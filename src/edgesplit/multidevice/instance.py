@@ -250,9 +250,19 @@ def build_problem(instance: MultiDeviceInstance) -> MecProblem:
     return MecProblem(tuple(devices), server_load=instance.server_load, meta=meta)
 
 
-def load_problem(path: str | Path) -> MecProblem:
-    """:func:`load_instance` then :func:`build_problem`."""
-    return build_problem(load_instance(path))
+def load_problem(path: str | Path, trust_model_code: bool = False) -> MecProblem:
+    """:func:`load_instance` then :func:`build_problem`.
+
+    A device's ``package.module:callable`` model is code and is refused unless
+    ``trust_model_code`` (data files are data).
+    """
+    from edgesplit.models import check_trusted
+
+    instance = load_instance(path)
+    for d in instance.devices:
+        if d.model:
+            check_trusted(d.model, f"multidevice file {str(path)!r}", trust_model_code)
+    return build_problem(instance)
 
 
 def explicit_instance(problem: MecProblem) -> dict[str, Any]:

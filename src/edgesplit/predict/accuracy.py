@@ -28,10 +28,13 @@ class Dataset:
     model_of: tuple[str, ...]
 
 
-def dataset_from_profiles(paths: Sequence[str | Path]) -> Dataset:
-    """(node, median seconds) pairs from every profile in ``paths``."""
+def dataset_from_profiles(paths: Sequence[str | Path], trust_model_code: bool = False) -> Dataset:
+    """(node, median seconds) pairs from every profile in ``paths``.
+
+    A profile of a ``package.module:callable`` model is refused unless ``trust_model_code``.
+    """
     from edgesplit.graph import trace
-    from edgesplit.models import build
+    from edgesplit.models import build, check_trusted
 
     if not paths:
         raise InputError("give at least one profile (create one with `edgesplit profile`)")
@@ -42,6 +45,7 @@ def dataset_from_profiles(paths: Sequence[str | Path]) -> Dataset:
 
     for path in paths:
         prof = load_profile(path)
+        check_trusted(prof.model, f"profile {str(path)!r}", trust_model_code)
         module, x = build(prof.model, tuple(prof.input_shape))
         graph = trace(module, x, name=prof.model, granularity=prof.granularity)  # type: ignore[arg-type]
         secs.extend(prof.seconds(graph, source=f"profile {str(path)!r}"))
