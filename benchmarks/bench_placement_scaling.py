@@ -17,17 +17,15 @@ import argparse
 import statistics
 import time
 import warnings
-from dataclasses import replace
 
 import torch
 from _common import save
 
 from edgesplit.commands.common import load_graph
 from edgesplit.experiments.samadi import make_problem
-from edgesplit.placement import evaluate
-from edgesplit.placement.tarnawski import load_instance, published_workloads_dir
-from edgesplit.plan import heuristic, milp
-from edgesplit.plan.placement_problem import problem_to_instance
+from edgesplit.plan import evaluate, solve
+from edgesplit.plan.heuristic import interval_dp
+from edgesplit.plan.tarnawski import load_problem, published_workloads_dir
 
 TARNAWSKI_RESNET50 = str(
     published_workloads_dir() / "latency-inputs" / "OperatorGraphs" / "resnet50_inference.json"
@@ -55,42 +53,40 @@ def main() -> None:
     for model, gran in cases:
         if model.startswith("tarnawski:"):
             # Their operator-level resnet50 (604 nodes) with 2 accelerators: 3 processors.
-            inst = load_instance(TARNAWSKI_RESNET50).with_limits(2, None)
-            extra = 0
+            problem = load_problem(TARNAWSKI_RESNET50, processors=2)
         else:
             graph, _, _ = load_graph(model, None, gran)
-            inst, _ = problem_to_instance(make_problem(graph, 3, 100.0))
-            inst = replace(inst, identical=True)
-            extra = 2  # the pinned input and output nodes
+            problem = make_problem(graph, 3, 100.0)
         dp_times, h_times = [], []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            chain, _ = heuristic.interval_dp(inst)
+            chain, _ = interval_dp(problem)
             dp_times.append(time.perf_counter() - t0)
-            h = heuristic.place(inst)
-            h_times.append(h.solve_s)
-        m = milp.place(inst, time_limit=limit, warm=h)
+            h = solve(problem, "heuristic")
+            h_times.append(h.meta["solve_s"])
+        m = solve(problem, "ilp", time_limit=limit, warm=h)
+        m_s, status, gap = m.meta["solve_s"], m.meta["status"], m.meta["gap"]
         row = {
             "model": model,
             "granularity": gran,
-            "nodes": inst.n - extra,
-            "edges": len(inst.edges),
+            "nodes": problem.n_nodes,
+            "edges": len(problem.structure.edges),
             "dp_median_s": statistics.median(dp_times),
             "heuristic_median_s": statistics.median(h_times),
-            "milp_s": m.solve_s,
-            "milp_status": m.status,
-            "milp_gap": m.gap,
-            "chain_latency_s": evaluate(inst, chain).latency,
-            "heuristic_latency_s": h.latency,
-            "milp_latency_s": m.latency,
+            "milp_s": m_s,
+            "milp_status": status,
+            "milp_gap": gap,
+            "chain_latency_s": evaluate(problem, chain).latency_s,
+            "heuristic_latency_s": h.predicted["latency_s"],
+            "milp_latency_s": m.predicted["latency_s"],
         }
         rows.append(row)
         print(
             f"{model:18s} {gran:5s} n={row['nodes']:4d}  dp {row['dp_median_s']:.3f}s  "
-            f"heuristic {row['heuristic_median_s']:.3f}s  milp {m.solve_s:.1f}s ({m.status}, "
-            f"gap {m.gap if m.gap is not None else float('nan'):.1%})  latency chain "
-            f"{row['chain_latency_s'] * 1e3:.2f} / heur {h.latency * 1e3:.2f} / "
-            f"milp {m.latency * 1e3:.2f} ms",
+            f"heuristic {row['heuristic_median_s']:.3f}s  milp {m_s:.1f}s ({status}, "
+            f"gap {gap if gap is not None else float('nan'):.1%})  latency chain "
+            f"{row['chain_latency_s'] * 1e3:.2f} / heur {row['heuristic_latency_s'] * 1e3:.2f} / "
+            f"milp {row['milp_latency_s'] * 1e3:.2f} ms",
             flush=True,
         )
     save("placement_scaling", {"processors": 3, "time_limit_s": limit, "rows": rows})

@@ -22,8 +22,9 @@ from torch import nn
 from edgesplit.graph import Graph, trace
 from edgesplit.graph.types import Node, Tensor
 from edgesplit.models import build
-from edgesplit.plan.problem import LinkModel, Problem
+from edgesplit.plan.problem import Problem
 from edgesplit.system import PowerModel
+from edgesplit.system.link import Link
 
 
 class TinyResidual(nn.Module):
@@ -73,8 +74,8 @@ def dag_graph(tiny: tuple[nn.Module, torch.Tensor, Graph]) -> Graph:
     return tiny[2]
 
 
-def link(bandwidth_bps: float, rtt_s: float = 0.0) -> LinkModel:
-    return LinkModel(bandwidth_bps, rtt_s)
+def link(bandwidth_bps: float, rtt_s: float = 0.0) -> Link:
+    return Link.of(bandwidth_bps, rtt_s)
 
 
 # -- random problems ----------------------------------------------------------------------
@@ -218,7 +219,7 @@ def _per_tensor_seconds(problem: Problem, d: int, j: int) -> float:
     nbytes = problem.graph.tensors[j].nbytes
     if nbytes == 0:
         return 0.0
-    return math.inf if lk is None else nbytes * 8 / lk.bandwidth_bps + lk.rtt_s / 2
+    return math.inf if lk is None else nbytes * 8 / lk.rate_bps + lk.rtt / 2
 
 
 def independent(problem: Problem, assignment: Sequence[int]) -> tuple[bool, float, float]:
@@ -255,7 +256,7 @@ def independent(problem: Problem, assignment: Sequence[int]) -> tuple[bool, floa
         comm = 0.0
         for (p, r), nbytes in volume.items():
             lk = problem.links.get(frozenset((p, r)))
-            comm += math.inf if lk is None else nbytes * 8 / lk.bandwidth_bps + lk.rtt_s / 2
+            comm += math.inf if lk is None else nbytes * 8 / lk.rate_bps + lk.rtt / 2
     else:
         for j, t in enumerate(g.tensors):
             p = src if t.producer is None else on[t.producer]

@@ -51,7 +51,7 @@ def test_from_system_scales_and_prices(mnist_graph: Graph, mnist_profile: Path) 
     assert problem.seconds[0] == pytest.approx((base * 2.0).tolist())  # 2.6 GHz / 1.3 GHz
     assert problem.seconds[1] == pytest.approx((base * 2.0 / 4).tolist())
     assert problem.price_per_second == (0.0, 0.1664 / 3600)
-    assert problem.link(0, 1).bandwidth_bps == 7.2e6  # type: ignore[union-attr]
+    assert problem.link(0, 1).rate_bps == 7.2e6  # type: ignore[union-attr]
     rented = Problem.from_system(system, mnist_graph, strategy="rent")
     assert rented.price_per_second[0] == pytest.approx(0.224 / 3600)
 

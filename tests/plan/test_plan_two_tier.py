@@ -139,8 +139,8 @@ def test_fast_replan_matches_problem_path(
     for objective, w in itertools.product(("latency", "cost", "weighted"), (0.0, 0.55, 1.0)):
         fast = plan_two_tier(
             inputs,
-            bandwidth_bps=link.bandwidth_bps,
-            rtt_s=link.rtt_s,
+            bandwidth_bps=link.rate_bps,
+            rtt_s=link.rtt,
             objective=objective,
             weight=w,
             strategy=strategy,

@@ -49,12 +49,13 @@ METHODS = ("chain", "mincut", "milp", "relax", "heuristic")
 def make_problem(graph: Any, processors: int, mbps: float, semantics: str = "critical") -> Any:
     """The user device (source, host) plus ``processors - 1`` identical edge servers,
     per-tensor transfers through the user device (Tarnawski's model)."""
-    from edgesplit.plan import LinkModel, Problem
+    from edgesplit.plan import Problem
+    from edgesplit.system.link import Link
 
     flops = np.array([float(n.flops) for n in graph.nodes])
     rates = [USER_FLOPS] + [SERVER_FLOPS] * (processors - 1)
     secs = np.array([flops / r + OVERHEAD_S for r in rates])
-    links = {frozenset((0, d)): LinkModel(mbps * 1e6, 0.0) for d in range(1, processors)}
+    links = {frozenset((0, d)): Link.of(mbps * 1e6, 0.0) for d in range(1, processors)}
     names = ("user", *(f"edge{d}" for d in range(1, processors)))
     return Problem(
         graph=graph,

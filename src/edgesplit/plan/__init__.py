@@ -1,7 +1,7 @@
 """Planning: Problem and Plan types, and one module per algorithm (``solve(...) -> Plan``)."""
 
 from edgesplit.plan.evaluate import Evaluation, check_plan, evaluate
-from edgesplit.plan.problem import COMMS, OBJECTIVES, SEMANTICS, LinkModel, Objective, Problem
+from edgesplit.plan.problem import COMMS, OBJECTIVES, SEMANTICS, Objective, Problem
 from edgesplit.plan.registry import ALGORITHMS, get_solver, solve
 from edgesplit.plan.types import Plan
 
@@ -11,7 +11,6 @@ __all__ = [
     "OBJECTIVES",
     "SEMANTICS",
     "Evaluation",
-    "LinkModel",
     "Objective",
     "Plan",
     "Problem",

@@ -55,7 +55,7 @@ import numpy as np
 
 from edgesplit.errors import InputError
 from edgesplit.graph.types import Graph
-from edgesplit.system.link import transfer_seconds
+from edgesplit.system.link import Link
 from edgesplit.system.power import PowerModel
 
 if TYPE_CHECKING:
@@ -67,32 +67,6 @@ Semantics = Literal["sequential", "critical"]
 SEMANTICS: tuple[str, ...] = ("sequential", "critical")
 Comm = Literal["message", "tensor"]
 COMMS: tuple[str, ...] = ("message", "tensor")
-
-
-@dataclass(frozen=True)
-class LinkModel:
-    """A directed-agnostic link: bandwidth in bit/s and round-trip time in seconds."""
-
-    bandwidth_bps: float
-    rtt_s: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not self.bandwidth_bps > 0:
-            raise InputError(f"link bandwidth must be positive, got {self.bandwidth_bps} bit/s")
-        if self.rtt_s < 0:
-            raise InputError(f"link rtt must be non-negative, got {self.rtt_s} s")
-
-    @property
-    def rate_bps(self) -> float:
-        return self.bandwidth_bps
-
-    @property
-    def rtt(self) -> float:
-        return self.rtt_s
-
-    def seconds(self, nbytes: float) -> float:
-        """Luger eq. 4.3 for one message."""
-        return transfer_seconds(nbytes, bandwidth_bps=self.bandwidth_bps, rtt_s=self.rtt_s)
 
 
 @dataclass(frozen=True)
@@ -147,7 +121,7 @@ class Problem:
     graph: Graph
     devices: tuple[str, ...]
     seconds: np.ndarray
-    links: Mapping[frozenset[int], LinkModel]
+    links: Mapping[frozenset[int], Link]
     price_per_second: tuple[float, ...]
     memory_bytes: tuple[float | None, ...] = ()
     power: tuple[PowerModel | None, ...] = ()
@@ -266,7 +240,7 @@ class Problem:
             ) from None
 
     # -- costs ----------------------------------------------------------------------
-    def link(self, a: int, b: int) -> LinkModel | None:
+    def link(self, a: int, b: int) -> Link | None:
         return self.links.get(frozenset((a, b)))
 
     def transfer_seconds(self, src: int, dst: int, nbytes: float) -> float:
@@ -341,7 +315,7 @@ class Problem:
     def with_link(self, a: int, b: int, *, bandwidth_bps: float, rtt_s: float) -> Problem:
         """A copy with the link between devices ``a`` and ``b`` replaced."""
         links = dict(self.links)
-        links[frozenset((a, b))] = LinkModel(bandwidth_bps, rtt_s)
+        links[frozenset((a, b))] = Link.of(bandwidth_bps, rtt_s)
         return replace(self, links=links, tensor_seconds=None)
 
     def with_seconds(self, seconds: np.ndarray) -> Problem:
@@ -390,7 +364,7 @@ class Problem:
             graph=graph,
             devices=devices,
             seconds=np.array([list(edge_seconds), list(cloud_seconds)], dtype=float),
-            links={frozenset((0, 1)): LinkModel(bandwidth_bps, rtt_s)},
+            links={frozenset((0, 1)): Link.of(bandwidth_bps, rtt_s)},
             price_per_second=(edge_price_per_hour / 3600.0, cloud_price_per_hour / 3600.0),
             power=(edge_power, None),
             tiers=("edge", "cloud"),
@@ -431,7 +405,7 @@ class Problem:
             for j in range(i + 1, len(names)):
                 link = system.link(a, names[j])
                 if link is not None:
-                    links[frozenset((i, j))] = LinkModel(link.rate_bps, link.rtt)
+                    links[frozenset((i, j))] = link
         devs = [system.device(n) for n in names]
         if source is None:
             order = {"device": 0, "edge": 1, "cloud": 2}
