@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
-from typer.testing import CliRunner
 
 from edgesplit.errors import InputError
 from edgesplit.plan import evaluate
@@ -121,39 +119,31 @@ def test_expert_splits_only_fit_their_own_limits(name):
 
 
 @needs_shared
-def test_cli_solve_writes_their_format_and_evaluate_agrees(tmp_path):
-    from edgesplit.cli import app
-
+def test_cli_solve_writes_their_format_and_evaluate_agrees(tmp_path, cli):
     src = SHARED / "latency-inputs" / "LayerGraphs" / "bert24_inference.json"
     out = tmp_path / "placement.json"
-    runner = CliRunner()
-    res = runner.invoke(
-        app,
-        ["placement", "solve", str(src), "--algorithm", "heuristic", "--out", str(out), "--json"],
-    )
-    assert res.exit_code == 0, res.output
-    doc = json.loads(res.stdout)
-    assert set(doc) >= {"totalLatency", "fpgas", "cpus"}
+    res = cli("placement", "solve", src, "--algorithm", "heuristic", "--out", out, "--json")
+    doc = res.json()
+    assert set(doc) >= {"totalLatency", "fpgas", "cpus", "edgesplit"}
+    assert doc["edgesplit"]["status"] == "heuristic"
     assert json.loads(out.read_text())["totalLatency"] == doc["totalLatency"]
-    res = runner.invoke(app, ["placement", "evaluate", str(src), str(out), "--json"])
-    assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["latency"] == pytest.approx(doc["totalLatency"])
+    problem = load_problem(src)
+    placed = read_placement(out, problem)
+    assert independent(problem, placed)[1] == pytest.approx(doc["totalLatency"])
+    res = cli("placement", "evaluate", src, out, "--json")
+    assert res.json()["latency"] == pytest.approx(doc["totalLatency"])
 
 
-def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
-    from edgesplit import cli
-
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, cli, assert_input_error, small):
     bad = tmp_path / "bad.json"
     bad.write_text(
         json.dumps({"maxFPGAs": 1, "maxSizePerFPGA": 1, "nodes": [{"id": 1}], "edges": []})
     )
     out = tmp_path / "never.json"
-    argv = ["edgesplit", "placement", "solve", str(bad), "--out", str(out)]
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "cpuLatency" in err
-    assert len(err.strip().splitlines()) == 1
+    assert_input_error(cli("placement", "solve", bad, "--out", out), "cpuLatency")
     assert not out.exists()
+    garbage = tmp_path / "garbage.json"
+    garbage.write_bytes(b"\x80")
+    assert_input_error(cli("placement", "solve", garbage), "garbage.json")
+    assert_input_error(cli("placement", "solve", small, "--semantics", "fast"), "--semantics")
+    assert_input_error(cli("placement", "solve", small, "--algorithm", "magic"), "--algorithm")
