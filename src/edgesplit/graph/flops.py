@@ -3,6 +3,9 @@
 * conv: ``2 · C_out · prod(out_spatial) · (C_in / groups) · prod(kernel)`` per sample,
   i.e. two FLOPs per multiply-accumulate; bias additions are not counted.
 * linear: ``2 · in_features · out_features`` per output row.
+* matrix products (``mm``, ``bmm``, ``matmul``): ``2 · K`` per output element, ``K`` the
+  reduced dimension; scaled dot-product attention: ``2 · L · S · (E + E_v)`` per batch
+  and head (``QKᵀ`` then ``·V``; the softmax is not counted).
 * pool: output elements times the window size (adaptive pools: input elements).
 * lrn: output elements times the window size ``size``.
 * activation, add, dropout, softmax, norm, other: one per output element.
@@ -54,6 +57,25 @@ def count_flops(
     if kind in ("flatten", "concat"):
         return 0
     return out
+
+
+_MATMULS = ("mm", "bmm", "matmul", "scaled_dot_product_attention")
+
+
+def matmul_flops(
+    target: Any, input_shapes: tuple[tuple[int, ...], ...], output_shape: tuple[int, ...]
+) -> int | None:
+    """FLOPs of a matrix product or attention call (see module doc); ``None`` for others."""
+    name = str(getattr(target, "__name__", target)).split(".")[0]
+    if name not in _MATMULS or len(input_shapes) < 2 or not input_shapes[0]:
+        return None
+    if name == "scaled_dot_product_attention":
+        if len(input_shapes) < 3 or len(input_shapes[0]) < 2 or len(input_shapes[1]) < 2:
+            return None
+        q, k, v = input_shapes[:3]
+        batch_heads = _numel(q[:-2])
+        return 2 * batch_heads * q[-2] * k[-2] * (q[-1] + v[-1])
+    return 2 * _numel(output_shape) * int(input_shapes[0][-1])
 
 
 def _pool_window(module: Any) -> int | None:

@@ -133,11 +133,15 @@ SHAPE_ONLY_METHODS: frozenset[str] = frozenset(
 )
 
 
-def module_kind(module: nn.Module) -> str:
+def module_kind(module: nn.Module, default: str = "other") -> str:
+    """The kind of a module; modules outside torch.nn whose class name says ``Norm``
+    (``LlamaRMSNorm``) are norms, any other is ``default``."""
     for types, kind in _MODULE_KINDS:
         if isinstance(module, types):
             return kind
-    return "other"
+    if "norm" in type(module).__name__.lower():
+        return "norm"
+    return default
 
 
 def function_kind(target: Any) -> str:

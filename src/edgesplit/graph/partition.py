@@ -94,16 +94,30 @@ class SplitModel:
 def assemble_output(graph: Graph, values: Mapping[str, Any]) -> Any:
     """The model's output structure, rebuilt from named values.
 
-    Exported graphs return a flat tuple and unflatten it with their ``_out_spec``; we do
-    the same so the result matches the model's own return value.
+    fx graphs return their structure (a dict, nested tuples) from the output node;
+    exported graphs return a flat tuple and unflatten it with their ``_out_spec`` into
+    the model's own type (a Hugging Face ``ModelOutput``, for example). Either way the
+    result has the structure of the model's own return value.
     """
     gm = graph.module
     out_node = next(n for n in gm.graph.nodes if n.op == "output")
-    flat = fx.node.map_arg(out_node.args[0], lambda n: values[n.name])
+    flat = _plain(fx.node.map_arg(out_node.args[0], lambda n: values[n.name]))
     out_spec = getattr(gm, "_out_spec", None)
-    if out_spec is not None and isinstance(flat, tuple | list):
-        return pytree.tree_unflatten(list(flat), out_spec)
+    if out_spec is not None:
+        leaves = list(flat) if isinstance(flat, tuple | list) else [flat]
+        return pytree.tree_unflatten(leaves, out_spec)
     return flat
+
+
+def _plain(obj: Any) -> Any:
+    """fx's immutable containers -> the plain list and dict the model itself returns."""
+    if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
+        return tuple(_plain(x) for x in obj)
+    if isinstance(obj, list):
+        return [_plain(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    return obj
 
 
 def part_order(graph: Graph, assignment: Sequence[int], num_parts: int | None = None) -> list[int]:

@@ -1,91 +1,350 @@
 """Trace a ``torch.nn.Module`` into an immutable :class:`~edgesplit.graph.types.Graph`.
 
-Front end: ``torch.fx.symbolic_trace`` first; ``torch.export`` when fx cannot trace the
-module (data-dependent Python control flow on shapes, for example). Shapes and dtypes come
-from running the example input once through ``torch.fx.passes.shape_prop.ShapeProp``.
+Front end, first success wins:
 
-Granularity:
+1. ``torch.fx`` symbolic tracing (Python-level graph: module calls stay ``call_module``);
+2. ``torch.export`` non-strict (runs the Python forward on fake tensors);
+3. ``torch.export`` strict (TorchDynamo), for the rare model only it can capture.
 
-* ``op``: every traced compute node (``call_module``, ``call_function``, ``call_method``).
-* ``layer``: leaf modules plus the functional ops between them, with shape-only ops
-  (flatten, view, reshape, getitem, size) fused into the node that produces their input.
-  AlexNet thus has the 21 layers the papers count, dropouts included and flatten not.
-  For exported graphs a layer is every aten op sharing one innermost leaf module.
+A tracer "succeeds" when its graph runs on the example inputs and returns an output
+``torch.equal`` to the model's own, leaf by leaf; fx graphs that silently specialise on
+Python control flow are thus caught and handed to export. ``Graph.tracer`` records which
+one won (``fx``, ``export-nonstrict`` or ``export-strict``).
 
-``get_attr`` nodes (parameters read directly) belong to no node; the partitioner copies
-them into every part that reads them.
+Inputs: the example call ``model(*args, **kwargs)`` is bound to ``forward``'s signature.
+Every tensor it contains (nested tuples, lists and dicts included) becomes one graph input,
+named after its argument (``input_ids``, ``past[0][1]``: ``Graph.input_args``). Optional
+arguments the call leaves out, and non-tensor values such as ``use_cache=False``, become
+constants of the graph, never inputs of a part. The normalised ``GraphModule`` takes the
+tensor inputs positionally and returns the model's own output structure (tuple, dict,
+Hugging Face ``ModelOutput``).
+
+Granularity (``layer`` vs ``op``) is the business of :mod:`edgesplit.graph.build`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.fx as fx
+import torch.utils._pytree as pytree
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
+from torch.fx.passes.shape_prop import ShapeProp
 
-from edgesplit.errors import ShapeError, TraceError
-from edgesplit.graph import kinds
-from edgesplit.graph.flops import count_flops
-from edgesplit.graph.types import Granularity, Graph, Node, Tensor
+from edgesplit.errors import InputError, ShapeError, TraceError
+from edgesplit.graph.build import build_graph
+from edgesplit.graph.types import Granularity, Graph
+from edgesplit.graph.verify import outputs_equal
 
-_COMPUTE_OPS = ("call_module", "call_function", "call_method")
-_KIND_PRIORITY = ("conv", "linear", "lrn", "norm", "pool", "softmax", "concat", "add")
+TRACERS = ("fx", "export-nonstrict", "export-strict")
 
-
-def to_graph_module(
-    model: nn.Module, example_inputs: tuple[torch.Tensor, ...]
-) -> tuple[fx.GraphModule, str]:
-    """Return ``(graph_module, tracer)`` with tracer ``"fx"`` or ``"export"``."""
-    model.eval()
-    try:
-        return fx.symbolic_trace(model), "fx"
-    except Exception as fx_err:
-        fx_reason = _one_line(fx_err)
-    try:
-        with torch.no_grad(), _quiet_torch_logs():
-            exported = torch.export.export(model, example_inputs)
-        gm = exported.module()
-        assert isinstance(gm, fx.GraphModule)
-        return gm, "export"
-    except Exception as ex_err:
-        raise TraceError(
-            f"cannot trace {type(model).__name__}: torch.fx said {fx_reason!r}; "
-            f"torch.export said {_one_line(ex_err)!r}; remove data-dependent control flow "
-            "or wrap it in a leaf module"
-        ) from None
+# GraphModule sets these on itself; a submodule of the same name must be renamed.
+_RESERVED = frozenset(dir(fx.GraphModule)) | {"meta", "_graph", "_tracer_cls", "_tracer_extras"}
+_FX_GUARDS = ("_assert_is_none", "_assert", "eq")
 
 
 def trace(
     model: nn.Module,
-    example_inputs: torch.Tensor | Sequence[torch.Tensor],
+    args: torch.Tensor | Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
     *,
     name: str | None = None,
     granularity: Granularity = "layer",
 ) -> Graph:
-    """Trace ``model`` on ``example_inputs`` into a :class:`Graph` of the given granularity."""
+    """Trace ``model(*args, **kwargs)`` into a :class:`Graph` of the given granularity.
+
+    ``args`` may be one tensor (the one-input case) or a tuple; ``kwargs`` a dict of
+    keyword arguments. Raises :class:`ShapeError` when the model rejects the example
+    inputs and :class:`TraceError`, naming the module and each tracer's reason, when no
+    tracer can capture it.
+    """
     if granularity not in ("layer", "op"):
         raise ShapeError(f"granularity must be 'layer' or 'op', not {granularity!r}")
-    inputs = (
-        (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    call_args = (args,) if isinstance(args, torch.Tensor) else tuple(args)
+    call_kwargs = dict(kwargs or {})
+    model.eval()
+    bound = _bind(model, call_args, call_kwargs)
+    reference = _run_eagerly(model, bound)
+    gm, tracer, input_args = to_graph_module(model, call_args, call_kwargs, bound, reference)
+    return build_graph(
+        gm,
+        granularity,
+        tracer,
+        name or type(model).__name__,
+        input_args=input_args,
+        modules=dict(model.named_modules()),
     )
-    gm, tracer = to_graph_module(model, inputs)
+
+
+def to_graph_module(
+    model: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    bound: inspect.BoundArguments,
+    reference: Any,
+) -> tuple[fx.GraphModule, str, tuple[str, ...]]:
+    """``(graph_module, tracer, input argument names)``; see the module doc."""
+    reasons: list[str] = []
+    attempts: list[tuple[str, Callable[[], tuple[fx.GraphModule, list[tuple[str, Any]]]]]] = [
+        ("fx", lambda: _fx(model, bound)),
+        ("export-nonstrict", lambda: _export(model, args, kwargs, bound, strict=False)),
+        ("export-strict", lambda: _export(model, args, kwargs, bound, strict=True)),
+    ]
+    for tracer, attempt in attempts:
+        try:
+            with _quiet_torch_logs():
+                gm, leaves = attempt()
+                gm, input_args, inputs = _tensor_inputs(gm, leaves)
+                _check_against(gm, inputs, reference)
+            return gm, tracer, input_args
+        except Exception as err:
+            reasons.append(f"{tracer.replace('-', ' ')} said {_one_line(err)!r}")
+    raise TraceError(
+        f"cannot trace {type(model).__name__}: {'; '.join(reasons)}; make forward's control "
+        "flow depend on shapes only (use torch.where or torch.cond for data-dependent branches)"
+    )
+
+
+def flat_inputs(
+    model: nn.Module, graph: Graph, args: Any = (), kwargs: Mapping[str, Any] | None = None
+) -> tuple[torch.Tensor, ...]:
+    """The tensors of the call ``model(*args, **kwargs)`` in ``graph.input_names`` order."""
+    call_args = (args,) if isinstance(args, torch.Tensor) else tuple(args)
+    bound = _bind(model, call_args, dict(kwargs or {}))
+    by_name = dict(_named_leaves(bound))
+    missing = [a for a in graph.input_args if a not in by_name]
+    if missing:
+        raise InputError(
+            f"{graph.name!r} was traced with inputs {list(graph.input_args)}; "
+            f"{missing} not given; give the same inputs as when tracing"
+        )
+    return tuple(by_name[a] for a in graph.input_args)
+
+
+# -- binding the example call ---------------------------------------------------------
+def _bind(
+    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> inspect.BoundArguments:
+    try:
+        sig = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        raise TraceError(f"cannot read the signature of {type(model).__name__}.forward") from None
+    try:
+        return sig.bind(*args, **kwargs)
+    except TypeError as err:
+        params = ", ".join(p for p in sig.parameters if p != "self")
+        raise InputError(
+            f"{type(model).__name__}.forward({params}) cannot take the example inputs: {err}; "
+            "give each input by its argument name (--input NAME=SHAPE[:DTYPE])"
+        ) from None
+
+
+def _named_leaves(bound: inspect.BoundArguments) -> list[tuple[str, Any]]:
+    """Every leaf of the bound call, named ``arg`` or ``arg[0]['k']``, in signature order."""
+    out: list[tuple[str, Any]] = []
+    for arg, value in bound.arguments.items():
+        for path, leaf in pytree.tree_flatten_with_path(value)[0]:
+            out.append((arg + pytree.keystr(path), leaf))
+    return out
+
+
+def _describe(bound: inspect.BoundArguments) -> str:
+    parts = []
+    for arg, leaf in _named_leaves(bound):
+        if isinstance(leaf, torch.Tensor):
+            parts.append(f"{arg}: {str(leaf.dtype).removeprefix('torch.')}{list(leaf.shape)}")
+    return ", ".join(parts) or "no tensors"
+
+
+def _run_eagerly(model: nn.Module, bound: inspect.BoundArguments) -> Any:
+    """The model's own output: the oracle every tracer must reproduce."""
     try:
         with torch.no_grad(), _quiet_torch_logs():
-            ShapeProp(gm).propagate(*inputs)
+            return model(*bound.args, **bound.kwargs)
     except Exception as err:
-        shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
         raise ShapeError(
-            f"{type(model).__name__} does not accept input shape {shapes}: {_one_line(err)}; "
-            "pass the shape the model expects with --input-shape"
+            f"{type(model).__name__} rejects the example inputs ({_describe(bound)}): "
+            f"{_one_line(err)}; give the shapes and dtypes its forward expects "
+            "(--input NAME=SHAPE[:DTYPE], or --input-shape for one float input)"
         ) from None
-    return _Builder(gm, granularity, tracer).build(name or type(model).__name__)
+
+
+# -- tracers --------------------------------------------------------------------------
+def _fx(model: nn.Module, bound: inspect.BoundArguments) -> tuple[fx.GraphModule, list[Any]]:
+    """Symbolic trace with every non-tensor argument (given or default) made concrete."""
+    concrete: dict[str, Any] = {}
+    leaves: list[tuple[str, Any]] = []
+    for p in bound.signature.parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            if bound.arguments.get(p.name):
+                raise TraceError("fx cannot bind *args/**kwargs")
+            continue
+        value = bound.arguments.get(p.name, p.default)
+        if value is inspect.Parameter.empty:
+            raise TraceError(f"argument {p.name!r} has no value")
+        if not isinstance(value, torch.Tensor):
+            if pytree.tree_leaves(value) and any(
+                isinstance(x, torch.Tensor) for x in pytree.tree_leaves(value)
+            ):
+                raise TraceError(f"fx cannot trace the nested tensors of {p.name!r}")
+            concrete[p.name] = value
+        leaves.append((p.name, value))
+    graph = _LeafTracer().trace(model, concrete_args=concrete or None)
+    _drop_fx_guards(graph)
+    return _graph_module(model, graph), leaves
+
+
+class _LeafTracer(fx.Tracer):
+    """fx's tracer, but a torch.nn module with submodules (``TransformerEncoder``,
+    ``MultiheadAttention``) is traced through, so its layers can be split."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return super().is_leaf_module(m, module_qualified_name) and next(m.children(), None) is None
+
+
+def _drop_fx_guards(graph: fx.Graph) -> None:
+    """Erase the checks fx adds for concrete arguments; their placeholders become unused."""
+    for n in reversed(list(graph.nodes)):
+        if n.op == "call_function" and not n.users:
+            target = getattr(n.target, "__name__", "")
+            if target in _FX_GUARDS and any(a.op == "placeholder" for a in _ancestors(n)):
+                graph.erase_node(n)
+
+
+def _ancestors(n: fx.Node) -> Iterator[fx.Node]:
+    stack = list(n.all_input_nodes)
+    while stack:
+        a = stack.pop()
+        yield a
+        stack.extend(a.all_input_nodes)
+
+
+def _graph_module(model: nn.Module, graph: fx.Graph) -> fx.GraphModule:
+    """A GraphModule over ``model``'s attributes; attributes that clash with GraphModule's
+    own (a submodule named ``meta``) are renamed ``meta_1``."""
+    tops = {str(n.target).split(".")[0] for n in graph.nodes if n.op in ("get_attr", "call_module")}
+    rename: dict[str, str] = {}
+    for top in tops & _RESERVED:
+        i = 1
+        while f"{top}_{i}" in tops or hasattr(model, f"{top}_{i}"):
+            i += 1
+        rename[top] = f"{top}_{i}"
+    root: dict[str, Any] = {}
+    for n in graph.nodes:
+        if n.op in ("get_attr", "call_module"):
+            old = str(n.target)
+            top, dot, rest = old.partition(".")
+            n.target = rename.get(top, top) + dot + rest
+            root[n.target] = _fetch_attr(model, old)
+    return fx.GraphModule(root, graph, class_name=type(model).__name__)
+
+
+def _export(
+    model: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    bound: inspect.BoundArguments,
+    *,
+    strict: bool,
+) -> tuple[fx.GraphModule, list[tuple[str, Any]]]:
+    with torch.no_grad():
+        exported = torch.export.export(model, args, kwargs, strict=strict)
+    gm = exported.module()
+    assert isinstance(gm, fx.GraphModule)
+    # Export's placeholders follow the flattening of (args, kwargs) as given; name each
+    # after the forward argument it fills.
+    positional = [
+        p.name
+        for p in bound.signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    leaves: list[tuple[str, Any]] = []
+    for path, leaf in pytree.tree_flatten_with_path((args, kwargs))[0]:
+        head, rest = path[1], path[2:]
+        if _key(path[0]) == 0:
+            i = int(_key(head))
+            arg = positional[i] if i < len(positional) else f"args[{i - len(positional)}]"
+        else:
+            arg = str(_key(head))
+        leaves.append((arg + pytree.keystr(rest), leaf))
+    for n in list(gm.graph.nodes):
+        if n.op == "call_module" and str(n.target) == "_guards_fn":
+            gm.graph.erase_node(n)
+    return gm, leaves
+
+
+# -- normalisation --------------------------------------------------------------------
+def _tensor_inputs(
+    gm: fx.GraphModule, leaves: list[tuple[str, Any]]
+) -> tuple[fx.GraphModule, tuple[str, ...], tuple[torch.Tensor, ...]]:
+    """Keep tensor placeholders only: every other one is replaced by its constant value.
+
+    The returned module takes the tensors positionally (fx's default code generation)
+    and returns the model's output structure.
+    """
+    graph = gm.graph
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != len(leaves):
+        raise TraceError(f"{len(placeholders)} graph inputs for {len(leaves)} example values")
+    names: list[str] = []
+    tensors: list[torch.Tensor] = []
+    for node, (arg, value) in zip(placeholders, leaves):
+        if isinstance(value, torch.Tensor):
+            names.append(arg)
+            tensors.append(value)
+            continue
+        _inline_constant(node, value)
+        graph.erase_node(node)
+    out_spec = getattr(gm, "_out_spec", None)
+    graph.set_codegen(fx.graph.CodeGen())
+    root = {
+        str(n.target): _fetch_attr(gm, str(n.target))
+        for n in graph.nodes
+        if n.op in ("get_attr", "call_module")
+    }
+    clean = fx.GraphModule(root, graph, class_name=type(gm).__name__)
+    if out_spec is not None:
+        # Positional tensors in, the model's own output structure (a ModelOutput...) out.
+        in_spec = pytree.tree_flatten(list(tensors))[1]
+        kept = [n.name for n in graph.nodes if n.op == "placeholder"]
+        clean._in_spec = in_spec
+        clean._out_spec = out_spec
+        clean.graph.set_codegen(
+            fx.graph._PyTreeCodeGen(fx.graph._PyTreeInfo(kept, in_spec, out_spec))
+        )
+        clean.recompile()
+    return clean, tuple(names), tuple(tensors)
+
+
+def _inline_constant(node: fx.Node, value: Any) -> None:
+    """Replace every use of placeholder ``node`` by the Python constant ``value``."""
+
+    def swap(a: fx.Node) -> Any:
+        return value if a is node else a
+
+    for user in list(node.users):
+        user.args = fx.node.map_arg(user.args, swap)
+        user.kwargs = fx.node.map_arg(user.kwargs, swap)
+
+
+def _key(entry: Any) -> Any:
+    """The index or key of one pytree path entry (``SequenceKey`` / ``MappingKey``)."""
+    return entry.idx if hasattr(entry, "idx") else getattr(entry, "key", entry)
+
+
+def _check_against(gm: fx.GraphModule, inputs: tuple[torch.Tensor, ...], reference: Any) -> None:
+    """Shapes by ShapeProp; the graph's output must equal the model's, leaf by leaf."""
+    with torch.no_grad():
+        ShapeProp(gm).propagate(*inputs)
+        out = gm(*inputs)
+    if not outputs_equal(out, reference):
+        raise TraceError("the traced graph's output differs from the model's")
 
 
 @contextlib.contextmanager
@@ -106,268 +365,11 @@ def _quiet_torch_logs() -> Iterator[None]:
 
 
 def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return (text[0] if text else type(err).__name__)[:300]
+    text = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    return (text[0] if text else type(err).__name__)[:240]
 
 
-@dataclass
-class _Group:
-    head: fx.Node
-    members: list[fx.Node] = field(default_factory=list)
-
-
-class _Builder:
-    def __init__(self, gm: fx.GraphModule, granularity: Granularity, tracer: str) -> None:
-        self.gm = gm
-        self.granularity = granularity
-        self.tracer = tracer
-        self.modules = dict(gm.named_modules())
-        self.order = {n: i for i, n in enumerate(gm.graph.nodes)}
-
-    # -- grouping -------------------------------------------------------------------
-    def _groups(self) -> list[_Group]:
-        group_of: dict[fx.Node, _Group] = {}
-        by_key: dict[str, _Group] = {}
-        groups: list[_Group] = []
-        for n in self.gm.graph.nodes:
-            if n.op not in _COMPUTE_OPS or _is_guard(n):
-                continue
-            target: _Group | None = None
-            if self.granularity == "layer":
-                key = self._leaf_key(n)
-                if key is not None and key in by_key:
-                    target = by_key[key]
-                elif self._is_shape_only(n):
-                    producer = next((a for a in n.all_input_nodes if a in group_of), None)
-                    target = group_of.get(producer) if producer is not None else None
-                if target is None and key is not None:
-                    target = by_key[key] = _Group(n)
-                    groups.append(target)
-            if target is None:
-                target = _Group(n)
-                groups.append(target)
-            target.members.append(n)
-            group_of[n] = target
-        return groups
-
-    def _leaf_key(self, n: fx.Node) -> str | None:
-        """Exported graphs: the innermost leaf module an aten op came from."""
-        if self.tracer != "export":
-            return None
-        stack = n.meta.get("nn_module_stack")
-        if not stack:
-            return None
-        path, (_qual, mod_type) = list(stack.items())[-1]
-        type_name = (
-            getattr(mod_type, "__module__", "") if not isinstance(mod_type, str) else mod_type
-        )
-        return path if "torch.nn.modules" in str(type_name) else None
-
-    @staticmethod
-    def _is_shape_only(n: fx.Node) -> bool:
-        """Ops that re-label memory or compute on sizes; fused into their producer.
-
-        Scalar arithmetic on sizes (``channels // groups`` in ShuffleNet) must follow the
-        ``size()`` it reads, or the layer graph would gain a cycle.
-        """
-        if n.op != "call_module" and not isinstance(
-            n.meta.get("tensor_meta"), TensorMetadata | tuple
-        ):
-            return True
-        if n.op == "call_method":
-            return n.target in kinds.SHAPE_ONLY_METHODS
-        if n.op == "call_function":
-            if n.target in kinds.SHAPE_ONLY_FUNCTIONS:
-                return True
-            name = str(getattr(n.target, "__name__", n.target))
-            return any(s in name for s in ("view", "reshape", "flatten", "sym_size", "getitem"))
-        return False
-
-    # -- node facts -----------------------------------------------------------------
-    def _kind(self, n: fx.Node) -> str:
-        if n.op == "call_module":
-            return kinds.module_kind(self.modules[str(n.target)])
-        if n.op == "call_method":
-            return kinds.method_kind(str(n.target))
-        return kinds.function_kind(n.target)
-
-    def _target(self, n: fx.Node) -> str:
-        if n.op == "call_module":
-            return type(self.modules[str(n.target)]).__name__
-        return kinds.target_name(n.target)
-
-    @staticmethod
-    def _meta(n: fx.Node) -> tuple[tuple[int, ...], str, int]:
-        meta = n.meta.get("tensor_meta")
-        if isinstance(meta, TensorMetadata):
-            shape = tuple(int(s) for s in meta.shape)
-            elem = torch.empty((), dtype=meta.dtype).element_size()
-            numel = 1
-            for s in shape:
-                numel *= s
-            return shape, str(meta.dtype).replace("torch.", ""), numel * elem
-        return (), "object", 0
-
-    def _param_stats(self, members: list[fx.Node]) -> tuple[int, int]:
-        count = nbytes = 0
-        seen: set[int] = set()
-        tensors: list[torch.Tensor] = []
-        for n in members:
-            if n.op == "call_module":
-                tensors.extend(self.modules[str(n.target)].parameters())
-            for a in n.all_input_nodes:
-                if a.op == "get_attr":
-                    value = _fetch_attr(self.gm, str(a.target))
-                    if isinstance(value, torch.Tensor):
-                        tensors.append(value)
-        for t in tensors:
-            if id(t) in seen:
-                continue
-            seen.add(id(t))
-            count += t.numel()
-            nbytes += t.numel() * t.element_size()
-        return count, nbytes
-
-    def _weight_shape(self, n: fx.Node) -> tuple[int, ...] | None:
-        if n.op == "call_module":
-            w = getattr(self.modules[str(n.target)], "weight", None)
-            return tuple(w.shape) if isinstance(w, torch.Tensor) else None
-        for a in n.args[1:2]:
-            if isinstance(a, fx.Node):
-                if a.op == "get_attr":
-                    value = _fetch_attr(self.gm, str(a.target))
-                    if isinstance(value, torch.Tensor):
-                        return tuple(value.shape)
-                shape = self._meta(a)[0]
-                if shape:
-                    return shape
-        return None
-
-    def _attrs(self, n: fx.Node, kind: str) -> dict[str, Any]:
-        mod = self.modules.get(str(n.target)) if n.op == "call_module" else None
-        attrs: dict[str, Any] = {}
-        if mod is None:
-            return attrs
-        for key in (
-            "in_channels",
-            "out_channels",
-            "kernel_size",
-            "stride",
-            "padding",
-            "groups",
-            "in_features",
-            "out_features",
-            "size",
-            "p",
-            "output_size",
-        ):
-            value = getattr(mod, key, None)
-            if isinstance(value, int | float | tuple) and not isinstance(value, bool):
-                attrs[key] = list(value) if isinstance(value, tuple) else value
-        return attrs
-
-    # -- assembly -------------------------------------------------------------------
-    def build(self, name: str) -> Graph:
-        groups = self._groups()
-        groups.sort(key=lambda g: self.order[g.head])
-        names = [self._group_name(g) for g in groups]
-        owner: dict[fx.Node, str] = {}
-        for g, gname in zip(groups, names):
-            for m in g.members:
-                owner[m] = gname
-        placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
-        output_node = next(n for n in self.gm.graph.nodes if n.op == "output")
-        output_values = output_node.all_input_nodes
-
-        consumers: dict[fx.Node, list[str]] = {}
-        for g, gname in zip(groups, names):
-            for m in g.members:
-                for a in m.all_input_nodes:
-                    if a.op == "get_attr" or owner.get(a) == gname:
-                        continue
-                    lst = consumers.setdefault(a, [])
-                    if gname not in lst:
-                        lst.append(gname)
-        tensors: list[Tensor] = []
-        for v in self.gm.graph.nodes:
-            if v.op not in ("placeholder", *_COMPUTE_OPS):
-                continue
-            if v not in consumers and v not in output_values:
-                continue
-            shape, dtype, nbytes = self._meta(v)
-            tensors.append(
-                Tensor(
-                    name=v.name,
-                    shape=shape,
-                    dtype=dtype,
-                    nbytes=nbytes,
-                    producer=owner.get(v),
-                    consumers=tuple(consumers.get(v, ())),
-                    is_output=v in output_values,
-                )
-            )
-        nodes = [
-            self._node(i, g, gname, tensors) for i, (g, gname) in enumerate(zip(groups, names))
-        ]
-        return Graph(
-            name=name,
-            granularity=self.granularity,
-            nodes=tuple(nodes),
-            tensors=tuple(tensors),
-            input_names=tuple(p.name for p in placeholders),
-            output_names=tuple(v.name for v in output_values),
-            module=self.gm,
-            tracer=self.tracer,
-        )
-
-    def _group_name(self, g: _Group) -> str:
-        return g.head.name
-
-    def _node(self, index: int, g: _Group, gname: str, tensors: list[Tensor]) -> Node:
-        inputs = tuple(t.name for t in tensors if gname in t.consumers)
-        outputs = tuple(t.name for t in tensors if t.producer == gname)
-        by_name = {t.name: t for t in tensors}
-        member_kinds = [self._kind(m) for m in g.members]
-        kind = next((k for k in _KIND_PRIORITY if k in member_kinds), member_kinds[0])
-        head = next((m for m, k in zip(g.members, member_kinds) if k == kind), g.head)
-        main = by_name[outputs[-1]] if outputs else None
-        shape, dtype, nbytes = (
-            (main.shape, main.dtype, main.nbytes) if main else self._meta(g.members[-1])
-        )
-        flops = 0
-        for m, k in zip(g.members, member_kinds):
-            in_shapes = tuple(self._meta(a)[0] for a in m.all_input_nodes if a.op != "get_attr")
-            mod = self.modules.get(str(m.target)) if m.op == "call_module" else None
-            ws = self._weight_shape(m) if k in ("conv", "linear") else None
-            flops += count_flops(k, in_shapes, self._meta(m)[0], module=mod, weight_shape=ws)
-        params, param_bytes = self._param_stats(g.members)
-        return Node(
-            name=gname,
-            index=index,
-            kind=kind,
-            target=self._target(head),
-            inputs=inputs,
-            outputs=outputs,
-            input_shapes=tuple(by_name[i].shape for i in inputs),
-            output_shape=shape,
-            dtype=dtype,
-            output_bytes=nbytes,
-            flops=flops,
-            params=params,
-            param_bytes=param_bytes,
-            attrs=self._attrs(head, kind),
-            members=tuple(m.name for m in g.members),
-        )
-
-
-def _is_guard(n: fx.Node) -> bool:
-    """torch.export's input guards and runtime asserts: checks, not layers."""
-    name = str(n.target if n.op != "call_function" else getattr(n.target, "__name__", n.target))
-    return name == "_guards_fn" or name.startswith("_assert")
-
-
-def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:
-    obj: Any = gm
+def _fetch_attr(obj: Any, target: str) -> Any:
     for atom in target.split("."):
         obj = getattr(obj, atom)
     return obj

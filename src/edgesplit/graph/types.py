@@ -102,7 +102,10 @@ class Graph:
 
     ``module`` is the executable ``torch.fx.GraphModule`` the graph was traced from (or
     ``None`` for graphs built from cost tables only); nodes name their fx ``members`` so
-    that :mod:`edgesplit.graph.partition` can turn any assignment into parts.
+    that :mod:`edgesplit.graph.partition` can turn any assignment into parts. It takes
+    the tensors named ``input_names`` positionally; ``input_args[i]`` is the forward
+    argument that ``input_names[i]`` fills (``input_ids``, ``past[0][1]``). ``tracer`` is
+    ``fx``, ``export-nonstrict`` or ``export-strict`` (:mod:`edgesplit.graph.trace`).
     """
 
     name: str
@@ -113,6 +116,7 @@ class Graph:
     output_names: tuple[str, ...]
     module: Any = field(default=None, compare=False, repr=False)
     tracer: str = "fx"
+    input_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for i, node in enumerate(self.nodes):
