@@ -225,6 +225,7 @@ def profile(
     x = ex.single("profile")
     n_threads = torch.get_num_threads() if threads is None else threads
     prof = profile_graph(graph, x, threads=n_threads, repeats=repeats, warmup=warmup, device=device)
+    prof = prof.model_copy(update={"model_options": request.describe(ex)})
     prof.save(output)
     summary = {
         "model": prof.model,

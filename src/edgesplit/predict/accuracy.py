@@ -34,7 +34,8 @@ def dataset_from_profiles(paths: Sequence[str | Path], trust_model_code: bool = 
     A profile of a ``package.module:callable`` model is refused unless ``trust_model_code``.
     """
     from edgesplit.graph import trace
-    from edgesplit.models import build, check_trusted
+    from edgesplit.models import ModelRequest, build, check_trusted
+    from edgesplit.models.loader import trace_request
 
     if not paths:
         raise InputError("give at least one profile (create one with `edgesplit profile`)")
@@ -45,9 +46,16 @@ def dataset_from_profiles(paths: Sequence[str | Path], trust_model_code: bool = 
 
     for path in paths:
         prof = load_profile(path)
-        check_trusted(prof.model, f"profile {str(path)!r}", trust_model_code)
-        module, x = build(prof.model, tuple(prof.input_shape))
-        graph = trace(module, x, name=prof.model, granularity=prof.granularity)  # type: ignore[arg-type]
+        where = f"profile {str(path)!r}"
+        if prof.model_options:
+            request = ModelRequest.from_record(
+                prof.model, prof.model_options, where, trust_model_code
+            )
+            graph, _, _ = trace_request(request, prof.granularity)
+        else:
+            check_trusted(prof.model, where, trust_model_code)
+            module, x = build(prof.model, tuple(prof.input_shape))
+            graph = trace(module, x, name=prof.model, granularity=prof.granularity)  # type: ignore[arg-type]
         secs.extend(prof.seconds(graph, source=f"profile {str(path)!r}"))
         nodes.extend(graph.nodes)
         owner.extend([prof.model] * len(graph.nodes))

@@ -40,7 +40,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -99,6 +99,8 @@ class Profile(BaseModel):
     host: HostInfo
     nodes: list[NodeTiming]
     end_to_end: Timing
+    # The model options it was recorded with (ModelRequest.describe: inputs, model_config).
+    model_options: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def sum_of_medians_s(self) -> float:
