@@ -72,6 +72,16 @@ def test_default_cluster_is_the_papers() -> None:
     assert any(h.mobile for h in cfg.hosts) and not all(h.mobile for h in cfg.hosts)
 
 
+def test_host_power_is_a_power_model() -> None:
+    curve = [2.0 + i / 10 for i in range(11)]
+    listed = HostSpec(name="a", ram_mb=1.0, power_w=curve)
+    assert listed.power == HostSpec(name="a", ram_mb=1.0, power={"curve_w": curve}).power
+    assert listed.power.watts(0.55) == pytest.approx(2.55) and listed.power.peak_w == 3.0
+    assert HostSpec(name="b", ram_mb=1.0, power_w={"constant_w": 3.0}).power.watts(0.2) == 3.0
+    with pytest.raises(ValidationError, match="must not decrease"):
+        HostSpec(name="c", ram_mb=1.0, power_w=curve[::-1])
+
+
 def test_bad_config_names_the_field(tmp_path) -> None:
     with pytest.raises(ValidationError, match="power_w"):
         HostSpec(name="x", ram_mb=1.0, power_w=(1.0, 2.0))

@@ -133,6 +133,12 @@ def test_error_unknown_distribution_and_bad_link() -> None:
 def test_shannon_rate_link() -> None:
     inst = EarlyExitInstance.model_validate({"wireless": {"width_hz": 20e6, "snr_db": 10}})
     assert inst.wireless.rate_bps == pytest.approx(20e6 * np.log2(11.0))
+    # The short forms and a system-file link are the same Link.
+    short = EarlyExitInstance.model_validate({"wired": {"rate_mbps": 1000}})
+    long = EarlyExitInstance.model_validate({"wired": {"bandwidth": "1Gbit"}})
+    assert short.wired == long.wired and short.wired.rate_bps == 1e9
+    with pytest.raises(ValueError, match="wired.rtt"):
+        EarlyExitInstance.model_validate({"wired": {"bandwidth": "1Gbit", "rtt": "5ms"}})
 
 
 def test_problem_evaluator_by_hand(tiny, tiny_problem) -> None:
