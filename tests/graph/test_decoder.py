@@ -206,6 +206,24 @@ def test_generate_command_prints_per_token_records_equal_to_unsplit(cli) -> None
     assert all(r["cut_bytes"] == [64 * 4] * 2 and len(r["part_seconds"]) == 3 for r in records[1:])
 
 
+def test_generate_takes_the_prompt_as_an_input_ids_input(cli) -> None:  # type: ignore[no-untyped-def]
+    doc = cli(
+        "generate",
+        *GPT2_CLI,
+        "--cuts",
+        "2",
+        "--input",
+        "input_ids=2x5:int64",
+        "--tokens",
+        "4",
+        "--json",
+    )
+    doc = doc.json()
+    assert (doc["batch"], doc["prompt_len"], doc["tokens_equal_unsplit"]) == (2, 5, True)
+    assert all(len(r["tokens"]) == 2 for r in doc["records"])
+    assert doc["records"][1]["cut_bytes"] == [2 * 64 * 4]
+
+
 def test_generate_llama_with_a_saved_plan_naming_the_tiers(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
     llama_cli = [
         "hf:LlamaForCausalLM",
@@ -236,6 +254,10 @@ def test_generate_llama_with_a_saved_plan_naming_the_tiers(cli, tmp_path) -> Non
         (("--cuts", "2.5"), "2.5"),
         (("--cuts", "4"), "cut 4"),
         (("--cuts", "x"), "--cuts"),
+        (("--cuts", ""), "--cuts"),
+        (("--cuts", "2", "--input-shape", "1,8"), "token ids"),
+        (("--cuts", "2", "--input", "input_ids=1x8:int64", "--prompt-len", "8"), "--prompt-len"),
+        (("--cuts", "2", "--tiers", "a,b,c"), "--tiers"),
         (("--cuts", "2", "--prompt-len", "40", "--tokens", "30"), "context window"),
         ((), "--cuts"),
     ],

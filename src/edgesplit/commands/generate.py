@@ -40,11 +40,12 @@ DEFAULT_TOKENS = 32
 def parse_cuts(text: str) -> list[float]:
     """``4,8`` -> ``[4, 8]``; a non-number names the fix."""
     try:
-        return [float(t) for t in text.replace(" ", "").split(",") if t]
+        cuts = [float(t) for t in text.replace(" ", "").split(",") if t]
     except ValueError:
-        raise InputError(
-            f"--cuts {text!r} is not a list of block indices; write e.g. --cuts 4,8"
-        ) from None
+        cuts = []
+    if not cuts:
+        raise InputError(f"--cuts {text!r} is not a list of block indices; write e.g. --cuts 4,8")
+    return cuts
 
 
 def _prompt(
@@ -57,10 +58,6 @@ def _prompt(
     import torch
 
     if explicit_inputs:
-        if prompt_len is not None:
-            raise InputError(
-                "give --prompt-len or the prompt as --input input_ids=1xN:int64, not both"
-            )
         ids = example.kwargs.get("input_ids", example.args[0] if example.args else None)
         if not isinstance(ids, torch.Tensor) or ids.dtype != torch.int64 or ids.dim() != 2:
             raise InputError(
@@ -179,6 +176,12 @@ def generate(
 
     if (cuts is None) == (plan is None):
         raise InputError("give --cuts (e.g. --cuts 4,8) or --plan PLAN, exactly one")
+    explicit = bool(inputs or input_shape or example)
+    if explicit and prompt_len is not None:
+        raise InputError("give --prompt-len or the prompt as --input input_ids=1xN:int64, not both")
+    if tokens is not None and tokens < 1:
+        raise InputError(f"--tokens must be at least 1, not {tokens}")
+    cut_list = parse_cuts(cuts) if cuts is not None else []
     saved = load_decoder_plan(plan) if plan else None
     request = model_request(model, inputs, input_shape, example, weights, model_config)
     module, example_inputs = request.load()
@@ -189,10 +192,10 @@ def generate(
                 f"plan {plan!r} is for a {saved.layers}-block {saved.family} model, but "
                 f"{model!r} is a {shape.layers}-block {shape.family}; plan this model"
             )
-        prompt_len = saved.prompt_len if prompt_len is None and not inputs else prompt_len
+        prompt_len = saved.prompt_len if prompt_len is None and not explicit else prompt_len
         tokens = saved.tokens if tokens is None else tokens
     n_tokens = DEFAULT_TOKENS if tokens is None else tokens
-    split = split_decoder(module, saved.cuts if saved else parse_cuts(cuts or ""))
+    split = split_decoder(module, saved.cuts if saved else cut_list)
     names = (
         [t.name for t in saved.tiers] if saved else [f"part{i}" for i in range(len(split.parts))]
     )
@@ -202,7 +205,6 @@ def generate(
             raise InputError(
                 f"--tiers names {len(names)} tiers, but the cuts make {len(split.parts)} parts"
             )
-    explicit = bool(inputs or input_shape or example)
     ids = _prompt(example_inputs, shape, prompt_len, explicit)
 
     gen = split.generate(ids, n_tokens)
