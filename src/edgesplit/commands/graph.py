@@ -29,6 +29,10 @@ from edgesplit.graph import Graph
 def graph_document(graph: Graph) -> dict[str, Any]:
     return {
         **graph.summary(),
+        "inputs": [
+            {"name": t.name, "arg": arg, "shape": list(t.shape), "dtype": t.dtype}
+            for t, arg in zip((graph.tensor(i) for i in graph.input_names), graph.input_args)
+        ],
         "nodes": [
             {
                 "index": n.index,
@@ -114,7 +118,8 @@ def inspect(
     s = graph.summary()
     console.print(
         f"[bold]{graph.name}[/]: {s['nodes']} {graph.granularity} nodes, "
-        f"{'chain' if s['is_chain'] else 'DAG'}, {s['flops'] / 1e9:.3f} GFLOPs, {s['params']:,} params"
+        f"{'chain' if s['is_chain'] else 'DAG'}, {s['flops'] / 1e9:.3f} GFLOPs, {s['params']:,} params, "
+        f"traced by {graph.tracer}; inputs {', '.join(graph.input_args)}"
     )
     table = Table()
     for col in (
@@ -129,7 +134,7 @@ def inspect(
     ):
         table.add_column(col, justify="right" if col not in ("name", "kind") else "left")
     cuts = graph.cuts()
-    table.add_row("-", "(input)", "", "", "", "", "", f"{cuts[0].bytes:,} (1)")
+    table.add_row("-", "(input)", "", "", "", "", "", f"{cuts[0].bytes:,} ({len(cuts[0].tensors)})")
     for n in graph.nodes:
         c = cuts[n.index + 1]
         table.add_row(
@@ -154,45 +159,56 @@ def verify(
     model_config: list[str] | None = ModelConfigOpt,
     trust_model_code: bool = TrustOpt,
     granularity: str = GranularityOpt,
+    method: str = typer.Option(
+        "fast", "--method", help="fast (one recorded run, parts built once) or rebuild"
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Check that splitting MODEL at every cut gives output torch.equal to the unsplit model."""
-    from edgesplit.graph.partition import split_at
+    """Check that splitting MODEL at every cut gives output torch.equal to the unsplit model.
+
+    Every output leaf (tuple, dict, ModelOutput) is compared. The fast method records
+    every tensor in one run, splits the graph once into one part per node, then checks
+    every cut's head (the parts before it, fed the inputs) and tail (the parts after it,
+    fed only the recorded tensors crossing the cut); --method rebuild builds the
+    two-part split of every cut afresh (slower, same verdict).
+    """
+    from edgesplit.graph.trace import flat_inputs
+    from edgesplit.graph.verify import check_every_cut
 
     request = model_request(model, inputs, input_shape, example, weights, model_config)
     graph, module, ex = load_graph(request, granularity)
+    if method not in ("fast", "rebuild"):
+        from edgesplit.errors import InputError
+
+        raise InputError(f"--method must be 'fast' or 'rebuild', not {method!r}")
     with torch.inference_mode():
         reference = ex.run(module)
-        results = []
-        for k in range(len(graph.nodes) + 1):
-            out = split_at(graph, [k])(*ex.args, **ex.kwargs)
-            results.append({"cut": k, "equal": bool(_equal(out, reference))})
-    passed = all(r["equal"] for r in results)
+    flat = flat_inputs(module, graph, ex.args, ex.kwargs)
+    checks = check_every_cut(graph, flat, reference, method=method)  # type: ignore[arg-type]
+    results = [c.as_dict() for c in checks]
+    passed = all(c.equal for c in checks)
     if as_json:
         print_json(
             {
                 "model": graph.name,
                 "granularity": graph.granularity,
+                "tracer": graph.tracer,
+                "method": method,
                 "passed": passed,
                 "cuts": results,
             }
         )
     else:
-        bad = [r["cut"] for r in results if not r["equal"]]
+        bad = [c.cut for c in checks if not c.equal]
         verdict = "[green]PASS[/]" if passed else f"[red]FAIL[/] at cuts {bad}"
-        console.print(f"{graph.name}: {len(results)} cuts checked, {verdict}")
+        console.print(
+            f"{graph.name} (traced by {graph.tracer}): {len(results)} cuts checked, {verdict}"
+        )
+        for c in checks:
+            if not c.equal:
+                console.print(f"  cut {c.cut}: {c.reason}", markup=False)
     if not passed:
         raise typer.Exit(1)
-
-
-def _equal(a: Any, b: Any) -> bool:
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and torch.equal(a, b)
-    if isinstance(a, tuple | list):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
-    return bool(a == b)
 
 
 def profile(
