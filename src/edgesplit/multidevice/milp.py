@@ -30,7 +30,9 @@ Objective eq. 10 with eq. 4: ``min 1/N Σ_i f_i,M``.
 
 Size: ``Σ M_i`` binaries X, ``Σ_{i<p} M_i M_p`` binaries Y and twice as many big-M rows;
 N = 4 AlexNets (M = 21) give 84 + 2,646 binaries. Branch and bound is exponential in the
-worst case; ``time_limit`` returns the incumbent and HiGHS's proven bound.
+worst case; ``time_limit`` returns the incumbent and HiGHS's proven bound. No incumbent by
+then is an :class:`~edgesplit.errors.InputError` (raise the limit); a HiGHS failure is a
+:class:`~edgesplit.errors.SolverError`. Neither falls back to another solver's answer.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
+from edgesplit.errors import InputError, SolverError
 from edgesplit.multidevice.problem import (
     MecProblem,
     Schedule,
@@ -128,23 +131,13 @@ def solve_milp(
         options={"time_limit": time_limit, "mip_rel_gap": 1e-9, "disp": False},
     )
     elapsed = time.perf_counter() - t0
-    if res.x is None:
-        from edgesplit.multidevice.heuristic import solve_heuristic
-
-        fallback = solve_heuristic(problem)
-        return evaluate(
-            problem,
-            fallback.splits,
-            fallback.server_sequence,
-            algorithm="milp",
-            status="no_incumbent",
-            solve_s=elapsed,
-            meta={
-                "fallback": "heuristic",
-                "message": str(res.message),
-                "binaries": n_sub + len(pairs),
-            },
+    if res.x is None and res.status == 1:
+        raise InputError(
+            f"the MILP found no schedule within {time_limit} s ({n_sub + len(pairs)} binaries); "
+            "raise --time-limit or use --solver cpsat"
         )
+    if res.x is None or res.status not in (0, 1):
+        raise SolverError(f"HiGHS failed on the multi-device MILP: {res.message}")
     xv = res.x
     splits = []
     for i, d in enumerate(problem.devices):

@@ -283,5 +283,17 @@ def evaluate(
 
 
 def sequence_from_starts(starts: dict[Subtask, tuple[float, float]]) -> list[Subtask]:
-    """Order server subtasks by a solver's (start, finish); zero-length ones first on ties."""
-    return sorted(starts, key=lambda st: (starts[st][0], starts[st][1], st[0], st[1]))
+    """Order server subtasks by the midpoints of a solver's (start, finish) intervals.
+
+    On one server the intervals do not overlap, so midpoints order them as starts do; but
+    a solver's floats carry noise (HiGHS: a zero-length subtask at 7.000000000000001 beside
+    one starting at 7.0), and ordering by raw starts would put the zero-length one second
+    and re-evaluate to a worse schedule than the solver found. Each device's subtasks then
+    keep layer order in the places they hold.
+    """
+    order = sorted(starts, key=lambda st: (sum(starts[st]) / 2, st[0], st[1]))
+    layers: dict[int, list[int]] = {}
+    for i, j in order:
+        layers.setdefault(i, []).append(j)
+    queues = {i: iter(sorted(js)) for i, js in layers.items()}
+    return [(i, next(queues[i])) for i, _ in order]
