@@ -107,3 +107,16 @@ def test_local_directory_config_and_weights(tmp_path):
     assert _params_equal(loaded, trained)
     with pytest.raises(InputError, match="has no config.json"):
         ModelRequest(f"hf:BertModel={tmp_path}").load()
+
+
+def test_a_config_too_big_for_memory_is_one_line(monkeypatch):
+    import edgesplit.models.hub as hub
+
+    monkeypatch.setattr(hub, "_available_bytes", lambda: 1_000_000)
+    with pytest.raises(InputError, match=r"hf:BertModel .* GB free; shrink it with --model-config"):
+        ModelRequest.from_options("hf:BertModel", config=BERT).load()
+    monkeypatch.setattr(hub, "_available_bytes", lambda: None)
+    small, _ = ModelRequest.from_options("hf:BertModel", config=BERT).load()
+    monkeypatch.undo()
+    again, _ = ModelRequest.from_options("hf:BertModel", config=BERT).load()
+    assert _params_equal(small, again)  # the probe on 'meta' does not shift the seed

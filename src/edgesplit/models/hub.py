@@ -135,10 +135,46 @@ def _hf(text: str, overrides: dict[str, Any]) -> tuple[nn.Module, tuple[InputSpe
             raise InputError(
                 f"--model-config {unknown[0]}: {config_class.__name__} has no such field{hint}"
             )
-        model = cls(config_class(**overrides))
+        config = config_class(**overrides)
+        _check_fits(cls, config, f"hf:{arch}")
+        model = cls(config)
     if not isinstance(model, torch.nn.Module):
         raise UnknownModelError(f"hf:{text} did not build a torch.nn.Module")
     return model, default_hf_inputs(model)
+
+
+def _available_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux); None where it cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _check_fits(cls: Any, config: Any, name: str) -> None:
+    """Refuse a model whose float32 weights exceed 80 % of free memory (counted on 'meta').
+
+    Default configs can be huge (``LlamaConfig()`` is 6.6e9 parameters): a one-line error
+    that says how to shrink it beats the kernel's OOM killer.
+    """
+    import torch
+
+    from edgesplit.models.inputs import SEED
+
+    with torch.device("meta"):
+        probe = cls(config)
+    need = 4 * sum(p.numel() for p in probe.parameters())
+    torch.manual_seed(SEED)  # the probe must not shift the seeded weights
+    free = _available_bytes()
+    if free is not None and need > 0.8 * free:
+        raise InputError(
+            f"{name} with this config has {need / 4e9:.2f}e9 parameters ({need / 1e9:.1f} GB "
+            f"as float32), more than this machine's {free / 1e9:.1f} GB free; shrink it with "
+            "--model-config, e.g. num_hidden_layers=2 hidden_size=256"
+        )
 
 
 def _hf_local(arch: str, path: Path, overrides: dict[str, Any]) -> nn.Module:
