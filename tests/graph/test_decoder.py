@@ -234,7 +234,8 @@ def test_generate_llama_with_a_saved_plan_naming_the_tiers(cli, tmp_path) -> Non
     plan = tmp_path / "plan.json"
     first = cli(
         "generate", *llama_cli, "--cuts", "2", "--tiers", "edge,cloud",
-        "--prompt-len", "6", "--tokens", "8", "--save-plan", plan, "--json",
+        "--prompt-len", "6", "--tokens", "8", "--save-plan", plan, "--link", "100mbit,20ms",
+        "--json",
     ).json()  # fmt: skip
     assert first["tokens_equal_unsplit"] is True
     saved = json.loads(plan.read_text())
@@ -242,6 +243,9 @@ def test_generate_llama_with_a_saved_plan_naming_the_tiers(cli, tmp_path) -> Non
         ("edge", [0, 2]),
         ("cloud", [2, 3]),
     ]
+    assert all(t["flops_per_second"] > 0 for t in saved["tiers"])  # measured in the run
+    assert (saved["links"][0]["bandwidth_bps"], saved["links"][0]["rtt_s"]) == (1e8, 0.02)
+    assert saved["links"][0]["bytes_per_token"] == 32 * 4
     again = cli("generate", *llama_cli, "--plan", plan, "--json").json()
     assert [t["name"] for t in again["tiers"]] == ["edge", "cloud"]
     assert (again["prompt_len"], again["tokens"]) == (6, 8)

@@ -162,12 +162,13 @@ def generate(
     trust_model_code: bool = TrustOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Split a GPT-2 / LLaMA model at block boundaries and generate greedily, token by token.
+    """Split a GPT-2 / LLaMA model at block boundaries and generate greedily.
 
-    Part 0 holds the embeddings, the last part the final norm and LM head; each part keeps the
-    KV cache of its own blocks. Prints per-token records and checks the tokens (and logits)
-    against the unsplit model's greedy generation. Example:
-    edgesplit generate hf:GPT2LMHeadModel --cuts 4,8 --prompt-len 16 --tokens 32
+    Part 0 holds the embeddings, the last part the final norm and LM head;
+    each part keeps the KV cache of its own blocks. Prints per-token records
+    and checks tokens and logits against the unsplit model's greedy run.
+
+    Example: edgesplit generate hf:GPT2LMHeadModel --cuts 4,8 --tokens 32
     """
     import torch
 

@@ -107,6 +107,7 @@ class TierPlan(BaseModel):
     """One tier of a plan: its blocks and predicted costs."""
 
     name: str
+    flops_per_second: float  # the tier speed the predictions assume
     blocks: tuple[int, int]  # [lo, hi)
     embeddings: bool
     head: bool
@@ -126,6 +127,8 @@ class CutPlan(BaseModel):
     block: int
     source: str
     target: str
+    bandwidth_bps: float
+    rtt_s: float
     prefill_bytes: int
     bytes_per_token: int  # per decoded token, independent of the position
     prefill_seconds: float
@@ -191,6 +194,7 @@ def _evaluate(
         tier_plans.append(
             TierPlan(
                 name=tier.name,
+                flops_per_second=tier.flops_per_second,
                 blocks=(lo, hi),
                 embeddings=lo == 0,
                 head=hi == shape.layers and shape.has_head,
@@ -212,6 +216,8 @@ def _evaluate(
                 block=block,
                 source=tiers[i].name,
                 target=tiers[i + 1].name,
+                bandwidth_bps=link.rate_bps,
+                rtt_s=link.rtt,
                 prefill_bytes=pre_b,
                 bytes_per_token=tok_b,
                 prefill_seconds=link.seconds(pre_b),
