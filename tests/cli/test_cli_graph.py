@@ -22,9 +22,13 @@ def test_verify_user_model_json_passes_every_cut(cli):
 
 def test_profile_writes_a_loadable_file(cli_subprocess, tmp_path):
     out = tmp_path / "prof.json"
-    res = cli_subprocess("profile", "mnist_cnn", "--repeats", "3", "-o", out, "--json")
+    res = cli_subprocess(
+        "profile", "mnist_cnn", "--repeats", "3", "--threads", "1", "-o", out, "--json"
+    )
     assert res.json()["nodes"] == 9
-    assert json.loads(out.read_text())["format"] == "edgesplit.profile"
+    assert res.json()["threads"] == 1 and res.json()["timer"].startswith("wall clock")
+    saved = json.loads(out.read_text())
+    assert saved["format"] == "edgesplit.profile" and saved["host"]["threads"] == 1
 
 
 @pytest.mark.parametrize(
