@@ -18,7 +18,6 @@ earlyexit_app = typer.Typer(
 )
 
 InstanceArg = typer.Argument(..., help="instance YAML/JSON (`edgesplit schema earlyexit`)")
-SOLVERS = ("exact", "ga", "edgent")
 
 
 def solve_instance(
@@ -31,21 +30,16 @@ def solve_instance(
     requirement: float | None = None,
     deadline_ms: float | None = None,
 ) -> Any:
-    """Dispatch to one solver module (the front door, like networkx' maxflow)."""
-    from edgesplit.earlyexit.edgent import solve_edgent
-    from edgesplit.earlyexit.exact import solve_exact
-    from edgesplit.earlyexit.ga import solve_ga
+    """The command line's options for ``solver``, through the front door."""
+    from edgesplit.earlyexit.solve import solve
 
-    if solver == "exact":
-        return solve_exact(problem)
     if solver == "ga":
-        return solve_ga(problem, generations=generations, population=population, seed=seed)
+        return solve(problem, "ga", generations=generations, population=population, seed=seed)
     if solver == "edgent":
-        if deadline_ms is not None:
-            return solve_edgent(problem, deadline_s=deadline_ms / 1000.0)
-        req = requirement if requirement is not None else problem.meta.get("mean_requirement")
-        return solve_edgent(problem, requirement=req)
-    raise InputError(f"--solver must be one of {', '.join(SOLVERS)}, not {solver!r}")
+        deadline_s = deadline_ms / 1000.0 if deadline_ms is not None else None
+        req = None if deadline_s is not None else requirement
+        return solve(problem, "edgent", requirement=req, deadline_s=deadline_s)
+    return solve(problem, solver)
 
 
 def _load(instance: str) -> tuple[Any, Any, Any, Any, Any]:
@@ -93,10 +87,10 @@ def solve(
     as_json: bool = JsonOpt,
 ) -> None:
     """Place every BranchyNet layer on mobile, edge or cloud minimising eq. 4.8."""
+    from edgesplit.earlyexit.solve import get_solver
     from edgesplit.io import write_json
 
-    if solver not in SOLVERS:
-        raise InputError(f"--solver must be one of {', '.join(SOLVERS)}, not {solver!r}")
+    get_solver(solver)  # an unknown name fails before the instance is built
     _inst, problem, _g, _n, _x = _load(instance)
     plan = solve_instance(
         problem, solver, generations=generations, population=population, seed=seed,
