@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -117,13 +118,13 @@ def test_memory_limits_exclude_cuts(mnist_graph: Graph, make_problem: Make) -> N
     mem = base.node_memory_bytes
     # the edge can hold only the first two nodes
     cap = float(mem[:2].sum())
-    problem = Problem(**{**base.__dict__, "memory_bytes": (cap, None)})
+    problem = replace(base, memory_bytes=(cap, None))
     table = problem_table(problem)
     assert list(np.flatnonzero(table.feasible)) == [0, 1, 2]
     plan = solve(problem.with_objective("latency"), "two-tier")
     assert plan.cut is not None and plan.cut <= 2
     assert plan.cut == solve(problem, "exhaustive").cut
-    tiny = Problem(**{**base.__dict__, "memory_bytes": (cap, 1.0)})
+    tiny = replace(base, memory_bytes=(cap, 1.0))
     with pytest.raises(InfeasiblePlanError):
         solve(tiny, "two-tier")
 
@@ -145,14 +146,12 @@ def test_fast_replan_matches_problem_path(
             weight=w,
             strategy=strategy,
         )
-        owned = Problem(
-            **{
-                **problem.__dict__,
-                "price_per_second": (0.0 if strategy == "own" else 0.224 / 3600, 0.1664 / 3600),
-                "power": (None, None),
-                "objective": objective,
-                "weight": w,
-            }
+        owned = replace(
+            problem,
+            price_per_second=(0.0 if strategy == "own" else 0.224 / 3600, 0.1664 / 3600),
+            power=(None, None),
+            objective=objective,
+            weight=w,
         )
         assert fast.cut == solve(owned, "two-tier").cut
         ev = check_plan(owned, fast)

@@ -82,8 +82,7 @@ def messages(problem: Problem, assignment: Sequence[int]) -> dict[tuple[int, int
 
 def tensor_charges(problem: Problem, assignment: Sequence[int]) -> list[float]:
     """Per device: the per-tensor transfers charged to it (``comm="tensor"``)."""
-    st, src, ts = problem.structure, problem.source, problem.tensor_seconds
-    assert ts is not None
+    st, src, ts = problem.structure, problem.source, problem.tensor_rows
     charged = [0.0] * problem.n_devices
     for j in range(len(st.producer)):
         p = src if st.producer[j] < 0 else assignment[st.producer[j]]
@@ -95,16 +94,16 @@ def tensor_charges(problem: Problem, assignment: Sequence[int]) -> list[float]:
             continue
         for d in others | {p}:
             if d != src:
-                charged[d] += float(ts[d, j])
+                charged[d] += ts[d][j]
     return charged
 
 
 def over_memory(problem: Problem, assignment: Sequence[int]) -> list[int]:
     """Devices whose nodes' parameters and outputs exceed their memory."""
     mem = [0.0] * problem.n_devices
-    node_mem = problem.node_memory_bytes
+    node_mem = problem.node_memory_list
     for v, d in enumerate(assignment):
-        mem[d] += float(node_mem[v])
+        mem[d] += node_mem[v]
     return [
         d
         for d, (used, cap) in enumerate(zip(mem, problem.memory_bytes))
@@ -118,8 +117,9 @@ def violations(problem: Problem, assignment: Sequence[int]) -> list[str]:
     g, names = problem.graph, problem.devices
     out: list[str] = []
     unsupported: dict[int, list[str]] = {}
+    secs = problem.seconds_rows
     for v, d in enumerate(assignment):
-        if not math.isfinite(problem.seconds[d, v]):
+        if secs[d][v] == math.inf:
             unsupported.setdefault(d, []).append(g.nodes[v].name)
     for d, bad in sorted(unsupported.items()):
         out.append(f"{names[d]}: nodes {bad[:5]} cannot run there")
@@ -155,45 +155,60 @@ def violations(problem: Problem, assignment: Sequence[int]) -> list[str]:
 
 
 def critical_path(problem: Problem, assignment: Sequence[int], calls: Sequence[float]) -> float:
-    """Largest ready time over host nodes and one unit per device call; ``inf`` on a cycle."""
+    """Largest ready time over host nodes and one unit per device call; ``inf`` on a cycle.
+
+    Kahn's algorithm over the quotient graph, pushing finish times to successors.
+    """
     n, k, hub = problem.n_nodes, problem.n_devices, problem.source
-
-    def unit(v: int) -> int:
-        return v if assignment[v] == hub else n + assignment[v]
-
-    preds: list[set[int]] = [set() for _ in range(n + k)]
+    unit = [v if d == hub else n + d for v, d in enumerate(assignment)]
+    size = n + k
+    succs: list[list[int]] = [[] for _ in range(size)]
+    indeg = [0] * size
+    seen: set[int] = set()
     for u, v in problem.structure.edges:
-        if unit(u) != unit(v):
-            preds[unit(v)].add(unit(u))
-    succs: list[list[int]] = [[] for _ in range(n + k)]
-    indeg = [len(p) for p in preds]
-    for x in range(n + k):
-        for p in preds[x]:
-            succs[p].append(x)
-    ready = [0.0] * (n + k)
-    stack = [x for x in range(n + k) if indeg[x] == 0]
+        a, b = unit[u], unit[v]
+        if a != b and a * size + b not in seen:
+            seen.add(a * size + b)
+            succs[a].append(b)
+            indeg[b] += 1
+    duration = [*problem.seconds_rows[hub], *calls]
+    start = [0.0] * size
+    ready = [0.0] * size
+    stack = [x for x in range(size) if indeg[x] == 0]
     done = 0
     while stack:
         x = stack.pop()
         done += 1
-        start = max((ready[p] for p in preds[x]), default=0.0)
-        ready[x] = start + (float(problem.seconds[hub, x]) if x < n else calls[x - n])
+        ready[x] = finish = start[x] + duration[x]
         for y in succs[x]:
+            if finish > start[y]:
+                start[y] = finish
             indeg[y] -= 1
             if indeg[y] == 0:
                 stack.append(y)
-    if done != n + k:
+    if done != size:
         return math.inf
-    return max((ready[unit(v)] for v in range(n)), default=0.0)
+    return max((ready[x] for x in set(unit)), default=0.0)
+
+
+def score(problem: Problem, assignment: Sequence[int]) -> float:
+    """What solvers minimise: the objective value, ``inf`` as soon as a rule is broken
+    (without computing the figures of an infeasible assignment)."""
+    problems = violations(problem, assignment)
+    return math.inf if problems else _evaluate(problem, assignment, problems).score
 
 
 def evaluate(problem: Problem, assignment: Sequence[int]) -> Evaluation:
     """Latency, cost, energy and every broken rule of ``assignment`` on ``problem``."""
-    problems = violations(problem, assignment)
+    return _evaluate(problem, assignment, violations(problem, assignment))
+
+
+def _evaluate(problem: Problem, assignment: Sequence[int], problems: list[str]) -> Evaluation:
     k = problem.n_devices
     busy = [0.0] * k
+    secs = problem.seconds_rows
     for i, d in enumerate(assignment):
-        busy[d] += float(problem.seconds[d, i])
+        busy[d] += secs[d][i]
     calls: tuple[float, ...] = ()
     if problem.comm == "tensor":
         charged = tensor_charges(problem, assignment)
@@ -226,7 +241,7 @@ def evaluate(problem: Problem, assignment: Sequence[int]) -> Evaluation:
         comm_s=comm,
         cost=cost,
         energy_j=energy,
-        memory_ok=not over_memory(problem, assignment),
+        memory_ok=not problems or not over_memory(problem, assignment),
         objective_value=problem.objective_value(latency, cost, energy),
         problems=tuple(problems),
         calls=calls,

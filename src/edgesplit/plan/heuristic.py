@@ -36,7 +36,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from edgesplit.errors import InputError
-from edgesplit.plan.evaluate import evaluate
+from edgesplit.plan.evaluate import score
 from edgesplit.plan.feasible import linear_weights, plan_from_assignment, repair
 from edgesplit.plan.problem import Problem
 from edgesplit.plan.types import Plan
@@ -178,7 +178,7 @@ def local_search(
         groups.setdefault(c, []).append(v)
     identical = problem.identical_servers
     best = list(assignment)
-    value = evaluate(problem, best).score
+    value = score(problem, best)
     evals = 1
     improved = True
     while improved and evals < max_evals:
@@ -192,13 +192,13 @@ def local_search(
                 rest -= set(empty[1:])
             targets = [d for d in sorted(near) + sorted(rest) if d != best[v]]
             for d in targets:
-                if not math.isfinite(problem.seconds[d, v]):
+                if problem.seconds_rows[d][v] == math.inf:
                     continue
                 group = groups[problem.colour[v]]  # a colour class moves as one
                 saved = [best[w] for w in group]
                 for w in group:
                     best[w] = d
-                trial = evaluate(problem, best).score
+                trial = score(problem, best)
                 evals += 1
                 if trial < value * (1 - 1e-12) or (math.isinf(value) and trial < value):
                     value, improved = trial, True

@@ -50,7 +50,7 @@ import cvxpy as cp
 import numpy as np
 
 from edgesplit.errors import InfeasiblePlanError, InputError, SolverError
-from edgesplit.plan.evaluate import evaluate
+from edgesplit.plan.evaluate import score
 from edgesplit.plan.feasible import linear_weights, plan_from_assignment, round_shares
 from edgesplit.plan.problem import Problem
 from edgesplit.plan.types import Plan
@@ -394,7 +394,7 @@ def solve(
         elif status == cp.OPTIMAL:
             bound = objective
         found = round_shares(problem, shares, 0.5)
-        if evaluate(problem, found).score <= start_value:
+        if score(problem, found) <= start_value:
             assignment = found
             meta["incumbent_from"] = "milp"
         else:  # a time-limited incumbent can be no better than the start
@@ -409,7 +409,7 @@ def solve(
             f"no placement of {problem.graph.name!r} found within {time_limit:g} s; "
             "raise --time-limit or relax the limits"
         )
-    value = evaluate(problem, assignment).score
+    value = score(problem, assignment)
     if bound is not None:
         bound = min(max(0.0, bound), value)
     meta["status"] = "optimal" if status == cp.OPTIMAL else "time_limit"

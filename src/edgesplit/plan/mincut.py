@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from edgesplit.errors import InputError
-from edgesplit.plan.evaluate import evaluate
+from edgesplit.plan.evaluate import score
 from edgesplit.plan.feasible import linear_weights, plan_from_assignment
 from edgesplit.plan.heuristic import tensor_costs
 from edgesplit.plan.problem import Problem
@@ -170,6 +170,6 @@ def solve(problem: Problem) -> Plan:
                 continue
             candidates.append(tuple(upstream if f else downstream for f in side))
 
-    best = min(candidates, key=lambda c: evaluate(problem, c).score)
+    best = min(candidates, key=lambda c: score(problem, c))
     meta = {"candidates": len(candidates), "solve_s": time.perf_counter() - t0}
     return plan_from_assignment(problem, "mincut", best, meta)

@@ -108,7 +108,7 @@ class Structure:
             node_tensors=tuple(tuple(m) for m in made),
         )
 
-    @property
+    @cached_property
     def edges(self) -> list[tuple[int, int]]:
         """Producer -> consumer node pairs, each once, sorted."""
         return [(u, v) for u, vs in enumerate(self.succ) for v in vs]
@@ -259,10 +259,28 @@ class Problem:
 
     def colour_classes(self) -> list[list[int]]:
         """Colour classes with more than one member, each a sorted list of node indices."""
+        return [list(g) for g in self._colour_classes]
+
+    @cached_property
+    def _colour_classes(self) -> tuple[tuple[int, ...], ...]:
         groups: dict[int, list[int]] = {}
         for v, c in enumerate(self.colour):
             groups.setdefault(c, []).append(v)
-        return [g for g in groups.values() if len(g) > 1]
+        return tuple(tuple(g) for g in groups.values() if len(g) > 1)
+
+    @cached_property
+    def seconds_rows(self) -> list[list[float]]:
+        """``seconds`` as Python lists (per-node reads in the evaluator's loops)."""
+        rows: list[list[float]] = self.seconds.tolist()
+        return rows
+
+    @cached_property
+    def tensor_rows(self) -> list[list[float]]:
+        """``tensor_seconds`` as Python lists (empty under ``comm="message"``)."""
+        if self.tensor_seconds is None:
+            return []
+        rows: list[list[float]] = self.tensor_seconds.tolist()
+        return rows
 
     @property
     def hub(self) -> int | None:
@@ -294,10 +312,17 @@ class Problem:
 
         return all(same(d) for d in others[1:])
 
-    @property
+    @cached_property
     def node_memory_bytes(self) -> np.ndarray:
         """Parameter bytes plus output bytes per node (what a device must hold)."""
-        return np.array([n.param_bytes + n.output_bytes for n in self.graph.nodes], dtype=float)
+        out = np.array([n.param_bytes + n.output_bytes for n in self.graph.nodes], dtype=float)
+        out.setflags(write=False)
+        return out
+
+    @cached_property
+    def node_memory_list(self) -> list[float]:
+        rows: list[float] = self.node_memory_bytes.tolist()
+        return rows
 
     def objective_value(self, latency_s: float, cost: float, energy_j: float) -> float:
         """The scalar a solver minimises; ``weighted`` is (1−w)·L/L₀ + w·C/C₀."""

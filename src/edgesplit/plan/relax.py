@@ -29,7 +29,7 @@ from typing import Any
 import cvxpy as cp
 import numpy as np
 
-from edgesplit.plan.evaluate import evaluate
+from edgesplit.plan.evaluate import score
 from edgesplit.plan.feasible import plan_from_assignment, repair, round_shares
 from edgesplit.plan.milp import build, run_solver
 from edgesplit.plan.problem import Problem
@@ -49,7 +49,7 @@ def solve(problem: Problem, *, time_limit: float = 60.0, threads: int = 1) -> Pl
         shares = np.eye(k)[[src] * n]
     candidates = {repair(problem, round_shares(problem, shares, tau)) for tau in THRESHOLDS}
     candidates.add(repair(problem, [src] * n))
-    scored = sorted((evaluate(problem, c).score, c) for c in candidates)
+    scored = sorted((score(problem, c), c) for c in candidates)
     value, best = scored[0]
     lp = model.problem.value if model.problem.status == cp.OPTIMAL else None
     meta: dict[str, Any] = {
