@@ -231,3 +231,13 @@ def test_profiles_and_multidevice_files_naming_code_are_refused(
     for command in ("solve", "freeze"):
         extra = ["-o", str(tmp_path / "f.json")] if command == "freeze" else []
         assert_input_error(cli("multidevice", command, md, *extra), "os:abort", str(md))
+
+
+def test_profile_of_a_two_input_model_records_its_options(tmp_path, cli, user_dir):
+    out = tmp_path / "tagger.json"
+    inputs = ["--input", "input_ids=1x6:int64", "--input", "attention_mask=1x6:int64"]
+    res = cli("profile", "usernets:tagger", *inputs, "--repeats", "1", "--warmup", "0",
+              "-o", out, "--json")  # fmt: skip
+    assert res.json()["nodes"] > 0
+    recorded = json.loads(out.read_text())["model_options"]
+    assert recorded == {"inputs": ["input_ids=1x6:int64", "attention_mask=1x6:int64"]}

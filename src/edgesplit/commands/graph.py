@@ -234,11 +234,12 @@ def profile(
     Timed on ``--threads`` torch threads, which the profile records; time a profile on the
     thread count the tier it describes will run with.
     """
+    from edgesplit.graph.trace import flat_inputs
     from edgesplit.predict.profile import profile_graph
 
     request = model_request(model, inputs, input_shape, example, weights, model_config)
-    graph, _, ex = load_graph(request, granularity)
-    x = ex.single("profile")
+    graph, module, ex = load_graph(request, granularity)
+    x = flat_inputs(module, graph, ex.args, ex.kwargs)
     n_threads = torch.get_num_threads() if threads is None else threads
     prof = profile_graph(graph, x, threads=n_threads, repeats=repeats, warmup=warmup, device=device)
     prof = prof.model_copy(update={"model_options": request.describe(ex)})

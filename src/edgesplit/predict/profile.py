@@ -38,7 +38,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -210,7 +210,7 @@ def _quantiles(samples: list[float]) -> tuple[float, float]:
 
 def profile_graph(
     graph: Graph,
-    example_input: torch.Tensor,
+    example_input: torch.Tensor | Sequence[torch.Tensor],
     *,
     threads: int,
     repeats: int = 20,
@@ -235,7 +235,9 @@ def profile_graph(
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        samples, e2e = _measure(graph, example_input, repeats, warmup, device)
+        # Several inputs (token ids and a mask) come in graph.input_names order.
+        inputs = (example_input,) if isinstance(example_input, torch.Tensor) else example_input
+        samples, e2e = _measure(graph, tuple(inputs), repeats, warmup, device)
         host = host_info(device)
     finally:
         torch.set_num_threads(before)
@@ -256,7 +258,7 @@ def profile_graph(
     return Profile(
         model=graph.name,
         granularity=graph.granularity,
-        input_shape=list(example_input.shape),
+        input_shape=list(inputs[0].shape),
         repeats=repeats,
         warmup=warmup,
         host=host,
@@ -266,18 +268,18 @@ def profile_graph(
 
 
 def _measure(
-    graph: Graph, example_input: torch.Tensor, repeats: int, warmup: int, device: str
+    graph: Graph, inputs: tuple[torch.Tensor, ...], repeats: int, warmup: int, device: str
 ) -> tuple[list[list[float]], list[float]]:
     """Wall-clock samples per node part and of the unsplit forward (after ``warmup``)."""
     module = graph.module.to(device)
-    x = example_input.to(device)
+    xs = tuple(x.to(device) for x in inputs)
     sync: Callable[[], None] = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     split = partition(graph, list(range(len(graph.nodes))))
     samples: list[list[float]] = [[] for _ in split.parts]
     e2e: list[float] = []
     with torch.inference_mode():
         for rep in range(warmup + repeats):
-            values: dict[str, torch.Tensor] = {graph.input_names[0]: x}
+            values: dict[str, torch.Tensor] = dict(zip(graph.input_names, xs, strict=True))
             for i, (part, done) in enumerate(zip(split.parts, split.release_after)):
                 sync()
                 t0 = time.perf_counter()
@@ -289,7 +291,7 @@ def _measure(
                     values.pop(name, None)
             sync()
             t0 = time.perf_counter()
-            module(x)
+            module(*xs)
             sync()
             if rep >= warmup:
                 e2e.append(time.perf_counter() - t0)
