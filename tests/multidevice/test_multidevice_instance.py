@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 import yaml
 from pydantic import ValidationError
-from typer.testing import CliRunner
 
-from edgesplit.cli import app
 from edgesplit.errors import InputError, NotFittedError
 from edgesplit.graph import trace
 from edgesplit.models import build
@@ -127,23 +125,16 @@ def test_gao_model_fits_its_own_polynomial_exactly() -> None:
         GaoDelayModel().fit(nodes, y[:-1])
 
 
-runner = CliRunner()
-
-
 def _write(tmp_path: Path, doc: dict) -> str:
     path = tmp_path / "inst.yaml"
     path.write_text(yaml.safe_dump(doc))
     return str(path)
 
 
-def test_cli_solve_json_and_gantt(tmp_path: Path) -> None:
+def test_cli_solve_json_and_gantt(cli, tmp_path: Path) -> None:
     inst = _write(tmp_path, EXPLICIT)
     png = tmp_path / "g.png"
-    result = runner.invoke(
-        app, ["multidevice", "solve", inst, "--solver", "milp", "--json", "--gantt", str(png)]
-    )
-    assert result.exit_code == 0, result.output
-    doc = json.loads(result.stdout)
+    doc = cli("multidevice", "solve", inst, "--solver", "milp", "--json", "--gantt", png).json()
     assert doc["status"] == "optimal" and len(doc["devices"]) == 2
     assert png.read_bytes()[:4] == b"\x89PNG"
     again = load_problem(inst)
@@ -152,23 +143,13 @@ def test_cli_solve_json_and_gantt(tmp_path: Path) -> None:
     )
 
 
-def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    from edgesplit.cli import main
-
+def test_cli_bad_input_is_one_line_and_exit_2(cli, assert_input_error, tmp_path: Path) -> None:
     doc = json.loads(json.dumps(EXPLICIT))
     doc["devices"][0]["uplink_mbps"] = -2
     inst = _write(tmp_path, doc)
-    import sys
-
-    argv = sys.argv
-    sys.argv = ["edgesplit", "multidevice", "solve", inst]
-    try:
-        with pytest.raises(SystemExit) as exc:
-            main()
-    finally:
-        sys.argv = argv
-    assert exc.value.code == 2
-    out = runner.invoke(app, ["multidevice", "solve", inst, "--solver", "nope"])
-    assert out.exit_code != 0
-    missing = runner.invoke(app, ["multidevice", "solve", str(tmp_path / "none.yaml")])
-    assert isinstance(missing.exception, InputError)
+    assert_input_error(cli("multidevice", "solve", inst), "uplink")
+    assert_input_error(
+        cli("multidevice", "solve", _write(tmp_path, EXPLICIT), "--solver", "nope"), "'nope'"
+    )
+    missing = tmp_path / "none.yaml"
+    assert_input_error(cli("multidevice", "solve", missing), missing, "does not exist")
