@@ -247,6 +247,8 @@ def run_plan(
     import torch
 
     from edgesplit.commands.common import file_model_request, load_graph
+    from edgesplit.graph.trace import flat_inputs
+    from edgesplit.graph.verify import outputs_equal
     from edgesplit.models import ModelRequest
     from edgesplit.plan.types import load_plan
     from edgesplit.runtime.multihop import execute_plan
@@ -273,7 +275,7 @@ def run_plan(
             )
         urls[name] = url
     graph, module, ex = load_graph(request)
-    x = ex.single("run-plan")
+    x = flat_inputs(module, graph, ex.args, ex.kwargs)
     if len(plan.assignment) != len(graph.nodes):
         raise InputError(
             f"{source} assigns {len(plan.assignment)} nodes but {plan.model!r} has "
@@ -286,7 +288,7 @@ def run_plan(
         for t in remotes.values():
             t.close()
     with torch.inference_mode():
-        equal = bool(torch.equal(out, ex.run(module)))
+        equal = outputs_equal(out, ex.run(module))
     doc = {
         "model": plan.model,
         "devices": list(plan.devices),

@@ -43,14 +43,15 @@ def execute_plan(
     assignment: Sequence[int],
     devices: Sequence[str],
     remotes: Mapping[str, HTTPTransport],
-    x: torch.Tensor,
+    x: torch.Tensor | Sequence[torch.Tensor],
 ) -> tuple[Any, list[Hop]]:
     """Run ``assignment`` (node -> index into ``devices``); devices absent from ``remotes`` are local.
 
     Complexity: one ``partition`` call, then one request per remote part.
     """
     split = partition(graph, list(assignment), num_parts=len(devices))
-    values: dict[str, Any] = dict(zip(graph.input_names, (x,)))
+    inputs = (x,) if isinstance(x, torch.Tensor) else tuple(x)  # graph.input_names order
+    values: dict[str, Any] = dict(zip(graph.input_names, inputs, strict=True))
     hops: list[Hop] = []
     with torch.inference_mode():
         for part, done in zip(split.parts, split.release_after):

@@ -1,0 +1,35 @@
+"""One ModelRequest builds the same model on both sides of a link: a small BERT (token ids and
+a mask, integer tensors on the wire) runs as a two-device plan, one part on a server."""
+
+from __future__ import annotations
+
+from edgesplit.graph.trace import flat_inputs
+from edgesplit.graph.verify import outputs_equal
+from edgesplit.models import ModelRequest
+from edgesplit.models.loader import trace_request
+from edgesplit.runtime.multihop import execute_plan
+from edgesplit.runtime.server import ServerConfig, create_app
+from edgesplit.runtime.transport import in_process
+
+BERT = ["num_hidden_layers=1", "hidden_size=32", "num_attention_heads=2", "intermediate_size=32"]
+
+
+def test_a_two_input_hf_model_runs_across_a_served_request():
+    request = ModelRequest.from_options(
+        "hf:BertModel", ["input_ids=1x8:int64", "attention_mask=1x8:int64"], config=BERT
+    )
+    graph, module, ex = trace_request(request)
+    assert len(graph.input_names) == 2
+    remote = in_process(create_app(ServerConfig(models=(request,))))
+    try:
+        n = len(graph.nodes)
+        for cut in (0, 1, n // 2, n):
+            assignment = [0 if i < cut else 1 for i in range(n)]
+            out, hops = execute_plan(
+                graph, assignment, ("edge", "cloud"), {"cloud": remote},
+                flat_inputs(module, graph, ex.args, ex.kwargs),
+            )  # fmt: skip
+            assert outputs_equal(out, ex.run(module)), f"cut {cut}"
+            assert all(h.device == "cloud" for h in hops)
+    finally:
+        remote.close()
