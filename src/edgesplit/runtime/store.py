@@ -25,7 +25,8 @@ import torch.fx as fx
 from edgesplit.errors import InputError, ShapeError, UnknownModelError
 from edgesplit.graph import Graph
 from edgesplit.graph.partition import Part, partition, split_at
-from edgesplit.models import Example, ModelRequest
+from edgesplit.graph.trace import flat_inputs
+from edgesplit.models import ModelRequest
 from edgesplit.models.loader import trace_request
 
 
@@ -48,9 +49,16 @@ class Segment:
 
 @dataclass(frozen=True)
 class LoadedModel:
+    """A served model; ``inputs`` are its example graph inputs (``graph.input_names`` order)."""
+
     name: str
     graph: Graph
-    example: Example
+    inputs: tuple[torch.Tensor, ...]
+
+    @property
+    def example(self) -> torch.Tensor:
+        """The first example input (the only one of a one-input model)."""
+        return self.inputs[0]
 
 
 class ModelStore:
@@ -73,11 +81,12 @@ class ModelStore:
         # A request carries the model options of `serve` (inputs, weights, config).
         request = model if isinstance(model, ModelRequest) else ModelRequest(model)
         name = request.name
-        graph, _, x = trace_request(request)
+        graph, module, ex = trace_request(request)
+        inputs = flat_inputs(module, graph, ex.args, ex.kwargs)
         if graph.module is not None:
             # Parts share the traced module's parameters, so one move serves every part.
             graph.module.to(self.device)
-        loaded = LoadedModel(name, graph, x)
+        loaded = LoadedModel(name, graph, inputs)
         self._models[name] = loaded
         return loaded
 
