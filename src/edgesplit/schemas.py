@@ -22,6 +22,7 @@ SCHEMAS: dict[str, str] = {
     "system": "edgesplit.system.model:System",
     "tarnawski": "edgesplit.plan.tarnawski:TarnawskiInput",
     "tarnawski-placement": "edgesplit.plan.tarnawski:TarnawskiPlacement",
+    "topology": "edgesplit.system.topology:Topology",
 }
 
 

@@ -1,7 +1,8 @@
 """Wire codecs per link, as the runtime uses them (issue 13, point 3).
 
 A link allows some codecs (:attr:`edgesplit.system.link.Link.codecs`); a plan picks one
-per link; the sender calls :func:`encode` with it and the receiver :func:`decode`, which
+per link (:meth:`edgesplit.system.topology.Topology.check_codec` refuses one the link does
+not allow); the sender calls :func:`encode` with it and the receiver :func:`decode`, which
 reads the codec from the body itself. The body is one safetensors document
 (:mod:`edgesplit.runtime.wire`); the codec math, its metadata and its bounds are
 :mod:`edgesplit.system.codecs` (kept below ``predict`` so that the cost model can time it,
@@ -26,10 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
-from edgesplit.errors import InputError
 from edgesplit.runtime import wire
 from edgesplit.system.codecs import LOSSLESS, Fidelity, fidelity, pack
-from edgesplit.system.link import CODECS, Link
 
 
 def encode(
@@ -53,17 +52,6 @@ def decode(data: bytes, max_bytes: int = wire.DEFAULT_MAX_BYTES) -> dict[str, to
     is one :class:`~edgesplit.errors.InputError` naming the tensor.
     """
     return wire.decode_tensors(data, max_bytes)
-
-
-def check_codec(link: Link, codec: str, where: str = "link") -> None:
-    """Refuse a codec the link does not allow, naming it, the link and the fix."""
-    if codec not in CODECS:
-        raise InputError(f"unknown codec {codec!r} on {where}; choose from {', '.join(CODECS)}")
-    if codec not in link.codecs:
-        raise InputError(
-            f"{where} does not allow codec {codec!r} (allowed: {', '.join(link.codecs)}); "
-            f"add it to the link's codecs or choose one of those"
-        )
 
 
 @dataclass(frozen=True)
