@@ -42,7 +42,7 @@ def main() -> None:
     sweep = MBPS[::2] if args.quick else MBPS
     rows = []
     for name in models:
-        graph, _, _ = load_graph(name, None, "layer")
+        graph, _, _ = load_graph(name, "layer")
         flops = np.array([float(n.flops) for n in graph.nodes])
         for mbps in sweep:
             problem = Problem.two_tier(

@@ -55,7 +55,7 @@ def main() -> None:
             # Their operator-level resnet50 (604 nodes) with 2 accelerators: 3 processors.
             problem = load_problem(TARNAWSKI_RESNET50, processors=2)
         else:
-            graph, _, _ = load_graph(model, None, gran)
+            graph, _, _ = load_graph(model, gran)
             problem = make_problem(graph, 3, 100.0)
         dp_times, h_times = [], []
         for _ in range(repeats):

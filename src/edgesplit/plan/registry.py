@@ -1,9 +1,11 @@
 """The planner front door: algorithm name -> ``"module:function"``.
 
-Every entry is a ``solve(problem: Problem, **opts) -> Plan`` (or, for problems that are
-not one graph on one set of devices, a frozen result with ``to_dict()``). The ``plan``
-command's ``--algorithm`` dispatches through :func:`solve`, like networkx's
-``maximum_flow(flow_func=...)``. Entries are import paths so listing them imports nothing.
+Every entry is a ``solve(problem: Problem, **opts) -> Plan``. ``edgesplit plan
+--algorithm``, ``edgesplit placement solve`` (Tarnawski files read into a Problem) and
+``edgesplit reproduce samadi`` all dispatch through :func:`solve`, like networkx's
+``maximum_flow(flow_func=...)``; a solver refuses a problem outside its model (two-tier
+and mincut: two devices; mincut: sequential semantics) with one :class:`InputError` line.
+Entries are import paths so listing them imports nothing.
 """
 
 from __future__ import annotations
