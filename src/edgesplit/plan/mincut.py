@@ -16,9 +16,13 @@ The Problem's per-message round trip (``rtt/2`` for the upload, another for the 
 is a fixed charge, not a cut capacity. We solve one cut per case — outputs forced to the
 first device, outputs forced to the second; and both orientations, the source device
 upstream (DADS) or downstream (it sends the input and finishes the model) — and keep the
-best of those and the two single-device placements under the Problem evaluator. For a single-output model that is
-exact (the tests check it against exhaustive enumeration). Min cut by networkx preflow-push,
-O(V^2 sqrt(E)) with V = nodes + tensors.
+best of those and the two single-device placements under the Problem evaluator. For a
+single-output model under per-message pricing that is exact (the tests check it against
+brute force). Under ``comm="tensor"`` each tensor's capacity is its per-tensor transfer;
+the host may then also hold nodes on both sides of the other device's set, which a closed
+cut cannot express, so there the cut is an upper bound. Colour classes are kept on one
+side by uncapacitated arcs both ways. Sequential semantics only. Min cut by networkx
+preflow-push, O(V^2 sqrt(E)) with V = nodes + tensors.
 """
 
 from __future__ import annotations
