@@ -27,6 +27,11 @@ from edgesplit.commands.reproduce import reproduce_app
 from edgesplit.errors import EdgesplitError
 from edgesplit.io import validation_line
 
+try:  # typer >= 0.25 vendors click; its usage errors live there
+    from typer._click import exceptions as _click_errors
+except ImportError:  # pragma: no cover - typer on the click package
+    from click import exceptions as _click_errors  # type: ignore[no-redef]
+
 app = typer.Typer(
     name="edgesplit",
     help="Split DNNs and place the parts across device, edge and cloud; run them for real.",
@@ -69,15 +74,31 @@ def error_line(err: BaseException) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the app on ``argv`` (default ``sys.argv[1:]``); input errors exit 2 with one line."""
+    """Run the app on ``argv`` (default ``sys.argv[1:]``); input errors exit 2 with one line.
+
+    Usage errors too (a missing argument, an unknown option): one line naming the command's
+    ``--help``, where click would draw a box of five. A bare group still prints its help.
+    """
     try:
-        app(args=argv, prog_name="edgesplit")
+        code = app(args=argv, prog_name="edgesplit", standalone_mode=False)
+    except _click_errors.NoArgsIsHelpError as err:
+        err.show()
+        raise SystemExit(2) from None
+    except _click_errors.UsageError as err:
+        where = err.ctx.command_path if err.ctx is not None else "edgesplit"
+        message = " ".join(err.format_message().split())
+        print(f"error: {message} (see `{where} --help`)", file=sys.stderr)
+        raise SystemExit(2) from None
+    except typer.Abort:
+        print("Aborted!", file=sys.stderr)
+        raise SystemExit(130) from None
     except Exception as err:
         line = error_line(err)
         if line is None:
             raise
         print(line, file=sys.stderr)
         raise SystemExit(2) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
