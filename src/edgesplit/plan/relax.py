@@ -52,11 +52,13 @@ def solve(problem: Problem, *, time_limit: float = 60.0, threads: int = 1) -> Pl
     scored = sorted((score(problem, c), c) for c in candidates)
     value, best = scored[0]
     lp = model.problem.value if model.problem.status == cp.OPTIMAL else None
+    bound = None if lp is None else min(max(0.0, float(lp)), value)  # type: ignore[arg-type]
     meta: dict[str, Any] = {
         "status": "rounded",
         "solver": solver,
         "lp_status": model.problem.status,
-        "bound": None if lp is None else min(max(0.0, float(lp)), value),  # type: ignore[arg-type]
+        "bound": bound,
+        "gap": None if bound is None or value <= 0 else (value - bound) / value,
         "fractional_nodes": int(np.sum((shares > 1e-6) & (shares < 1 - 1e-6))),
         "solve_s": time.perf_counter() - t0,
     }
