@@ -78,12 +78,9 @@ def test_server_rejects_a_bad_assignment_with_4xx(servers, model_graph):
 
 
 @pytest.mark.slow
-def test_run_plan_command_executes_a_saved_plan(servers, model_graph, tmp_path):
+def test_run_plan_command_executes_a_saved_plan(cli, servers, model_graph, tmp_path):
     import json
 
-    from typer.testing import CliRunner
-
-    from edgesplit.cli import app
     from edgesplit.plan.types import Plan
 
     _, _, graph = model_graph
@@ -93,8 +90,6 @@ def test_run_plan_command_executes_a_saved_plan(servers, model_graph, tmp_path):
     args = ["run-plan", str(path), "--json"]
     for name in ("edge", "cloud"):
         args += ["--remote", f"{name}={servers[name].client.base_url}"]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    doc = json.loads(result.stdout)
+    doc = cli(*args).json()
     assert doc["equal_to_local"] is True
     assert [h["device"] for h in doc["hops"]] == ["edge", "cloud"]
