@@ -47,7 +47,7 @@ from edgesplit.errors import (
     UnknownModelError,
 )
 from edgesplit.models import ModelRequest
-from edgesplit.runtime import wire
+from edgesplit.runtime import fastwire, wire
 from edgesplit.runtime.store import ModelStore
 
 SAFETENSORS_TYPE = wire.SAFETENSORS_TYPE
@@ -309,6 +309,7 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
         authorise(request)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    fastwire.mount(app, store, config, limiter, state)
     app.state.store = store
     app.state.config = config
     return app
@@ -342,7 +343,11 @@ class BackgroundServer:
         self._sock.bind((host, port))
         self.host, self.port = self._sock.getsockname()[:2]
         config = uvicorn.Config(
-            app, log_level="warning", timeout_graceful_shutdown=30, lifespan="off"
+            app,
+            log_level="warning",
+            timeout_graceful_shutdown=30,
+            lifespan="off",
+            ws_max_size=fastwire.ws_max_size(app),
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -382,7 +387,14 @@ def serve(
 
     check_bind(host, config.token, insecure)
     app = create_app(config)
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=30,
+        ws_max_size=fastwire.ws_max_size(app),
+    )
 
 
 class ServerProcess:

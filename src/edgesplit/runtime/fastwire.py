@@ -1,0 +1,445 @@
+"""The fast tier-to-tier transport: WebSocket messages on the same server, one per tensor.
+
+Chosen by measurement (``benchmarks/bench_runtime_hop.py``, docs/runtime.md "Transport")
+among HTTP, WebSockets and gRPC streaming; issue 13 point 2. The WebSocket protocol
+(RFC 6455, the ``websockets`` library on both ends, uvicorn on the server) gives the
+message boundaries: this module writes no framing of its own.
+
+One request on a persistent connection to ``/v1/ws``
+    1. a text message, the JSON header::
+
+         {"id": 7, "op": "part", "model": "resnet50", "assignment": [0, 0, 1, ...],
+          "part": 1, "tensors": [{"name": "x", "dtype": "float32", "shape": [1, 64]}]}
+
+       ``op`` is ``part`` (as ``POST /v1/part``) or ``infer`` (as ``POST /v1/infer``, with
+       ``cut``, optional ``end`` and ``timings``);
+    2. one binary message per tensor in the header's order: its raw C-order bytes
+       (little-endian, as torch stores them), sent from the tensor's own memory.
+
+    The reply is the same shape: a text header ``{"id", "ok": true, "cloud_lat_start",
+    "cloud_lat_stop", "node_times", "tensors": [...]}`` then one binary message per
+    tensor; or ``{"id", "ok": false, "status", "error"}`` and no binary message. Status
+    codes are the HTTP ones (400, 401, 404, 422, 503).
+
+Safety
+    The header is bounded (:data:`MAX_HEADER_BYTES`); every dtype, shape and byte count is
+    checked, and the declared total is bounded by the server's ``max_body_bytes`` before
+    any tensor is built; tensors are made by ``torch.frombuffer`` over the received bytes,
+    never unpickled. A bad header or frame answers an error naming the field and the
+    connection stays usable: the binary messages of a refused request are skipped up to
+    the next text message. The bearer token is checked once, at the WebSocket handshake
+    (``Authorization: Bearer T``, as HTTP); a wrong one is refused with HTTP 401.
+
+Complexity: O(total tensor bytes) per request; no copy beyond the socket's own on the
+sending side, one (the library's receive buffer) on the receiving side.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from fastapi import WebSocket, WebSocketDisconnect
+
+from edgesplit.errors import (
+    EdgesplitError,
+    InputError,
+    PartitionError,
+    ShapeError,
+    TransportError,
+    UnknownModelError,
+)
+from edgesplit.runtime import wire
+from edgesplit.runtime.shaping import TokenBucketShaper
+from edgesplit.runtime.transport import InferReply, ServerRejected
+
+#: The route on the FastAPI app.
+PATH = "/v1/ws"
+
+#: Bound on one JSON header; an assignment of 100k nodes fits.
+MAX_HEADER_BYTES = 1024 * 1024
+
+#: Bound on the tensor count and the rank of each tensor in one message.
+MAX_TENSORS = 1024
+MAX_RANK = 16
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One tensor's header entry, validated: its bytes follow in the next binary message."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        numel = 1
+        for d in self.shape:
+            numel *= d
+        return numel * torch.empty((), dtype=wire.DTYPES[self.dtype]).element_size()
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+
+def to_frames(
+    tensors: Mapping[str, torch.Tensor],
+) -> tuple[list[dict[str, Any]], list[memoryview]]:
+    """Header entries and one buffer per tensor, viewing the (contiguous CPU) tensor memory."""
+    specs, buffers = [], []
+    for name, t in tensors.items():
+        dtype = wire.dtype_name(t.dtype)
+        if dtype not in wire.DTYPES:
+            raise InputError(f"tensor {name!r} has dtype {dtype}; send one of {list(wire.DTYPES)}")
+        flat = t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
+        specs.append(TensorSpec(name, dtype, tuple(t.shape)).as_json())
+        buffers.append(memoryview(flat.numpy()))  # type: ignore[arg-type]
+    return specs, buffers
+
+
+def parse_specs(entries: object, max_bytes: int) -> list[TensorSpec]:
+    """Validate the header's ``tensors`` list; the total is bounded before anything is built."""
+    if not isinstance(entries, list) or len(entries) > MAX_TENSORS:
+        raise InputError(f"field 'tensors' must be a list of at most {MAX_TENSORS} entries")
+    specs, total, seen = [], 0, set()
+    for i, entry in enumerate(entries):
+        field = f"tensors[{i}]"
+        if not isinstance(entry, dict):
+            raise InputError(f"field '{field}' must be an object with name, dtype and shape")
+        name, dtype, shape = entry.get("name"), entry.get("dtype"), entry.get("shape")
+        if not isinstance(name, str) or not name or name in seen:
+            raise InputError(f"field '{field}.name' must be a non-empty, unique string")
+        if dtype not in wire.DTYPES:
+            raise InputError(f"field '{field}.dtype' is {dtype!r}; use one of {list(wire.DTYPES)}")
+        if (
+            not isinstance(shape, list)
+            or len(shape) > MAX_RANK
+            or not all(type(d) is int and d >= 0 for d in shape)
+        ):
+            raise InputError(
+                f"field '{field}.shape' must be a list of at most {MAX_RANK} non-negative ints"
+            )
+        spec = TensorSpec(name, str(dtype), tuple(shape))
+        total += spec.nbytes
+        if total > max_bytes:
+            raise InputError(
+                f"field '{field}.shape' takes the message over the limit of {max_bytes} bytes"
+            )
+        seen.add(name)
+        specs.append(spec)
+    return specs
+
+
+def from_frame(spec: TensorSpec, data: bytes) -> torch.Tensor:
+    """The tensor over one received binary message; its length must match the header."""
+    if len(data) != spec.nbytes:
+        raise InputError(
+            f"frame of tensor {spec.name!r} has {len(data)} bytes but its header entry "
+            f"({spec.dtype}{list(spec.shape)}) needs {spec.nbytes}"
+        )
+    dtype = wire.DTYPES[spec.dtype]
+    if not data:
+        return torch.empty(spec.shape, dtype=dtype)
+    with warnings.catch_warnings():
+        # The received bytes belong to this message alone, so the tensor may own them.
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.frombuffer(data, dtype=dtype).reshape(spec.shape)
+
+
+def parse_header(text: str) -> dict[str, Any]:
+    """The JSON header of one message, bounded; an object with a ``tensors`` list."""
+    if len(text) > MAX_HEADER_BYTES:
+        raise InputError(f"header has {len(text)} characters, over {MAX_HEADER_BYTES}")
+    try:
+        doc = json.loads(text)
+    except ValueError as err:
+        raise InputError(f"header is not valid JSON ({err})") from None
+    if not isinstance(doc, dict):
+        raise InputError("header must be a JSON object")
+    return doc
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _status_of(err: Exception) -> int:
+    if isinstance(err, _Refused):
+        return err.status
+    if isinstance(err, UnknownModelError):
+        return 404
+    if isinstance(err, ShapeError | PartitionError):
+        return 422
+    return 400
+
+
+def _int_field(doc: Mapping[str, Any], key: str, default: int | None = None) -> int | None:
+    value = doc.get(key, default)
+    if value is not None and type(value) is not int:
+        raise _Refused(422, f"field '{key}' must be an integer")
+    return value
+
+
+def mount(app: Any, store: Any, config: Any, limiter: Any, state: dict[str, Any]) -> None:
+    """Add ``/v1/ws`` to the server app; it runs parts through the app's store and limiter.
+
+    ``config`` is the server's ``ServerConfig`` (token, bounds, admission); ``state``
+    holds the app's ``inflight`` count, shared with the HTTP routes.
+    """
+    import anyio
+    from fastapi.responses import JSONResponse
+
+    def segment(doc: dict[str, Any]) -> Any:
+        op, model = doc.get("op"), doc.get("model")
+        if not isinstance(model, str):
+            raise _Refused(422, "field 'model' must be a model name")
+        store.model(model)  # a model not served is a 404 naming it
+        if op == "infer":
+            cut = _int_field(doc, "cut")
+            if cut is None:
+                raise _Refused(422, "field 'cut' is required for op 'infer'")
+            try:
+                return store.segment(model, cut, _int_field(doc, "end"))
+            except UnknownModelError:
+                raise
+            except InputError as err:
+                raise _Refused(422, str(err)) from None
+        if op == "part":
+            ids = doc.get("assignment")
+            if not isinstance(ids, list) or not all(type(a) is int for a in ids):
+                raise _Refused(422, "field 'assignment' must be a list of part ids, one per node")
+            part = _int_field(doc, "part")
+            if part is None:
+                raise _Refused(422, "field 'part' is required for op 'part'")
+            try:
+                return store.plan_part(model, tuple(ids), part)
+            except (InputError, PartitionError) as err:
+                raise _Refused(422, str(err)) from None
+        raise _Refused(400, f"field 'op' is {op!r}; use 'part' or 'infer'")
+
+    async def answer(ws: WebSocket, doc: dict[str, Any], frames: list[bytes]) -> None:
+        if state["inflight"] >= config.max_concurrency + config.max_queue:
+            raise _Refused(503, "server is at capacity; retry later")
+        state["inflight"] += 1
+        try:
+            start = time.time()
+            seg = segment(doc)
+            specs = parse_specs(doc.get("tensors"), config.max_body_bytes)
+            tensors = {s.name: from_frame(s, f) for s, f in zip(specs, frames, strict=True)}
+            timings = doc.get("timings") is True
+            outs, times = await anyio.to_thread.run_sync(
+                lambda: store.run(seg, tensors, timings), limiter=limiter
+            )
+            stop = time.time()
+        finally:
+            state["inflight"] -= 1
+        out_specs, buffers = to_frames(outs)
+        reply = {"id": doc.get("id"), "ok": True, "cloud_lat_start": start}
+        reply |= {"cloud_lat_stop": stop, "node_times": times, "tensors": out_specs}
+        await ws.send_text(json.dumps(reply))
+        for buf in buffers:
+            await ws.send_bytes(buf)  # type: ignore[arg-type]
+
+    async def refuse(ws: WebSocket, request_id: object, err: Exception) -> None:
+        message = err.message if isinstance(err, _Refused) else str(err)
+        doc = {"id": request_id, "ok": False, "status": _status_of(err), "error": message}
+        await ws.send_text(json.dumps(doc))
+
+    @app.websocket(PATH)
+    async def fast(ws: WebSocket) -> None:
+        if config.token is not None:
+            given = ws.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {config.token}".encode()):
+                error = "missing or wrong bearer token; send 'Authorization: Bearer T'"
+                await ws.send_denial_response(JSONResponse({"error": error}, status_code=401))
+                return
+        await ws.accept()
+        pending: str | None = None
+        try:
+            while True:
+                text = pending if pending is not None else await _next_text(ws)
+                pending = None
+                try:
+                    doc = parse_header(text)
+                except InputError as err:
+                    await refuse(ws, None, err)
+                    continue
+                frames: list[bytes] = []
+                count = len(doc["tensors"]) if isinstance(doc.get("tensors"), list) else 0
+                while len(frames) < min(count, MAX_TENSORS):
+                    msg = await ws.receive()
+                    if msg["type"] == "websocket.disconnect":
+                        return
+                    if msg.get("text") is not None:
+                        pending = msg["text"]
+                        break
+                    frames.append(msg.get("bytes") or b"")
+                if pending is not None:
+                    short = InputError(
+                        f"field 'tensors' declares {count} tensor frames but {len(frames)} "
+                        "came before the next header"
+                    )
+                    await refuse(ws, doc.get("id"), short)
+                    continue
+                try:
+                    await answer(ws, doc, frames)
+                except (_Refused, EdgesplitError) as err:
+                    await refuse(ws, doc.get("id"), err)
+        except WebSocketDisconnect:
+            return
+
+
+def ws_max_size(app: Any) -> int:
+    """uvicorn's ``ws_max_size`` for an app: one tensor may be as large as a whole body."""
+    return max(int(app.state.config.max_body_bytes), MAX_HEADER_BYTES)
+
+
+async def _next_text(ws: WebSocket) -> str:
+    """The next text message; binary messages before it belong to a refused request."""
+    while True:
+        msg = await ws.receive()
+        if msg["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(msg.get("code", 1000))
+        if msg.get("text") is not None:
+            return str(msg["text"])
+
+
+class WSTransport:
+    """The agent's side of ``/v1/ws``: the :class:`~edgesplit.runtime.transport.Transport`
+    seam (``infer``, ``run_part``, ``probe``, ``close``) over one persistent connection.
+
+    Not thread-safe: one request at a time per connection (open one per worker).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout_s: float = 30.0,
+        shaper: TokenBucketShaper | None = None,
+        max_bytes: int = wire.DEFAULT_MAX_BYTES,
+    ) -> None:
+        from websockets.exceptions import InvalidStatus, WebSocketException
+        from websockets.sync.client import connect
+
+        url = "ws" + base_url.removeprefix("http").rstrip("/") + PATH
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.timeout_s, self.shaper, self.max_bytes = timeout_s, shaper, max_bytes
+        self._next_id = 0
+        try:
+            self._ws = connect(
+                url,
+                additional_headers=headers,
+                compression=None,
+                max_size=max(max_bytes, MAX_HEADER_BYTES),
+                open_timeout=timeout_s,
+                proxy=None,
+            )
+        except InvalidStatus as err:
+            status = err.response.status_code
+            try:
+                message = str(json.loads(err.response.body or b"{}").get("error", ""))
+            except ValueError:
+                message = ""
+            raise ServerRejected(status, message or f"{url} refused the connection") from None
+        except (OSError, WebSocketException, TimeoutError) as err:
+            raise TransportError(f"{url} failed: {type(err).__name__}: {err}") from None
+
+    def infer(
+        self,
+        model: str,
+        cut: int,
+        tensors: Mapping[str, torch.Tensor],
+        end: int | None = None,
+        timings: bool = False,
+    ) -> InferReply:
+        doc: dict[str, Any] = {"op": "infer", "model": model, "cut": cut, "timings": timings}
+        if end is not None:
+            doc["end"] = end
+        return self.request(doc, tensors)
+
+    def run_part(
+        self,
+        model: str,
+        assignment: Sequence[int],
+        part: int,
+        tensors: Mapping[str, torch.Tensor],
+    ) -> InferReply:
+        """Run part ``part`` of a DAG plan's assignment remotely (as ``POST /v1/part``)."""
+        doc = {"op": "part", "model": model, "assignment": list(assignment), "part": part}
+        return self.request(doc, tensors)
+
+    def request(self, doc: dict[str, Any], tensors: Mapping[str, torch.Tensor]) -> InferReply:
+        """Send one header and its tensor frames; read the reply's header and frames."""
+        from websockets.exceptions import WebSocketException
+
+        self._next_id += 1
+        specs, buffers = to_frames(tensors)
+        header = json.dumps({**doc, "id": self._next_id, "tensors": specs})
+        sent = sum(b.nbytes for b in buffers)
+        try:
+            if self.shaper is not None:
+                self.shaper.half_rtt()
+            self._ws.send(header)
+            for buf in buffers:
+                self._pace(buf)
+                self._ws.send(buf)
+            reply = parse_header(str(self._ws.recv(timeout=self.timeout_s)))
+            if reply.get("id") != self._next_id:
+                raise TransportError(
+                    f"{PATH} answered request {reply.get('id')}, not {self._next_id}"
+                )
+            if not reply.get("ok"):
+                raise ServerRejected(int(reply.get("status", 500)), str(reply.get("error")))
+            out = {}
+            got = 0
+            for spec in parse_specs(reply.get("tensors"), self.max_bytes):
+                data = self._ws.recv(timeout=self.timeout_s)
+                if isinstance(data, str):
+                    raise TransportError(f"{PATH} sent text where tensor {spec.name!r} was due")
+                self._pace(data)
+                out[spec.name] = from_frame(spec, data)
+                got += len(data)
+            if self.shaper is not None:
+                self.shaper.half_rtt()
+            times = {str(k): float(v) for k, v in (reply.get("node_times") or {}).items()}
+            start, stop = float(reply["cloud_lat_start"]), float(reply["cloud_lat_stop"])
+        except (WebSocketException, OSError, TimeoutError) as err:
+            raise TransportError(f"{PATH} failed: {type(err).__name__}: {err}") from None
+        except (InputError, KeyError, TypeError, ValueError) as err:
+            raise TransportError(f"{PATH} answered an unreadable reply ({err})") from None
+        return InferReply(out, start, stop, len(header) + sent, got, times)
+
+    def _pace(self, data: Any) -> None:
+        if self.shaper is not None:
+            for _ in self.shaper.pace(data):
+                pass
+
+    def probe(self) -> float:
+        """Round-trip seconds of a WebSocket ping on the open connection."""
+        from websockets.exceptions import WebSocketException
+
+        t0 = time.perf_counter()
+        if self.shaper is not None:
+            self.shaper.half_rtt()
+        try:
+            if not self._ws.ping().wait(timeout=5.0):
+                raise TransportError(f"{PATH} ping got no pong in 5 s")
+        except (WebSocketException, OSError) as err:
+            raise TransportError(f"{PATH} ping failed: {type(err).__name__}: {err}") from None
+        if self.shaper is not None:
+            self.shaper.half_rtt()
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        self._ws.close()
