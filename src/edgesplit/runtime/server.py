@@ -7,6 +7,10 @@ Endpoints
         tensors crossing cut ``E`` with metadata ``cloud_lat_start``/``cloud_lat_stop``
         (``time.time()`` seconds, eq. 3.2) and, with ``timings=true``, ``node_times``
         (JSON: Graph node -> seconds). The same two stamps come back as headers.
+    ``POST /v1/stage``  The engine's relay (:mod:`.engine`): a safetensors body whose
+        metadata names the plan and a stage cursor; runs this device's stages, forwards
+        to the next hops of the server's own topology (``serve --topology --as``), answers
+        the tensors the caller needs. A plan for another model fingerprint is a 409.
     ``POST /offload``  Listing 1's JSON/base64 form (see :mod:`.wire`); an optional
         ``"end"`` field in ``input_data`` works as ``end`` above.
     ``GET /v1/models``, ``GET /healthz`` (the RTT probe), ``GET /metrics`` (Prometheus),
@@ -44,10 +48,11 @@ from edgesplit.errors import (
     InputError,
     PartitionError,
     ShapeError,
+    TransportError,
     UnknownModelError,
 )
 from edgesplit.models import ModelRequest
-from edgesplit.runtime import fastwire, wire
+from edgesplit.runtime import engine, fastwire, wire
 from edgesplit.runtime.store import ModelStore
 
 SAFETENSORS_TYPE = wire.SAFETENSORS_TYPE
@@ -64,6 +69,8 @@ class ServerConfig:
     max_queue: int = 16
     retry_after_s: int = 1
     token: str | None = None
+    topology: Any = None  # edgesplit.system.topology.Topology: this server's next hops
+    name: str | None = None  # the topology device this server is (serve --as)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -233,6 +240,29 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
             return Response(wire.encode_tensors(outs, meta), media_type=SAFETENSORS_TYPE)
 
         return await admitted("part", request, work)
+
+    hops = engine.make_hops(config.topology, config.name, config.token) if config.name else {}
+
+    @app.post("/v1/stage", summary="Run a plan's stages from a cursor, relaying to next hops")
+    async def run_stage(request: Request) -> Response:
+        async def work() -> Response:
+            body = await read_body(request)
+            try:
+                out, headers = await anyio.to_thread.run_sync(
+                    lambda: engine.serve_stage(
+                        store, body, config.name, config.topology, hops, config.max_body_bytes
+                    ),
+                    limiter=limiter,
+                )
+            except engine.FingerprintError as err:
+                raise _HttpError(409, str(err)) from None
+            except PartitionError as err:
+                raise _HttpError(422, str(err)) from None
+            except TransportError as err:
+                raise _HttpError(502, f"next hop failed: {err}") from None
+            return Response(out, media_type=SAFETENSORS_TYPE, headers=headers)
+
+        return await admitted("stage", request, work)
 
     @app.post("/offload", summary="Luger Listing 1: JSON with a base64 tensor")
     async def offload(request: Request) -> Response:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,10 @@ from edgesplit.graph.partition import Part, partition, split_at
 from edgesplit.graph.trace import flat_inputs
 from edgesplit.models import ModelRequest
 from edgesplit.models.loader import trace_request
+from edgesplit.runtime.stages import Stages, build_stages, fingerprint
+
+#: Plans whose stages one store keeps built at once (least recently used goes first).
+MAX_PLANS = 32
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,10 @@ class ModelStore:
         self._models: dict[str, LoadedModel] = {}
         self._segments: dict[tuple[str, int, int], Segment] = {}
         self._plan_parts: dict[tuple[str, tuple[int, ...], int], Segment] = {}
+        self._stages: OrderedDict[tuple[str, tuple[str, ...], tuple[int, ...]], Stages] = (
+            OrderedDict()
+        )
+        self._fingerprints: dict[str, dict[str, str]] = {}
         for name in models:
             self._load(name)
 
@@ -151,6 +160,51 @@ class ModelStore:
                 )
                 self._plan_parts[key] = seg
         return seg
+
+    def fingerprint(self, name: str) -> dict[str, str]:
+        """The served model's fingerprint (:func:`~edgesplit.runtime.stages.fingerprint`), once."""
+        graph = self.model(name).graph
+        with self._lock:
+            if name not in self._fingerprints:
+                self._fingerprints[name] = fingerprint(graph)
+            return self._fingerprints[name]
+
+    def plan_stages(
+        self, name: str, devices: tuple[str, ...], assignment: tuple[int, ...]
+    ) -> Stages:
+        """The engine's stages of a plan, built once and kept for the ``MAX_PLANS`` latest."""
+        graph = self.model(name).graph
+        key = (name, devices, assignment)
+        with self._lock:
+            stages = self._stages.get(key)
+            if stages is None:
+                stages = build_stages(graph, devices, assignment)
+                self._stages[key] = stages
+                while len(self._stages) > MAX_PLANS:
+                    self._stages.popitem(last=False)
+            self._stages.move_to_end(key)
+        return stages
+
+    def run_stage(
+        self, stages: Stages, index: int, values: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Run stage ``index`` on this store's device; its outputs come back on the CPU."""
+        part = stages[index].part
+        for name in part.input_names:
+            want, got = stages.graph.tensor(name), values[name]
+            if (
+                tuple(got.shape) != tuple(want.shape)
+                or str(got.dtype).removeprefix("torch.") != want.dtype
+            ):
+                raise ShapeError(
+                    f"tensor {name!r} is {got.dtype}{list(got.shape)} but stage {index} needs "
+                    f"{want.dtype}{list(want.shape)}"
+                )
+        with torch.inference_mode():
+            outs = part({n: values[n].to(self.device) for n in part.input_names})
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return {n: v.to("cpu") for n, v in outs.items()}
 
     def check_inputs(self, seg: Segment, tensors: Mapping[str, torch.Tensor]) -> None:
         """Exactly the tensors of cut ``start``, with the graph's shapes and dtypes."""

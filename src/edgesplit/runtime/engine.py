@@ -1,0 +1,485 @@
+"""The engine: run a plan's stages across real tiers, relaying tensors device to device.
+
+Stages come from :mod:`edgesplit.runtime.stages`. A request walks them in order. The
+walk is a call stack of devices: the device holding the cursor runs its own stages; when
+the next stage belongs to another device it either *sends* (``POST /v1/stage``) to that
+device, when its own topology links it there, or *returns* to its caller, when that
+device is already on the stack or not reachable from here. So device → edge → cloud is a
+relay chain (the edge forwards to the cloud itself, never back through the device), the
+cloud's answer comes back down the chain, and the final outputs reach the device the run
+started on. A server learns its next hops only from its own topology (``serve --topology
+FILE --as NAME``); the request carries the plan's identity (model, devices, assignment,
+fingerprint), the cursor, the stack, the codec per link and the tensors.
+
+What a message carries (the relay rule, each tensor once per message)
+    send X → Y at cursor c: the values X holds that stages ``c..e-1`` read, where ``e``
+    is the first later stage on a device already on the stack (the walk must return
+    before ``e``); X keeps the rest.
+    reply Y → X at cursor c': the values Y holds that did not come from X and that a
+    stage at or after c' reads, or that are model outputs.
+A tensor read by several later stages on one device crosses each link once. A value
+needed again by a device after the walk has left it is sent again (documented limit).
+
+Times come from one clock per machine: a hop's transfer seconds are the sender's round
+trip minus the receiver's reported processing seconds; clocks are never compared.
+The transport is a seam (:class:`StageTransport`): HTTP with safetensors bodies today.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+import torch
+
+from edgesplit.errors import InputError, TransportError
+from edgesplit.runtime import codecs, wire
+from edgesplit.runtime.stages import Stages, fingerprint_mismatch
+from edgesplit.runtime.transport import ServerRejected
+
+#: Metadata key of a stage request's control document, and of a reply's report.
+CONTROL = "edgesplit.stage"
+REPORT = "edgesplit.reply"
+
+
+class FingerprintError(InputError):
+    """A stage's plan was made for another model than the one served (HTTP 409)."""
+
+
+def link_key(a: str, b: str) -> str:
+    """The codec map's key of the link joining ``a`` and ``b`` (order-free)."""
+    return "|".join(sorted((a, b)))
+
+
+@dataclass(frozen=True)
+class StageRequest:
+    """A stage request's identity and routing state (plain JSON in the body's metadata)."""
+
+    model: str
+    devices: tuple[str, ...]
+    assignment: tuple[int, ...]
+    fingerprint: dict[str, str]
+    cursor: int
+    to: str
+    stack: tuple[str, ...]
+    codecs: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "model": self.model,
+                "devices": list(self.devices),
+                "assignment": ",".join(map(str, self.assignment)),
+                "fingerprint": self.fingerprint,
+                "cursor": self.cursor,
+                "to": self.to,
+                "stack": list(self.stack),
+                "codecs": self.codecs,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> StageRequest:
+        try:
+            doc = json.loads(text)
+            return cls(
+                model=str(doc["model"]),
+                devices=tuple(str(d) for d in doc["devices"]),
+                assignment=tuple(int(a) for a in str(doc["assignment"]).split(",")),
+                fingerprint={str(k): str(v) for k, v in dict(doc["fingerprint"]).items()},
+                cursor=int(doc["cursor"]),
+                to=str(doc["to"]),
+                stack=tuple(str(d) for d in doc["stack"]),
+                codecs={str(k): str(v) for k, v in dict(doc.get("codecs", {})).items()},
+            )
+        except (ValueError, KeyError, TypeError) as err:
+            raise InputError(
+                f"metadata {CONTROL!r} must be JSON with model, devices, assignment, "
+                f"fingerprint, cursor, to and stack ({type(err).__name__}: {err})"
+            ) from None
+
+
+@dataclass
+class Log:
+    """What one walk measured: stages run, hops made, tiers seen (merged up the chain)."""
+
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    hops: list[dict[str, Any]] = field(default_factory=list)
+    tiers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def merge(self, doc: Mapping[str, Any]) -> None:
+        self.stages.extend(doc.get("stages", []))
+        self.hops.extend(doc.get("hops", []))
+        self.tiers.update(doc.get("tiers", {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stages": self.stages, "hops": self.hops, "tiers": self.tiers}
+
+
+@dataclass(frozen=True)
+class StageReply:
+    """A hop's answer: tensors coming back, where the walk stands, and what was measured."""
+
+    tensors: dict[str, torch.Tensor]
+    cursor: int
+    log: dict[str, Any]
+    hop: dict[str, Any]
+
+
+class StageTransport(Protocol):
+    """Moves one stage request to the next device ``dst`` and brings its reply back."""
+
+    dst: str
+
+    def send(self, stage: StageRequest, tensors: Mapping[str, torch.Tensor]) -> StageReply: ...
+
+    def close(self) -> None: ...
+
+
+def _raw_bytes(tensors: Mapping[str, torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+class HTTPStageTransport:
+    """``POST /v1/stage`` over one persistent httpx client; the codec comes from the request."""
+
+    def __init__(
+        self,
+        src: str,
+        dst: str,
+        url: str,
+        token: str | None = None,
+        timeout_s: float = 60.0,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self.src, self.dst, self.url = src, dst, url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # A given client (a Starlette TestClient in tests) replaces the socket one.
+        self._client = client or httpx.Client(timeout=timeout_s, headers=headers)
+
+    def send(self, stage: StageRequest, tensors: Mapping[str, torch.Tensor]) -> StageReply:
+        codec = stage.codecs.get(link_key(self.src, self.dst), "none")
+        t0 = time.perf_counter()
+        body, _ = codecs.encode(tensors, codec, {CONTROL: stage.to_json()})
+        t1 = time.perf_counter()
+        try:
+            resp = self._client.post(f"{self.url}/v1/stage", content=body)
+        except httpx.HTTPError as err:
+            raise TransportError(f"{self.dst} at {self.url}: {type(err).__name__}: {err}") from None
+        t2 = time.perf_counter()
+        if resp.status_code != 200:
+            try:
+                msg = str(resp.json().get("error", resp.text))
+            except ValueError:
+                msg = resp.text[:200]
+            raise ServerRejected(resp.status_code, f"{self.dst} at {self.url}: {msg}")
+        back = codecs.decode(resp.content)
+        t3 = time.perf_counter()
+        report = json.loads(wire.decode_metadata(resp.content).get(REPORT, "{}"))
+        remote_s = float(resp.headers.get("x-edgesplit-processing-s", "0"))
+        hop = {
+            "src": self.src,
+            "dst": self.dst,
+            "codec": codec,
+            "tensors_sent": sorted(tensors),
+            "tensors_back": sorted(back),
+            "sent_raw_bytes": _raw_bytes(tensors),
+            "sent_wire_bytes": len(body),
+            "reply_raw_bytes": _raw_bytes(back),
+            "reply_wire_bytes": len(resp.content),
+            "encode_s": (t1 - t0) + float(resp.headers.get("x-edgesplit-encode-s", "0")),
+            "decode_s": (t3 - t2) + float(report.get("decode_s", 0.0)),
+            "round_trip_s": t2 - t1,
+            "remote_s": remote_s,
+            "transfer_s": (t2 - t1) - remote_s,
+        }
+        return StageReply(back, int(report.get("cursor", stage.cursor)), report, hop)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+Runner = Callable[[int, Mapping[str, torch.Tensor]], dict[str, torch.Tensor]]
+
+
+def walk(
+    stages: Stages,
+    request: StageRequest,
+    here: frozenset[str],
+    have: dict[str, torch.Tensor],
+    hops: Mapping[str, StageTransport],
+    run: Runner,
+    log: Log,
+) -> int:
+    """Advance the walk from ``request.cursor`` on this device; returns the new cursor.
+
+    ``here``: the device names this process runs (one, except the ``--remote`` star);
+    ``request.stack``: the callers, bottom first. Stops at the end, at a stage whose
+    device is on the stack, or at one no hop reaches (the caller then tries).
+    """
+    cursor = request.cursor
+    me = request.to
+    below = set(request.stack) | here
+    while cursor < len(stages):
+        st = stages[cursor]
+        if st.device in here:
+            t0 = time.perf_counter()
+            outs = run(cursor, {n: have[n] for n in st.inputs})
+            log.stages.append(
+                {"stage": cursor, "device": st.device, "compute_s": time.perf_counter() - t0}
+            )
+            have.update(outs)
+            cursor += 1
+            continue
+        hop = hops.get(st.device)
+        if st.device in below or hop is None or hop.dst in below:
+            break
+        end = next((j for j in range(cursor, len(stages)) if stages[j].device in below), None)
+        window = stages.stages[cursor:end]
+        wanted = {n for s in window for n in s.inputs}
+        payload = {n: have[n] for n in have if n in wanted}
+        nested = StageRequest(
+            request.model,
+            request.devices,
+            request.assignment,
+            request.fingerprint,
+            cursor,
+            hop.dst,
+            (*request.stack, me),
+            request.codecs,
+        )
+        reply = hop.send(nested, payload)
+        if reply.cursor == cursor:
+            raise TransportError(
+                f"{hop.dst!r} ran no stage from stage {cursor} (on {st.device!r}); start it "
+                f"with edgesplit serve --topology FILE --as {hop.dst} to relay"
+            )
+        log.hops.append(reply.hop)
+        log.merge(reply.log)
+        have.update(reply.tensors)
+        cursor = reply.cursor
+    return cursor
+
+
+def reply_values(
+    stages: Stages, cursor: int, have: Mapping[str, torch.Tensor], received: set[str]
+) -> dict[str, torch.Tensor]:
+    """What a reply carries back: values not from the caller that a later stage or the output needs."""
+    fresh = [n for n in have if n not in received]
+    return {n: have[n] for n in stages.needed_from(cursor, fresh)}
+
+
+def tier_info(device: str) -> dict[str, Any]:
+    """The facts that decide whether floats can match bit for bit across tiers."""
+    return {"threads": torch.get_num_threads(), "device": device, "torch": torch.__version__}
+
+
+def check_request(stages: Stages, request: StageRequest, me: str | None) -> str:
+    """The device name this server plays for ``request``; InputError if it is not this one."""
+    if not 0 <= request.cursor < len(stages):
+        raise InputError(f"stage {request.cursor} is not in the plan; it has 0..{len(stages) - 1}")
+    if me is not None and request.to != me:
+        raise InputError(
+            f"request is for device {request.to!r} but this server is {me!r} (serve --as); "
+            "send it to that device's server"
+        )
+    return request.to
+
+
+def make_hops(
+    topology: Any, me: str, token: str | None, timeout_s: float = 60.0
+) -> dict[str, StageTransport]:
+    """Target device -> the transport to the first device on a shortest path to it.
+
+    Paths follow ``me``'s topology links through servers only (breadth first, ties by
+    the topology's device order); a device no path reaches has no entry.
+    """
+    first: dict[str, str] = {}
+    frontier = [me]
+    seen = {me}
+    while frontier:
+        nxt = []
+        for a in frontier:
+            for dev in topology.devices:
+                if dev.name in seen or dev.local or topology.link(a, dev.name) is None:
+                    continue
+                seen.add(dev.name)
+                first[dev.name] = dev.name if a == me else first[a]
+                nxt.append(dev.name)
+        frontier = nxt
+    transports = {
+        name: HTTPStageTransport(me, name, topology.device(name).url, token, timeout_s)
+        for name in sorted(set(first.values()))
+    }
+    return {target: transports[hop] for target, hop in first.items()}
+
+
+def check_codecs(topology: Any, codecs_by_link: Mapping[str, str]) -> None:
+    """Every codec names a link of ``topology`` that allows it (InputError naming the link)."""
+    for key, codec in codecs_by_link.items():
+        a, _, b = key.partition("|")
+        topology.check_codec(a, b, codec)
+
+
+def split_values(
+    values: Mapping[str, torch.Tensor], names: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    """The named subset of ``values`` (model outputs gathered at the end of a walk)."""
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise TransportError(f"the walk ended without outputs {missing}")
+    return {n: values[n] for n in names}
+
+
+def serve_stage(
+    store: Any,
+    body: bytes,
+    me: str | None,
+    topology: Any,
+    hops: Mapping[str, StageTransport],
+    max_bytes: int,
+) -> tuple[bytes, dict[str, str]]:
+    """A server's side of ``POST /v1/stage``: decode, check, walk on, encode the reply.
+
+    Returns the reply body and the headers carrying this server's processing seconds
+    (from the body's arrival to the reply's bytes) and its encode seconds.
+    Raises :class:`FingerprintError` (409) and InputError/ShapeError (4xx) on a bad request.
+    """
+    t0 = time.perf_counter()
+    meta = wire.decode_metadata(body) if len(body) >= 8 else {}
+    if CONTROL not in meta:
+        raise InputError(f"body lacks the metadata {CONTROL!r}; send stages with the engine")
+    request = StageRequest.from_json(meta[CONTROL])
+    store.model(request.model)  # a model not served is a 404 naming it
+    mismatch = fingerprint_mismatch(store.fingerprint(request.model), request.fingerprint)
+    if mismatch:
+        raise FingerprintError(mismatch)
+    stages = store.plan_stages(request.model, request.devices, request.assignment)
+    target = check_request(stages, request, me)
+    if topology is not None:
+        check_codecs(topology, {k: c for k, c in request.codecs.items() if me in k.split("|")})
+    received = codecs.decode(body, max_bytes)
+    decode_s = time.perf_counter() - t0
+    log = Log(tiers={target: tier_info(str(store.device))})
+    have = dict(received)
+    cursor = walk(
+        stages,
+        request,
+        frozenset({target}),
+        have,
+        hops,
+        lambda i, values: store.run_stage(stages, i, values),
+        log,
+    )
+    back = reply_values(stages, cursor, have, set(received))
+    caller = request.stack[-1] if request.stack else target
+    codec = request.codecs.get(link_key(target, caller), "none")
+    report = {"cursor": cursor, "decode_s": decode_s, **log.to_dict()}
+    t1 = time.perf_counter()
+    out, _ = codecs.encode(back, codec, {REPORT: json.dumps(report)})
+    t2 = time.perf_counter()
+    return out, {"x-edgesplit-processing-s": repr(t2 - t0), "x-edgesplit-encode-s": repr(t2 - t1)}
+
+
+class Engine:
+    """The device side of a run: holds a plan's stages and its hops; ``infer`` per request.
+
+    ``here`` are the plan devices this process runs (the topology's ``local`` device, or
+    with ``--remote`` every plan device given no URL); ``hops`` its transports.
+    """
+
+    def __init__(
+        self,
+        stages: Stages,
+        model: str,
+        fingerprint: dict[str, str],
+        local: str,
+        here: frozenset[str],
+        hops: Mapping[str, StageTransport],
+        codecs_by_link: Mapping[str, str] | None = None,
+    ) -> None:
+        self.stages, self.model, self.fingerprint = stages, model, fingerprint
+        self.local, self.here, self.hops = local, here, dict(hops)
+        self.codecs = dict(codecs_by_link or {})
+
+    def _run(self, i: int, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        with torch.inference_mode():
+            return self.stages[i].part(values)
+
+    def infer(
+        self, inputs: Sequence[torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Run one request; returns the model outputs by name and its record (no ``id``)."""
+        graph = self.stages.graph
+        have: dict[str, torch.Tensor] = dict(zip(graph.input_names, inputs, strict=True))
+        request = StageRequest(
+            self.model,
+            self.stages.devices,
+            self.stages.assignment,
+            self.fingerprint,
+            0,
+            self.local,
+            (),
+            self.codecs,
+        )
+        log = Log(tiers={self.local: tier_info("cpu")})
+        t0 = time.perf_counter()
+        cursor = walk(self.stages, request, self.here, have, self.hops, self._run, log)
+        total = time.perf_counter() - t0
+        if cursor < len(self.stages):
+            dev = self.stages[cursor].device
+            raise TransportError(
+                f"no link from {self.local!r} or its next hops reaches device {dev!r} "
+                f"(stage {cursor}); add a link to it in the topology"
+            )
+        outs = split_values(have, graph.output_names)
+        return outs, {"total_s": total, **log.to_dict()}
+
+    def close(self) -> None:
+        for hop in {id(h): h for h in self.hops.values()}.values():
+            hop.close()
+
+
+def engine_for(
+    stages: Stages,
+    model: str,
+    fingerprint: dict[str, str],
+    topology: Any,
+    token: str | None = None,
+    codecs_by_link: Mapping[str, str] | None = None,
+    here: frozenset[str] | None = None,
+) -> Engine:
+    """An engine for ``stages`` on ``topology``; InputError if a plan device or codec does not fit.
+
+    Every plan device must be a topology device, and every codec allowed on its link.
+    """
+    for name in stages.devices:
+        if here is None or name not in here:
+            topology.device(name)
+    check_codecs(topology, codecs_by_link or {})
+    local = topology.local
+    hops = make_hops(topology, local, token)
+    return Engine(
+        stages, model, fingerprint, local, here or frozenset({local}), hops, codecs_by_link
+    )
+
+
+def probe(topology: Any, names: Sequence[str], timeout_s: float = 5.0) -> list[str]:
+    """The devices among ``names`` whose server does not answer ``GET /healthz`` (one line each)."""
+    bad = []
+    for name in names:
+        dev = topology.device(name)
+        if dev.local:
+            continue
+        try:
+            ok = httpx.get(f"{dev.url}/healthz", timeout=timeout_s).status_code == 200
+            why = "" if ok else "it did not answer 200"
+        except httpx.HTTPError as err:
+            ok, why = False, f"{type(err).__name__}"
+        if not ok:
+            bad.append(f"device {name!r} at {dev.url} is unreachable ({why})")
+    return bad
