@@ -19,8 +19,13 @@ Two ways to check every cut ``k`` of a graph with ``n`` nodes:
        values kept are exactly the tensors of ``graph.cut(k)`` (what the runtime sends),
        and each must be ``torch.equal`` to its recorded value. So the head of cut ``k``,
        parts ``[0, k)``, computes exactly the cut's tensors from the inputs alone.
-    4. *Tails*: for each ``k``, feed only the recorded tensors of cut ``k`` to parts
-       ``[k, n)`` and compare the reassembled output with the model's output.
+    4. *Tails*: for each ``k``, feed only (copies of) the recorded tensors of cut ``k`` to
+       parts ``[k, n)`` and compare the reassembled output with the model's output.
+
+    A tensor that the model writes in place after producing it (an ``inplace=True``
+    activation reading a tensor that a later layer also reads) crosses later cuts in
+    its written state, which no single recording holds; the recorder sees the write
+    through the tensor's version counter, and such cuts are checked by ``rebuild``.
 
     A cut passes when both its head and its tail do. Cost: ``n`` small part builds
     (together one model's code generation) plus about ``n / 2 + 2`` forwards, instead
@@ -99,7 +104,9 @@ def check_every_cut(
             f"{graph.name!r} takes {len(graph.input_names)} inputs "
             f"({', '.join(graph.input_args)}), not {len(inputs)}"
         )
-    with torch.inference_mode():
+    # no_grad, not inference_mode: the recorder reads version counters, which inference
+    # tensors do not keep.
+    with torch.no_grad():
         if method == "rebuild":
             return [_rebuild(graph, inputs, reference, k) for k in wanted]
         if method != "fast":
@@ -107,17 +114,54 @@ def check_every_cut(
         return _fast(graph, tuple(inputs), reference, wanted)
 
 
-def record_values(graph: Graph, inputs: Sequence[torch.Tensor]) -> dict[str, Any]:
-    """Every tensor of ``graph`` (by name) from one run of its traced module."""
-    interpreter = fx.Interpreter(graph.module, garbage_collect_values=False)
-    interpreter.run(*inputs)
-    keep = {t.name for t in graph.tensors}
-    return {node.name: v for node, v in interpreter.env.items() if node.name in keep}
+def record_values(graph: Graph, inputs: Sequence[torch.Tensor]) -> Recording:
+    """One run of ``graph.module``: each tensor of ``graph`` as produced, and where any of
+    them is later modified in place."""
+    recorder = _Recorder(graph)
+    recorder.run(*_fresh(inputs))
+    return Recording(recorder.values, recorder.mutated)
+
+
+@dataclass(frozen=True)
+class Recording:
+    """``values``: every Graph tensor as its producer returned it (a copy). ``mutated``:
+    tensor name -> index of the first Graph node that modified it in place afterwards."""
+
+    values: dict[str, Any]
+    mutated: dict[str, int]
+
+
+class _Recorder(fx.Interpreter):
+    """Copies each Graph tensor when produced and watches version counters (shared by
+    views) to see in-place writes, e.g. an ``inplace=True`` activation after a norm."""
+
+    def __init__(self, graph: Graph) -> None:
+        super().__init__(graph.module)
+        self.keep = {t.name for t in graph.tensors}
+        self.owner = {m: node.index for node in graph.nodes for m in node.members}
+        self.values: dict[str, Any] = {}
+        self.mutated: dict[str, int] = {}
+        self.live: dict[str, tuple[torch.Tensor, int]] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        out = super().run_node(n)
+        index = self.owner.get(n.name)
+        if index is not None:
+            for name, (t, version) in self.live.items():
+                if t._version != version and name not in self.mutated:
+                    self.mutated[name] = index
+        if n.name in self.keep:
+            if isinstance(out, torch.Tensor):
+                self.values[n.name] = out.clone()
+                self.live[n.name] = (out, out._version)
+            else:
+                self.values[n.name] = out
+        return out
 
 
 def _rebuild(graph: Graph, inputs: Sequence[torch.Tensor], reference: Any, k: int) -> CutCheck:
     try:
-        out = split_at(graph, [k])(*inputs)
+        out = split_at(graph, [k])(*_fresh(inputs))
     except PartitionError as err:
         return CutCheck(k, False, str(err))
     diff = leaf_differences(out, reference)
@@ -128,16 +172,29 @@ def _fast(
     graph: Graph, inputs: tuple[torch.Tensor, ...], reference: Any, wanted: list[int]
 ) -> list[CutCheck]:
     n = len(graph.nodes)
-    recorded = record_values(graph, inputs)
+    recording = record_values(graph, inputs)
+    recorded = recording.values
     split = partition(graph, list(range(n)))
     parts = split.parts
-    heads = _heads(graph, inputs, recorded, parts)
+    crossing = [c.tensor_names for c in graph.cuts()]
+    heads = _heads(graph, inputs, recorded, parts, crossing)
+    # A tensor written in place after Graph node j crosses the later cuts in its written
+    # state, which no single recording holds: those cuts are checked by rebuilding.
+    stale = {
+        k
+        for name, j in recording.mutated.items()
+        for k in range(j + 1, n + 1)
+        if name in crossing[k]
+    }
     checks = []
     for k in wanted:
+        if k in stale:
+            checks.append(_rebuild(graph, inputs, reference, k))
+            continue
         if heads[k]:
             checks.append(CutCheck(k, False, heads[k]))
             continue
-        values: dict[str, Any] = {name: recorded[name] for name in graph.cut(k).tensor_names}
+        values = dict(zip(crossing[k], _fresh([recorded[name] for name in crossing[k]])))
         try:
             for part, done in zip(parts[k:], split.release_after[k:]):
                 values.update(part(values))
@@ -152,14 +209,18 @@ def _fast(
 
 
 def _heads(
-    graph: Graph, inputs: tuple[torch.Tensor, ...], recorded: dict[str, Any], parts: Sequence[Any]
+    graph: Graph,
+    inputs: tuple[torch.Tensor, ...],
+    recorded: dict[str, Any],
+    parts: Sequence[Any],
+    crossing: list[tuple[str, ...]],
 ) -> list[str]:
     """Per cut, why its head is wrong ('' when it is right); one pass, see module doc."""
     n = len(graph.nodes)
     verdicts = [""] * (n + 1)
-    values: dict[str, Any] = dict(zip(graph.input_names, inputs))
+    values: dict[str, Any] = dict(zip(graph.input_names, _fresh(inputs)))
     for k in range(n + 1):
-        names = graph.cut(k).tensor_names
+        names = crossing[k]
         missing = [name for name in names if name not in values]
         if missing:
             reason = f"head: cut tensors {missing} were not computed"
@@ -170,8 +231,17 @@ def _heads(
         if wrong:
             verdicts[k] = f"head: tensors {wrong} differ from the unsplit model's"
         if k < n:
-            values.update(parts[k](values))
+            try:
+                values.update(parts[k](values))
+            except PartitionError as err:
+                verdicts[k + 1 :] = [f"head: {err}"] * (n - k)
+                return verdicts
     return verdicts
+
+
+def _fresh(values: Sequence[Any]) -> list[Any]:
+    """Copies, so that a part writing its inputs in place cannot spoil the next check."""
+    return [v.clone() if isinstance(v, torch.Tensor) else v for v in values]
 
 
 def _same(x: Any, y: Any) -> bool:
