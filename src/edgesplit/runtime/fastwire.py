@@ -226,14 +226,15 @@ def mount(app: Any, store: Any, config: Any, limiter: Any, state: dict[str, Any]
                 raise _Refused(422, str(err)) from None
         raise _Refused(400, f"field 'op' is {op!r}; use 'part' or 'infer'")
 
-    async def answer(ws: WebSocket, doc: dict[str, Any], frames: list[bytes]) -> None:
+    async def answer(
+        ws: WebSocket, doc: dict[str, Any], specs: list[TensorSpec], frames: list[bytes]
+    ) -> None:
         if state["inflight"] >= config.max_concurrency + config.max_queue:
             raise _Refused(503, "server is at capacity; retry later")
         state["inflight"] += 1
         try:
             start = time.time()
             seg = segment(doc)
-            specs = parse_specs(doc.get("tensors"), config.max_body_bytes)
             tensors = {s.name: from_frame(s, f) for s, f in zip(specs, frames, strict=True)}
             timings = doc.get("timings") is True
             outs, times = await anyio.to_thread.run_sync(
@@ -268,14 +269,16 @@ def mount(app: Any, store: Any, config: Any, limiter: Any, state: dict[str, Any]
             while True:
                 text = pending if pending is not None else await _next_text(ws)
                 pending = None
+                doc: dict[str, Any] = {}
                 try:
                     doc = parse_header(text)
+                    specs = parse_specs(doc.get("tensors"), config.max_body_bytes)
                 except InputError as err:
-                    await refuse(ws, None, err)
+                    # The refused request's binary messages are skipped by _next_text.
+                    await refuse(ws, doc.get("id"), err)
                     continue
                 frames: list[bytes] = []
-                count = len(doc["tensors"]) if isinstance(doc.get("tensors"), list) else 0
-                while len(frames) < min(count, MAX_TENSORS):
+                while len(frames) < len(specs):
                     msg = await ws.receive()
                     if msg["type"] == "websocket.disconnect":
                         return
@@ -285,13 +288,13 @@ def mount(app: Any, store: Any, config: Any, limiter: Any, state: dict[str, Any]
                     frames.append(msg.get("bytes") or b"")
                 if pending is not None:
                     short = InputError(
-                        f"field 'tensors' declares {count} tensor frames but {len(frames)} "
-                        "came before the next header"
+                        f"field 'tensors' declares {len(specs)} tensor frames but "
+                        f"{len(frames)} came before the next header"
                     )
                     await refuse(ws, doc.get("id"), short)
                     continue
                 try:
-                    await answer(ws, doc, frames)
+                    await answer(ws, doc, specs, frames)
                 except (_Refused, EdgesplitError) as err:
                     await refuse(ws, doc.get("id"), err)
         except WebSocketDisconnect:
@@ -344,6 +347,7 @@ class WSTransport:
                 max_size=max(max_bytes, MAX_HEADER_BYTES),
                 open_timeout=timeout_s,
                 proxy=None,
+                legacy=True,  # a plain connection object, closed by close()
             )
         except InvalidStatus as err:
             status = err.response.status_code

@@ -1,0 +1,247 @@
+"""The fast transport (/v1/ws): frames of every dtype, bounds, bad frames, auth, exactness.
+
+Exactness is checked against the unsplit model (torch.equal) on a real uvicorn server on
+loopback; bad frames are sent by a bare ``websockets`` client, and each answer must name
+the field while the same connection keeps serving good requests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from edgesplit.errors import InputError
+from edgesplit.models import build
+from edgesplit.runtime import fastwire, wire
+from edgesplit.runtime.fastwire import TensorSpec, WSTransport
+from edgesplit.runtime.server import BackgroundServer, ServerConfig, create_app
+from edgesplit.runtime.store import ModelStore
+from edgesplit.runtime.transport import HTTPTransport, ServerRejected
+
+from .conftest import LIMIT, MODELS
+
+TOKEN = "fast-token"
+
+
+def _round_trip(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    specs, buffers = fastwire.to_frames(tensors)
+    parsed = fastwire.parse_specs(json.loads(json.dumps(specs)), LIMIT)
+    return {s.name: fastwire.from_frame(s, bytes(b)) for s, b in zip(parsed, buffers, strict=True)}
+
+
+@pytest.mark.parametrize("dtype", list(wire.DTYPES.values()), ids=list(wire.DTYPES))
+def test_every_dtype_round_trips_bitwise(dtype: torch.dtype) -> None:
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(2, 3, 5, generator=g) * 100).to(dtype)
+    odd = x.transpose(0, 2)  # not contiguous: sent as its C-order copy
+    out = _round_trip({"x": x, "odd": odd, "scalar": x.reshape(-1)[0], "empty": x[:0]})
+    for name, want in {"x": x, "odd": odd, "scalar": x.reshape(-1)[0], "empty": x[:0]}.items():
+        assert out[name].dtype == dtype and out[name].shape == want.shape
+        assert torch.equal(out[name], want), name
+
+
+def test_bool_and_int64_keep_their_values() -> None:
+    mask = torch.tensor([[True, False], [False, True]])
+    ids = torch.tensor([-(2**62), 0, 2**62 + 7], dtype=torch.int64)
+    out = _round_trip({"mask": mask, "ids": ids})
+    assert torch.equal(out["mask"], mask) and torch.equal(out["ids"], ids)
+
+
+@pytest.mark.parametrize(
+    ("entries", "field"),
+    [
+        ([{"name": "x", "dtype": "float32", "shape": [1000, 1000]}], "tensors[0].shape"),
+        ([{"name": "x", "dtype": "float32", "shape": [-1]}], "tensors[0].shape"),
+        ([{"name": "x", "dtype": "float32", "shape": [1.5]}], "tensors[0].shape"),
+        ([{"name": "x", "dtype": "float32", "shape": [1] * 17}], "tensors[0].shape"),
+        ([{"name": "x", "dtype": "complex64", "shape": [1]}], "tensors[0].dtype"),
+        ([{"name": "x", "dtype": "float32", "shape": [1]}] * 2, "tensors[1].name"),
+        ([{"dtype": "float32", "shape": [1]}], "tensors[0].name"),
+        (["x"], "tensors[0]"),
+        ({"x": 1}, "tensors"),
+    ],
+)
+def test_bad_headers_are_refused_before_anything_is_allocated(entries: object, field: str) -> None:
+    with pytest.raises(InputError, match=re.escape(f"'{field}")):
+        fastwire.parse_specs(entries, LIMIT)
+
+
+def test_a_frame_of_the_wrong_length_names_its_tensor() -> None:
+    spec = TensorSpec("features_2", "float32", (1, 4))
+    with pytest.raises(InputError, match="features_2.*12 bytes.*needs 16"):
+        fastwire.from_frame(spec, b"\0" * 12)
+
+
+@pytest.fixture(scope="module")
+def fast(store: ModelStore) -> Iterator[BackgroundServer]:
+    config = ServerConfig(models=MODELS, max_body_bytes=LIMIT, token=TOKEN)
+    with BackgroundServer(create_app(config, store=store)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def oracle() -> tuple[torch.Tensor, torch.Tensor]:
+    model, x = build("alexnet")
+    with torch.inference_mode():
+        return x, model(x)
+
+
+def test_a_part_over_the_transport_equals_local_inference(
+    fast: BackgroundServer, store: ModelStore, oracle: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    x, want = oracle
+    graph = store.model("alexnet").graph
+    k = len(graph.nodes) // 2
+    assignment = [0] * k + [1] * (len(graph.nodes) - k)
+    local = store.plan_part("alexnet", tuple(assignment), 0)
+    sent, _ = store.run(local, {local.needs[0]: x})
+    client = WSTransport(fast.url, token=TOKEN)
+    http = HTTPTransport(fast.url, token=TOKEN)
+    try:
+        reply = client.run_part("alexnet", assignment, 1, sent)
+        (got,) = reply.tensors.values()
+        assert torch.equal(got, want)
+        assert reply.cloud_lat_stop >= reply.cloud_lat_start
+        assert reply.request_bytes > sum(t.nbytes for t in sent.values())
+        (by_http,) = http.run_part("alexnet", assignment, 1, sent).tensors.values()
+        assert torch.equal(got, by_http)
+        whole = client.infer("alexnet", 0, {graph.input_names[0]: x}, timings=True)
+        assert torch.equal(next(iter(whole.tensors.values())), want)
+        assert set(whole.node_times) == {n.name for n in graph.nodes}
+        assert client.probe() > 0
+    finally:
+        client.close()
+        http.close()
+
+
+@pytest.mark.parametrize("token", [None, "wrong"])
+def test_a_missing_or_wrong_token_is_a_401(fast: BackgroundServer, token: str | None) -> None:
+    with pytest.raises(ServerRejected, match="bearer token") as err:
+        WSTransport(fast.url, token=token)
+    assert err.value.status == 401 and not err.value.retryable
+
+
+def test_server_errors_come_back_as_rejections(fast: BackgroundServer) -> None:
+    client = WSTransport(fast.url, token=TOKEN)
+    x = torch.zeros(1, 1, 28, 28)
+    try:
+        with pytest.raises(ServerRejected, match="not served") as err:
+            client.infer("vgg16", 0, {"x": x})
+        assert err.value.status == 404
+        with pytest.raises(ServerRejected, match="float16") as err:
+            client.infer("mnist_cnn", 0, {"x": x.half()})
+        assert err.value.status == 422
+        with pytest.raises(ServerRejected, match="part 9 is not in the assignment"):
+            client.run_part("mnist_cnn", [0] * len(store_nodes(fast)), 9, {"x": x})
+        (out,) = client.infer("mnist_cnn", 0, {"x": x}).tensors.values()  # still usable
+        assert out.shape == (1, 10)
+    finally:
+        client.close()
+
+
+def store_nodes(server: BackgroundServer) -> list[object]:
+    app = server.server.config.app
+    return list(app.state.store.model("mnist_cnn").graph.nodes)
+
+
+def _bare(server: BackgroundServer):  # type: ignore[no-untyped-def]
+    from websockets.sync.client import connect
+
+    url = server.url.replace("http", "ws") + fastwire.PATH
+    return connect(url, additional_headers={"Authorization": f"Bearer {TOKEN}"}, proxy=None)
+
+
+def _good(ws, request_id: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    x = torch.ones(1, 1, 28, 28)
+    specs, buffers = fastwire.to_frames({"x": x})
+    header = {"id": request_id, "op": "infer", "model": "mnist_cnn", "cut": 0, "tensors": specs}
+    ws.send(json.dumps(header))
+    for buf in buffers:
+        ws.send(buf)
+    reply = json.loads(ws.recv(timeout=30))
+    for _ in reply.get("tensors", []):
+        ws.recv(timeout=30)
+    return dict(reply)
+
+
+@pytest.mark.parametrize(
+    ("messages", "field"),
+    [
+        (["{not json"], "header is not valid JSON"),
+        (["[1, 2]"], "header must be a JSON object"),
+        ([json.dumps({"op": "infer", "model": "mnist_cnn", "cut": 0})], "'tensors'"),
+        (
+            [
+                json.dumps(
+                    {
+                        "op": "infer",
+                        "model": "mnist_cnn",
+                        "cut": 0,
+                        "tensors": [{"name": "x", "dtype": "float32", "shape": [1, 1, 28, 28]}],
+                    }
+                ),
+                b"\0" * 7,
+            ],
+            "frame of tensor 'x' has 7 bytes",
+        ),
+        (
+            [
+                json.dumps(
+                    {
+                        "op": "infer",
+                        "model": "mnist_cnn",
+                        "cut": 0,
+                        "tensors": [{"name": "x", "dtype": "float32", "shape": [10**9]}],
+                    }
+                )
+            ],
+            "tensors[0].shape",
+        ),
+        ([json.dumps({"op": "train", "model": "mnist_cnn", "tensors": []})], "field 'op'"),
+        (
+            [json.dumps({"op": "infer", "model": "mnist_cnn", "cut": "0", "tensors": []})],
+            "field 'cut'",
+        ),
+        (
+            [json.dumps({"op": "part", "model": "mnist_cnn", "part": 0, "tensors": []})],
+            "field 'assignment'",
+        ),
+        (
+            [
+                json.dumps(
+                    {
+                        "op": "infer",
+                        "model": "mnist_cnn",
+                        "cut": 0,
+                        "tensors": [
+                            {"name": "a", "dtype": "float32", "shape": [1]},
+                            {"name": "b", "dtype": "float32", "shape": [1]},
+                        ],
+                    }
+                )
+            ],
+            "declares 2 tensor frames but 0",
+        ),
+        ([b"\0" * 16], None),
+    ],
+)
+def test_bad_frames_answer_an_error_and_the_connection_stays_usable(
+    fast: BackgroundServer, messages: list[str | bytes], field: str | None
+) -> None:
+    with _bare(fast) as ws:
+        for m in messages:
+            ws.send(m)
+        if field is not None:
+            if "declares" in field:
+                ws.send(json.dumps({"id": 2, "op": "noop"}))  # the next header cuts it short
+            error = json.loads(ws.recv(timeout=30))
+            assert error["ok"] is False and error["status"] in (400, 422)
+            assert field in error["error"]
+            if "declares" in field:
+                json.loads(ws.recv(timeout=30))  # the cutting header's own (refused) answer
+        reply = _good(ws, 99)
+        assert reply["ok"] is True and reply["id"] == 99
