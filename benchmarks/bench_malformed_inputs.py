@@ -46,6 +46,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -308,11 +309,14 @@ COMMANDS: dict[str, Callable[[Path, Path], list[str]]] = {
 }  # fmt: skip
 
 
-def build_cases(bases: Bases, kinds: tuple[str, ...] = KINDS) -> list[Case]:
+def build_cases(
+    bases: Bases, kinds: tuple[str, ...] = KINDS, where: Path | None = None
+) -> list[Case]:
+    """One case per file type and kind, each in its own folder under ``where``."""
     cases = []
     for ftype in TYPES:
         for kind in kinds:
-            d = bases.root / f"{ftype}-{kind}"
+            d = (where or bases.root) / f"{ftype}-{kind}"
             d.mkdir(exist_ok=True)
             content, suffix = _content(bases, ftype, kind, NATIVE_SUFFIX.get(ftype, ".yaml"))
             f = d / f"{ftype}{suffix}"
@@ -365,15 +369,20 @@ def check_case(case: Case, returncode: int, stdout: str, stderr: str) -> dict[st
 def run_case(case: Case) -> dict[str, Any]:
     """Write one case and run it as a fresh process."""
     write_case(case)
+    t0 = time.perf_counter()
     proc = cli(*case.argv, cwd=case.file.parent)
-    return check_case(case, proc.returncode, proc.stdout, proc.stderr)
+    row = check_case(case, proc.returncode, proc.stdout, proc.stderr)
+    row["wall_s"] = round(time.perf_counter() - t0, 2)
+    return row
 
 
-def run_all(kinds: tuple[str, ...] = KINDS, jobs: int = 4) -> list[dict[str, Any]]:
+def run_all(
+    kinds: tuple[str, ...] = KINDS, jobs: int = 4, bases: Bases | None = None
+) -> list[dict[str, Any]]:
+    """Every case as a fresh process, ``jobs`` at a time (bases made here unless given)."""
     root = Path(tempfile.mkdtemp(prefix="edgesplit-malformed-"))
     try:
-        bases = Bases.make(root)
-        cases = build_cases(bases, kinds)
+        cases = build_cases(bases or Bases.make(root), kinds, root)
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             return list(pool.map(run_case, cases))
     finally:

@@ -54,8 +54,9 @@ def test_malformed_file_is_one_line_exit_2(cli, cases, ftype: str, kind: str) ->
 
 
 @pytest.mark.slow
-def test_all_80_as_real_processes() -> None:
-    rows = bench.run_all(jobs=4)
+@pytest.mark.timeout(1800)  # 80 fresh interpreters that each import torch
+def test_all_80_as_real_processes(bases: Any) -> None:
+    rows = bench.run_all(jobs=4, bases=bases)
     assert len(rows) == 80
     failed = [f"{r['file_type']}/{r['kind']}: {r['line']}" for r in rows if not r["ok"]]
     assert not failed, "\n" + bench.table(rows)
