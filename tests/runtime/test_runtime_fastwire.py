@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 import torch
 
-from edgesplit.errors import InputError
+from edgesplit.errors import InputError, TransportError
 from edgesplit.models import build
 from edgesplit.runtime import fastwire, wire
 from edgesplit.runtime.fastwire import TensorSpec, WSTransport
@@ -245,3 +247,43 @@ def test_bad_frames_answer_an_error_and_the_connection_stays_usable(
                 json.loads(ws.recv(timeout=30))  # the cutting header's own (refused) answer
         reply = _good(ws, 99)
         assert reply["ok"] is True and reply["id"] == 99
+
+
+def test_a_broken_connection_fails_once_then_reconnects(fast: BackgroundServer) -> None:
+    client = WSTransport(fast.url, token=TOKEN)
+    x = torch.ones(1, 1, 28, 28)
+    try:
+        (want,) = client.infer("mnist_cnn", 0, {"x": x}).tensors.values()
+        client._ws.close()  # the tier went away under an open connection
+        with pytest.raises(TransportError):
+            client.infer("mnist_cnn", 0, {"x": x})
+        (again,) = client.infer("mnist_cnn", 0, {"x": x}).tensors.values()
+        assert torch.equal(again, want)
+    finally:
+        client.close()
+
+
+def test_threads_share_one_connection_and_each_gets_its_own_answer(
+    fast: BackgroundServer,
+) -> None:
+    client = WSTransport(fast.url, token=TOKEN)
+    inputs = [torch.full((1, 1, 28, 28), float(i)) for i in range(8)]
+    try:
+        wants = [client.infer("mnist_cnn", 0, {"x": x}).tensors for x in inputs]
+        with ThreadPoolExecutor(4) as pool:
+            gots = list(pool.map(lambda x: client.infer("mnist_cnn", 0, {"x": x}).tensors, inputs))
+        for want, got in zip(wants, gots, strict=True):
+            assert got.keys() == want.keys()
+            assert all(torch.equal(got[k], want[k]) for k in want)
+    finally:
+        client.close()
+
+
+def test_requests_over_the_socket_show_in_the_server_metrics(fast: BackgroundServer) -> None:
+    client = WSTransport(fast.url, token=TOKEN)
+    try:
+        client.infer("mnist_cnn", 0, {"x": torch.ones(1, 1, 28, 28)})
+    finally:
+        client.close()
+    text = httpx.get(fast.url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    assert 'edgesplit_requests_total{endpoint="ws",status="200"}' in text

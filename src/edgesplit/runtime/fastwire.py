@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import threading
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -189,11 +190,14 @@ def _int_field(doc: Mapping[str, Any], key: str, default: int | None = None) -> 
     return value
 
 
-def mount(app: Any, store: Any, config: Any, limiter: Any, state: dict[str, Any]) -> None:
+def mount(
+    app: Any, store: Any, config: Any, limiter: Any, state: dict[str, Any], metrics: Any
+) -> None:
     """Add ``/v1/ws`` to the server app; it runs parts through the app's store and limiter.
 
     ``config`` is the server's ``ServerConfig`` (token, bounds, admission); ``state``
-    holds the app's ``inflight`` count, shared with the HTTP routes.
+    holds the app's ``inflight`` count and ``metrics`` its Prometheus series, both shared
+    with the HTTP routes (requests are counted under endpoint ``ws``).
     """
     import anyio
     from fastapi.responses import JSONResponse
@@ -230,8 +234,10 @@ def mount(app: Any, store: Any, config: Any, limiter: Any, state: dict[str, Any]
         ws: WebSocket, doc: dict[str, Any], specs: list[TensorSpec], frames: list[bytes]
     ) -> None:
         if state["inflight"] >= config.max_concurrency + config.max_queue:
+            metrics.rejected.inc()
             raise _Refused(503, "server is at capacity; retry later")
         state["inflight"] += 1
+        metrics.inflight.inc()
         try:
             start = time.time()
             seg = segment(doc)
@@ -243,6 +249,9 @@ def mount(app: Any, store: Any, config: Any, limiter: Any, state: dict[str, Any]
             stop = time.time()
         finally:
             state["inflight"] -= 1
+            metrics.inflight.dec()
+        metrics.latency.labels(seg.model).observe(stop - start)
+        metrics.requests.labels("ws", "200").inc()
         out_specs, buffers = to_frames(outs)
         reply = {"id": doc.get("id"), "ok": True, "cloud_lat_start": start}
         reply |= {"cloud_lat_stop": stop, "node_times": times, "tensors": out_specs}
@@ -253,6 +262,7 @@ def mount(app: Any, store: Any, config: Any, limiter: Any, state: dict[str, Any]
     async def refuse(ws: WebSocket, request_id: object, err: Exception) -> None:
         message = err.message if isinstance(err, _Refused) else str(err)
         doc = {"id": request_id, "ok": False, "status": _status_of(err), "error": message}
+        metrics.requests.labels("ws", str(doc["status"])).inc()
         await ws.send_text(json.dumps(doc))
 
     @app.websocket(PATH)
@@ -320,7 +330,11 @@ class WSTransport:
     """The agent's side of ``/v1/ws``: the :class:`~edgesplit.runtime.transport.Transport`
     seam (``infer``, ``run_part``, ``probe``, ``close``) over one persistent connection.
 
-    Not thread-safe: one request at a time per connection (open one per worker).
+    ``base_url`` is the server's ``http://host:port``, as for ``HTTPTransport``. The
+    connection opens here (a wrong token is a :class:`ServerRejected` 401 at once); a
+    broken one raises :class:`~edgesplit.errors.TransportError` and the next call opens a
+    new one, so failover can probe a restarted tier. Requests from several threads take
+    turns on the one connection.
     """
 
     def __init__(
@@ -332,20 +346,29 @@ class WSTransport:
         shaper: TokenBucketShaper | None = None,
         max_bytes: int = wire.DEFAULT_MAX_BYTES,
     ) -> None:
+        self.url = "ws" + base_url.removeprefix("http").rstrip("/") + PATH
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.timeout_s, self.shaper, self.max_bytes = timeout_s, shaper, max_bytes
+        self._next_id = 0
+        self._lock = threading.Lock()
+        self._ws: Any = None
+        with self._lock:
+            self._connection()
+
+    def _connection(self) -> Any:
+        """The open connection, opened now if there is none (the caller holds the lock)."""
         from websockets.exceptions import InvalidStatus, WebSocketException
         from websockets.sync.client import connect
 
-        url = "ws" + base_url.removeprefix("http").rstrip("/") + PATH
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.timeout_s, self.shaper, self.max_bytes = timeout_s, shaper, max_bytes
-        self._next_id = 0
+        if self._ws is not None:
+            return self._ws
         try:
             self._ws = connect(
-                url,
-                additional_headers=headers,
+                self.url,
+                additional_headers=self._headers,
                 compression=None,
-                max_size=max(max_bytes, MAX_HEADER_BYTES),
-                open_timeout=timeout_s,
+                max_size=max(self.max_bytes, MAX_HEADER_BYTES),
+                open_timeout=self.timeout_s,
                 proxy=None,
                 legacy=True,  # a plain connection object, closed by close()
             )
@@ -355,9 +378,16 @@ class WSTransport:
                 message = str(json.loads(err.response.body or b"{}").get("error", ""))
             except ValueError:
                 message = ""
-            raise ServerRejected(status, message or f"{url} refused the connection") from None
+            raise ServerRejected(status, message or f"{self.url} refused the connection") from None
         except (OSError, WebSocketException, TimeoutError) as err:
-            raise TransportError(f"{url} failed: {type(err).__name__}: {err}") from None
+            raise TransportError(f"{self.url} failed: {type(err).__name__}: {err}") from None
+        return self._ws
+
+    def _drop(self) -> None:
+        """Forget a connection that failed mid-request: its stream is out of step."""
+        if self._ws is not None:
+            self._ws.close()
+            self._ws = None
 
     def infer(
         self,
@@ -387,42 +417,46 @@ class WSTransport:
         """Send one header and its tensor frames; read the reply's header and frames."""
         from websockets.exceptions import WebSocketException
 
-        self._next_id += 1
         specs, buffers = to_frames(tensors)
-        header = json.dumps({**doc, "id": self._next_id, "tensors": specs})
-        sent = sum(b.nbytes for b in buffers)
-        try:
-            if self.shaper is not None:
-                self.shaper.half_rtt()
-            self._ws.send(header)
-            for buf in buffers:
-                self._pace(buf)
-                self._ws.send(buf)
-            reply = parse_header(str(self._ws.recv(timeout=self.timeout_s)))
-            if reply.get("id") != self._next_id:
-                raise TransportError(
-                    f"{PATH} answered request {reply.get('id')}, not {self._next_id}"
-                )
-            if not reply.get("ok"):
-                raise ServerRejected(int(reply.get("status", 500)), str(reply.get("error")))
-            out = {}
-            got = 0
-            for spec in parse_specs(reply.get("tensors"), self.max_bytes):
-                data = self._ws.recv(timeout=self.timeout_s)
-                if isinstance(data, str):
-                    raise TransportError(f"{PATH} sent text where tensor {spec.name!r} was due")
-                self._pace(data)
-                out[spec.name] = from_frame(spec, data)
-                got += len(data)
-            if self.shaper is not None:
-                self.shaper.half_rtt()
-            times = {str(k): float(v) for k, v in (reply.get("node_times") or {}).items()}
-            start, stop = float(reply["cloud_lat_start"]), float(reply["cloud_lat_stop"])
-        except (WebSocketException, OSError, TimeoutError) as err:
-            raise TransportError(f"{PATH} failed: {type(err).__name__}: {err}") from None
-        except (InputError, KeyError, TypeError, ValueError) as err:
-            raise TransportError(f"{PATH} answered an unreadable reply ({err})") from None
-        return InferReply(out, start, stop, len(header) + sent, got, times)
+        with self._lock:
+            ws = self._connection()
+            self._next_id += 1
+            header = json.dumps({**doc, "id": self._next_id, "tensors": specs})
+            try:
+                return self._exchange(ws, header, buffers)
+            except (WebSocketException, OSError, TimeoutError) as err:
+                self._drop()
+                raise TransportError(f"{PATH} failed: {type(err).__name__}: {err}") from None
+            except (InputError, KeyError, TypeError, ValueError) as err:
+                self._drop()
+                raise TransportError(f"{PATH} answered an unreadable reply ({err})") from None
+
+    def _exchange(self, ws: Any, header: str, buffers: list[memoryview]) -> InferReply:
+        if self.shaper is not None:
+            self.shaper.half_rtt()
+        ws.send(header)
+        for buf in buffers:
+            self._pace(buf)
+            ws.send(buf)
+        reply = parse_header(str(ws.recv(timeout=self.timeout_s)))
+        if reply.get("id") != self._next_id:
+            raise ValueError(f"reply to request {reply.get('id')}, not {self._next_id}")
+        if not reply.get("ok"):
+            raise ServerRejected(int(reply.get("status", 500)), str(reply.get("error")))
+        out, got = {}, 0
+        for spec in parse_specs(reply.get("tensors"), self.max_bytes):
+            data = ws.recv(timeout=self.timeout_s)
+            if isinstance(data, str):
+                raise ValueError(f"text where the frame of tensor {spec.name!r} was due")
+            self._pace(data)
+            out[spec.name] = from_frame(spec, data)
+            got += len(data)
+        if self.shaper is not None:
+            self.shaper.half_rtt()
+        times = {str(k): float(v) for k, v in (reply.get("node_times") or {}).items()}
+        start, stop = float(reply["cloud_lat_start"]), float(reply["cloud_lat_stop"])
+        sent = len(header) + sum(b.nbytes for b in buffers)
+        return InferReply(out, start, stop, sent, got, times)
 
     def _pace(self, data: Any) -> None:
         if self.shaper is not None:
@@ -430,20 +464,24 @@ class WSTransport:
                 pass
 
     def probe(self) -> float:
-        """Round-trip seconds of a WebSocket ping on the open connection."""
+        """Round-trip seconds of a WebSocket ping (on a new connection if the last broke)."""
         from websockets.exceptions import WebSocketException
 
-        t0 = time.perf_counter()
-        if self.shaper is not None:
-            self.shaper.half_rtt()
-        try:
-            if not self._ws.ping().wait(timeout=5.0):
-                raise TransportError(f"{PATH} ping got no pong in 5 s")
-        except (WebSocketException, OSError) as err:
-            raise TransportError(f"{PATH} ping failed: {type(err).__name__}: {err}") from None
-        if self.shaper is not None:
-            self.shaper.half_rtt()
-        return time.perf_counter() - t0
+        with self._lock:
+            ws = self._connection()
+            t0 = time.perf_counter()
+            if self.shaper is not None:
+                self.shaper.half_rtt()
+            try:
+                if not ws.ping().wait(timeout=5.0):
+                    raise TimeoutError("no pong in 5 s")
+            except (WebSocketException, OSError, TimeoutError) as err:
+                self._drop()
+                raise TransportError(f"{PATH} ping failed: {type(err).__name__}: {err}") from None
+            if self.shaper is not None:
+                self.shaper.half_rtt()
+            return time.perf_counter() - t0
 
     def close(self) -> None:
-        self._ws.close()
+        with self._lock:
+            self._drop()

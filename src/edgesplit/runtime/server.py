@@ -339,7 +339,7 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
         authorise(request)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    fastwire.mount(app, store, config, limiter, state)
+    fastwire.mount(app, store, config, limiter, state, metrics)
     app.state.store = store
     app.state.config = config
     return app
