@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from edgesplit.errors import InputError
+from edgesplit.errors import InputError, UnknownModelError
 from edgesplit.models.inputs import (
     SEED,
     Example,
@@ -128,8 +128,6 @@ class ModelRequest:
         elif ":" in self.name:
             module = import_model(self.name)
         else:
-            from edgesplit.errors import UnknownModelError
-
             raise UnknownModelError(
                 f"unknown model {self.name!r}; choose one of {', '.join(ZOO)} "
                 "(see `edgesplit models`), timm:NAME, hf:ARCH, or give package.module:callable"
