@@ -18,7 +18,7 @@ import torch
 
 from edgesplit.errors import InputError, TransportError
 from edgesplit.models import build
-from edgesplit.runtime import fastwire, wire
+from edgesplit.runtime import fastwire
 from edgesplit.runtime.fastwire import TensorSpec, WSTransport
 from edgesplit.runtime.server import BackgroundServer, ServerConfig, create_app
 from edgesplit.runtime.store import ModelStore
@@ -35,7 +35,7 @@ def _round_trip(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {s.name: fastwire.from_frame(s, bytes(b)) for s, b in zip(parsed, buffers, strict=True)}
 
 
-@pytest.mark.parametrize("dtype", list(wire.DTYPES.values()), ids=list(wire.DTYPES))
+@pytest.mark.parametrize("dtype", list(fastwire.DTYPES.values()), ids=list(fastwire.DTYPES))
 def test_every_dtype_round_trips_bitwise(dtype: torch.dtype) -> None:
     g = torch.Generator().manual_seed(0)
     x = (torch.randn(2, 3, 5, generator=g) * 100).to(dtype)
@@ -205,6 +205,14 @@ def _good(ws, request_id: int) -> dict[str, object]:  # type: ignore[no-untyped-
         ),
         ([json.dumps({"op": "train", "model": "mnist_cnn", "tensors": []})], "field 'op'"),
         (
+            [
+                json.dumps(
+                    {"op": "infer", "model": "mnist_cnn", "cut": 0, "tensors": [], "meta": [1]}
+                )
+            ],
+            "field 'meta'",
+        ),
+        (
             [json.dumps({"op": "infer", "model": "mnist_cnn", "cut": "0", "tensors": []})],
             "field 'cut'",
         ),
@@ -287,3 +295,33 @@ def test_requests_over_the_socket_show_in_the_server_metrics(fast: BackgroundSer
         client.close()
     text = httpx.get(fast.url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
     assert 'edgesplit_requests_total{endpoint="ws",status="200"}' in text
+
+
+@pytest.mark.parametrize("codec", ["zstd", "fp16", "int8"])
+def test_a_link_codec_packs_the_frames_and_lossless_stays_exact(
+    fast: BackgroundServer, store: ModelStore, oracle: tuple[torch.Tensor, torch.Tensor], codec: str
+) -> None:
+    x, want = oracle
+    graph = store.model("alexnet").graph
+    cut = len(graph.nodes) // 2
+    head = store.segment("alexnet", 0, cut)
+    sent, _ = store.run(head, {head.needs[0]: x})
+    plain = WSTransport(fast.url, token=TOKEN)
+    packed = WSTransport(fast.url, token=TOKEN, codec=codec)
+    try:
+        (got,) = packed.infer("alexnet", cut, sent).tensors.values()
+        base = plain.infer("alexnet", cut, sent)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        if codec == "zstd":
+            assert torch.equal(got, want)
+        else:
+            assert got.argmax() == want.argmax()
+            assert packed.infer("alexnet", cut, sent).request_bytes < base.request_bytes
+    finally:
+        plain.close()
+        packed.close()
+
+
+def test_an_unknown_codec_is_refused_before_connecting(fast: BackgroundServer) -> None:
+    with pytest.raises(InputError, match="unknown codec 'gzip'"):
+        WSTransport(fast.url, token=TOKEN, codec="gzip")

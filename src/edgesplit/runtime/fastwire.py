@@ -17,9 +17,14 @@ One request on a persistent connection to ``/v1/ws``
        (little-endian, as torch stores them), sent from the tensor's own memory.
 
     The reply is the same shape: a text header ``{"id", "ok": true, "cloud_lat_start",
-    "cloud_lat_stop", "node_times", "tensors": [...]}`` then one binary message per
-    tensor; or ``{"id", "ok": false, "status", "error"}`` and no binary message. Status
-    codes are the HTTP ones (400, 401, 404, 422, 503).
+    "cloud_lat_stop", "node_times", "meta", "tensors": [...]}`` then one binary message
+    per tensor; or ``{"id", "ok": false, "status", "error"}`` and no binary message.
+    Status codes are the HTTP ones (400, 401, 404, 422, 503).
+
+Codecs
+    A link's wire codec (:mod:`edgesplit.system.codecs`: ``none``, ``zstd``, ``fp16``,
+    ``bf16``, ``int8``) packs the tensors before they become frames; its metadata strings
+    travel in the header's ``meta``, and the reply comes back under the same codec.
 
 Safety
     The header is bounded (:data:`MAX_HEADER_BYTES`); every dtype, shape and byte count is
@@ -59,12 +64,16 @@ from edgesplit.errors import (
 from edgesplit.runtime import wire
 from edgesplit.runtime.shaping import TokenBucketShaper
 from edgesplit.runtime.transport import InferReply, ServerRejected
+from edgesplit.system import codecs
 
 #: The route on the FastAPI app.
 PATH = "/v1/ws"
 
 #: Bound on one JSON header; an assignment of 100k nodes fits.
 MAX_HEADER_BYTES = 1024 * 1024
+
+#: Dtypes a frame may carry: the wire's, and int8 for the int8 codec's packed tensors.
+DTYPES: dict[str, torch.dtype] = {**wire.DTYPES, "int8": torch.int8}
 
 #: Bound on the tensor count and the rank of each tensor in one message.
 MAX_TENSORS = 1024
@@ -84,7 +93,7 @@ class TensorSpec:
         numel = 1
         for d in self.shape:
             numel *= d
-        return numel * torch.empty((), dtype=wire.DTYPES[self.dtype]).element_size()
+        return numel * torch.empty((), dtype=DTYPES[self.dtype]).element_size()
 
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
@@ -97,8 +106,8 @@ def to_frames(
     specs, buffers = [], []
     for name, t in tensors.items():
         dtype = wire.dtype_name(t.dtype)
-        if dtype not in wire.DTYPES:
-            raise InputError(f"tensor {name!r} has dtype {dtype}; send one of {list(wire.DTYPES)}")
+        if dtype not in DTYPES:
+            raise InputError(f"tensor {name!r} has dtype {dtype}; send one of {list(DTYPES)}")
         flat = t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
         specs.append(TensorSpec(name, dtype, tuple(t.shape)).as_json())
         buffers.append(memoryview(flat.numpy()))  # type: ignore[arg-type]
@@ -117,8 +126,8 @@ def parse_specs(entries: object, max_bytes: int) -> list[TensorSpec]:
         name, dtype, shape = entry.get("name"), entry.get("dtype"), entry.get("shape")
         if not isinstance(name, str) or not name or name in seen:
             raise InputError(f"field '{field}.name' must be a non-empty, unique string")
-        if dtype not in wire.DTYPES:
-            raise InputError(f"field '{field}.dtype' is {dtype!r}; use one of {list(wire.DTYPES)}")
+        if dtype not in DTYPES:
+            raise InputError(f"field '{field}.dtype' is {dtype!r}; use one of {list(DTYPES)}")
         if (
             not isinstance(shape, list)
             or len(shape) > MAX_RANK
@@ -145,7 +154,7 @@ def from_frame(spec: TensorSpec, data: bytes) -> torch.Tensor:
             f"frame of tensor {spec.name!r} has {len(data)} bytes but its header entry "
             f"({spec.dtype}{list(spec.shape)}) needs {spec.nbytes}"
         )
-    dtype = wire.DTYPES[spec.dtype]
+    dtype = DTYPES[spec.dtype]
     if not data:
         return torch.empty(spec.shape, dtype=dtype)
     with warnings.catch_warnings():
@@ -165,6 +174,16 @@ def parse_header(text: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise InputError("header must be a JSON object")
     return doc
+
+
+def meta_field(doc: Mapping[str, Any]) -> dict[str, str]:
+    """The header's ``meta`` strings: a wire codec's metadata (:mod:`edgesplit.system.codecs`)."""
+    meta = doc.get("meta") or {}
+    if not isinstance(meta, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in meta.items()
+    ):
+        raise InputError("field 'meta' must be an object of strings (a codec's metadata)")
+    return meta
 
 
 class _Refused(Exception):
@@ -241,7 +260,9 @@ def mount(
         try:
             start = time.time()
             seg = segment(doc)
-            tensors = {s.name: from_frame(s, f) for s, f in zip(specs, frames, strict=True)}
+            meta = meta_field(doc)
+            frames_in = {s.name: from_frame(s, f) for s, f in zip(specs, frames, strict=True)}
+            tensors = codecs.unpack(frames_in, meta, config.max_body_bytes)
             timings = doc.get("timings") is True
             outs, times = await anyio.to_thread.run_sync(
                 lambda: store.run(seg, tensors, timings), limiter=limiter
@@ -252,9 +273,11 @@ def mount(
             metrics.inflight.dec()
         metrics.latency.labels(seg.model).observe(stop - start)
         metrics.requests.labels("ws", "200").inc()
-        out_specs, buffers = to_frames(outs)
+        packed, out_meta = codecs.pack(outs, meta.get(codecs.MARK, "none"))
+        out_specs, buffers = to_frames(packed)
         reply = {"id": doc.get("id"), "ok": True, "cloud_lat_start": start}
-        reply |= {"cloud_lat_stop": stop, "node_times": times, "tensors": out_specs}
+        reply |= {"cloud_lat_stop": stop, "node_times": times, "meta": out_meta}
+        reply["tensors"] = out_specs
         await ws.send_text(json.dumps(reply))
         for buf in buffers:
             await ws.send_bytes(buf)  # type: ignore[arg-type]
@@ -345,7 +368,10 @@ class WSTransport:
         timeout_s: float = 30.0,
         shaper: TokenBucketShaper | None = None,
         max_bytes: int = wire.DEFAULT_MAX_BYTES,
+        codec: str = "none",
     ) -> None:
+        codecs.pack({}, codec)  # an unknown codec is refused here, naming the choices
+        self.codec = codec
         self.url = "ws" + base_url.removeprefix("http").rstrip("/") + PATH
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.timeout_s, self.shaper, self.max_bytes = timeout_s, shaper, max_bytes
@@ -417,11 +443,12 @@ class WSTransport:
         """Send one header and its tensor frames; read the reply's header and frames."""
         from websockets.exceptions import WebSocketException
 
-        specs, buffers = to_frames(tensors)
+        packed, meta = codecs.pack(tensors, self.codec)
+        specs, buffers = to_frames(packed)
         with self._lock:
             ws = self._connection()
             self._next_id += 1
-            header = json.dumps({**doc, "id": self._next_id, "tensors": specs})
+            header = json.dumps({**doc, "id": self._next_id, "meta": meta, "tensors": specs})
             try:
                 return self._exchange(ws, header, buffers)
             except (WebSocketException, OSError, TimeoutError) as err:
@@ -451,6 +478,7 @@ class WSTransport:
             self._pace(data)
             out[spec.name] = from_frame(spec, data)
             got += len(data)
+        out = codecs.unpack(out, meta_field(reply), self.max_bytes)
         if self.shaper is not None:
             self.shaper.half_rtt()
         times = {str(k): float(v) for k, v in (reply.get("node_times") or {}).items()}
