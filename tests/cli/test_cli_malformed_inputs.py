@@ -2,8 +2,9 @@
 
 The cases are those of ``benchmarks/bench_malformed_inputs.py`` (one definition, the kinds
 and commands are listed there). Every case runs in-process through ``edgesplit.cli.main``
-(the ``cli`` harness); the slow test runs all 80 again as real processes, in parallel, as a
-user meets them, and checks that no traceback reaches the terminal.
+(the ``cli`` harness). The slow test runs two kinds of every file type again as real
+processes, as a user meets them, and checks that no traceback reaches the terminal; all 80
+as real processes is the benchmark's job (each process imports torch: minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -54,9 +55,8 @@ def test_malformed_file_is_one_line_exit_2(cli, cases, ftype: str, kind: str) ->
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # 80 fresh interpreters that each import torch
-def test_all_80_as_real_processes(bases: Any) -> None:
-    rows = bench.run_all(jobs=4, bases=bases)
-    assert len(rows) == 80
+def test_real_processes_print_one_line(bases: Any) -> None:
+    rows = bench.run_all(kinds=("binary", "yaml-syntax"), jobs=2, bases=bases)
+    assert len(rows) == 2 * len(bench.TYPES)
     failed = [f"{r['file_type']}/{r['kind']}: {r['line']}" for r in rows if not r["ok"]]
     assert not failed, "\n" + bench.table(rows)
