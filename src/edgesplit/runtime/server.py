@@ -11,6 +11,9 @@ Endpoints
         metadata names the plan and a stage cursor; runs this device's stages, forwards
         to the next hops of the server's own topology (``serve --topology --as``), answers
         the tensors the caller needs. A plan for another model fingerprint is a 409.
+    ``WS /v1/ws``  The fast tier-to-tier transport (:mod:`.fastwire`): one persistent
+        WebSocket, a JSON header then one binary message per tensor, for ``/v1/part``
+        and ``/v1/infer`` requests; the same token (at the handshake), store and bounds.
     ``POST /offload``  Listing 1's JSON/base64 form (see :mod:`.wire`); an optional
         ``"end"`` field in ``input_data`` works as ``end`` above.
     ``GET /v1/models``, ``GET /healthz`` (the RTT probe), ``GET /metrics`` (Prometheus),
