@@ -33,3 +33,23 @@ def test_a_two_input_hf_model_runs_across_a_served_request():
             assert all(h.device == "cloud" for h in hops)
     finally:
         remote.close()
+
+
+def test_weights_travel_with_the_request_into_a_served_store(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from edgesplit.runtime.store import ModelStore
+
+    trained, _ = ModelRequest("mnist_cnn").load()
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.mul_(-1.5)
+    save_file(trained.state_dict(), tmp_path / "w.safetensors")
+    request = ModelRequest.from_options("mnist_cnn", weights=str(tmp_path / "w.safetensors"))
+    loaded, _ = request.load()
+    assert torch.equal(loaded.conv1.weight, trained.conv1.weight)
+    store = ModelStore((request,))
+    served = store.model("mnist_cnn")
+    with torch.inference_mode():
+        assert torch.equal(served.graph.module(served.example), trained(served.example))
