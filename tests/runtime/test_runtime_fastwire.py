@@ -325,3 +325,10 @@ def test_a_link_codec_packs_the_frames_and_lossless_stays_exact(
 def test_an_unknown_codec_is_refused_before_connecting(fast: BackgroundServer) -> None:
     with pytest.raises(InputError, match="unknown codec 'gzip'"):
         WSTransport(fast.url, token=TOKEN, codec="gzip")
+
+
+def test_a_small_frame_gets_its_own_memory_so_in_place_parts_cannot_touch_shared_bytes() -> None:
+    one = bytes([1])  # CPython shares 1-byte objects: writing into one would corrupt others
+    t = fastwire.from_frame(TensorSpec("flag", "uint8", (1,)), one)
+    t.add_(5)
+    assert one == bytes([1]) and t.item() == 6

@@ -75,6 +75,9 @@ MAX_HEADER_BYTES = 1024 * 1024
 #: Dtypes a frame may carry: the wire's, and int8 for the int8 codec's packed tensors.
 DTYPES: dict[str, torch.dtype] = {**wire.DTYPES, "int8": torch.int8}
 
+#: Frames up to this size are copied into their own memory; larger ones are used in place.
+COPY_BELOW = 64 * 1024
+
 #: Bound on the tensor count and the rank of each tensor in one message.
 MAX_TENSORS = 1024
 MAX_RANK = 16
@@ -93,7 +96,7 @@ class TensorSpec:
         numel = 1
         for d in self.shape:
             numel *= d
-        return numel * torch.empty((), dtype=DTYPES[self.dtype]).element_size()
+        return numel * DTYPES[self.dtype].itemsize
 
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
@@ -157,8 +160,12 @@ def from_frame(spec: TensorSpec, data: bytes) -> torch.Tensor:
     dtype = DTYPES[spec.dtype]
     if not data:
         return torch.empty(spec.shape, dtype=dtype)
+    if len(data) <= COPY_BELOW:
+        # Small bytes objects may be shared (CPython caches 1-byte ones), and a part may
+        # write its input in place: these get their own memory, for a few microseconds.
+        return torch.frombuffer(bytearray(data), dtype=dtype).reshape(spec.shape)
     with warnings.catch_warnings():
-        # The received bytes belong to this message alone, so the tensor may own them.
+        # A large received message belongs to this request alone: the tensor may own it.
         warnings.simplefilter("ignore", UserWarning)
         return torch.frombuffer(data, dtype=dtype).reshape(spec.shape)
 
