@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgesplit.errors import ShapeError, TraceError
+from edgesplit.errors import InputError, ShapeError, TraceError
 from edgesplit.graph import KINDS, trace
 from edgesplit.models import SMALL_INPUT_SHAPES, ZOO, build
 
@@ -119,7 +119,9 @@ def test_export_fallback_traces_what_fx_cannot():
 
 
 def test_untraceable_module_names_module_and_reasons():
-    with pytest.raises(TraceError, match="_DataDependent.*fx said.*export nonstrict said.*export strict said"):
+    with pytest.raises(
+        TraceError, match="_DataDependent.*fx said.*export nonstrict said.*export strict said"
+    ):
         trace(_DataDependent().eval(), torch.randn(1, 8))
 
 
@@ -127,3 +129,109 @@ def test_wrong_input_shape_is_a_shape_error():
     model, _ = build("alexnet")
     with pytest.raises(ShapeError, match="AlexNet rejects the example inputs"):
         trace(model, torch.randn(1, 5, 224, 224))
+
+
+class _TwoInputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 8)
+        self.proj = nn.Linear(8, 8)
+
+    def forward(
+        self, ids: torch.Tensor, scale: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        h = self.proj(self.embed(ids)) * scale
+        if mask is not None:
+            h = h * mask
+        return h
+
+
+class _WithMeta(nn.Module):
+    """A submodule named like GraphModule's own ``meta`` attribute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.meta = nn.Linear(4, 4)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.meta(x))
+
+
+def test_args_and_kwargs_become_named_inputs_and_none_a_constant():
+    ids = torch.tensor([[1, 2, 3]])
+    g = trace(_TwoInputs().eval(), (ids,), {"scale": torch.tensor(2.0)})
+    assert g.tracer == "fx"
+    assert g.input_args == ("ids", "scale")
+    assert [g.tensor(n).dtype for n in g.input_names] == ["int64", "float32"]
+    # `mask` was left at None: the branch is gone and nothing asks for it.
+    assert "mask" not in " ".join(t.name for t in g.tensors)
+    with_mask = trace(_TwoInputs().eval(), (ids, torch.tensor(2.0), torch.ones(1, 3, 8)))
+    assert with_mask.input_args == ("ids", "scale", "mask")
+    assert len(with_mask) == len(g) + 1
+
+
+def test_a_submodule_named_meta_traces():
+    g = trace(_WithMeta().eval(), torch.randn(1, 4))
+    assert g.tracer == "fx" and [n.kind for n in g] == ["linear", "activation"]
+    assert g.nodes[0].params == 4 * 4 + 4
+
+
+def test_errors_blame_the_real_cause_in_one_line():
+    model = _TwoInputs().eval()
+    with pytest.raises(InputError, match=r"_TwoInputs.forward\(ids, scale, mask\).*'scale'") as e:
+        trace(model, torch.randn(1, 3))
+    assert "\n" not in str(e.value)
+    # An Embedding fed floats: the dtype is named, not the shape.
+    with pytest.raises(ShapeError) as e:
+        trace(model, (torch.randn(1, 3), torch.tensor(1.0)))
+    msg = str(e.value)
+    assert "\n" not in msg and "ids: float32[1, 3]" in msg and "Long" in msg
+    assert "Proxy" not in msg and "symbolically" not in msg
+
+
+class _Attention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv, self.out = nn.Linear(16, 48), nn.Linear(16, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).reshape(1, 6, 3, 2, 8).permute(2, 0, 3, 1, 4).unbind(0)
+        a = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.out(a.transpose(1, 2).reshape(1, 6, 16))
+
+
+class _Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm, self.attn = nn.LayerNorm(16), _Attention()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] > 100:  # shape control flow: fx fails, export specialises
+            x = x[:, :100]
+        return x + self.attn(self.norm(x))
+
+
+def test_exported_layers_follow_the_module_hierarchy_with_flops_by_hand():
+    torch.manual_seed(0)
+    model = nn.Sequential(_Block(), _Block()).eval()
+    g = trace(model, torch.randn(1, 6, 16))
+    assert g.tracer == "export-nonstrict"
+    assert [(n.name, n.kind) for n in g] == [
+        ("0_norm", "norm"),
+        ("0_attn", "linear"),
+        (g.nodes[2].name, "add"),
+        ("1_norm", "norm"),
+        ("1_attn", "linear"),
+        (g.nodes[5].name, "add"),
+    ]
+    attn = g.nodes[1]
+    assert attn.target == "_Attention" and attn.attrs == {"module": "0.attn"}
+    assert attn.params == 16 * 48 + 48 + 16 * 16 + 16
+    op = trace(model, torch.randn(1, 6, 16), granularity="op")
+    assert len(op) > 3 * len(g) and op.flops == g.flops
+    members = [op.node(m) for m in attn.members if m in {n.name for n in op}]
+    assert attn.flops == sum(n.flops for n in members)
+    # qkv and out projections; QK^T and AV over 2 heads of 6 tokens x 8 dims.
+    products = sorted(n.flops for n in members if n.kind == "linear")
+    assert products == sorted([2 * 6 * 16 * 48, 2 * 6 * 16 * 16, 2 * 2 * 6 * 6 * (8 + 8)])

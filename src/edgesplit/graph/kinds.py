@@ -99,6 +99,7 @@ _METHOD_KINDS: dict[str, str] = {
 
 # aten op name fragments, for graphs that came from torch.export.
 _ATEN_KINDS: tuple[tuple[str, str], ...] = (
+    ("scaled_dot_product_attention", "linear"),
     ("convolution", "conv"),
     ("conv", "conv"),
     ("linear", "linear"),
