@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import typer
 from rich.table import Table
 
@@ -23,7 +22,9 @@ from edgesplit.commands.common import (
     model_request,
     print_json,
 )
-from edgesplit.graph import Graph
+
+if TYPE_CHECKING:
+    from edgesplit.graph import Graph
 
 
 def graph_document(graph: Graph) -> dict[str, Any]:
@@ -172,6 +173,8 @@ def verify(
     fed only the recorded tensors crossing the cut); --method rebuild builds the
     two-part split of every cut afresh (slower, same verdict).
     """
+    import torch
+
     from edgesplit.graph.trace import flat_inputs
     from edgesplit.graph.verify import check_every_cut
 
@@ -234,6 +237,8 @@ def profile(
     Timed on ``--threads`` torch threads, which the profile records; time a profile on the
     thread count the tier it describes will run with.
     """
+    import torch
+
     from edgesplit.graph.trace import flat_inputs
     from edgesplit.predict.profile import profile_graph
 
