@@ -9,6 +9,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,6 +23,7 @@ from .conftest import (
     independent,
     message_problem,
     random_problem,
+    synthetic_graph,
     tensor_problem,
 )
 
@@ -204,6 +206,27 @@ def test_repair_makes_any_assignment_feasible(comm: str, graphs: dict[str, Any])
         raw = tuple((v * (pattern + 1) + pattern) % 3 for v in range(problem.n_nodes))
         fixed = repair(problem, raw)
         assert independent(problem, fixed)[0], (raw, fixed)
+
+
+def test_repair_breaks_a_cycle_between_contiguous_calls() -> None:
+    """``a -> b`` and ``b' -> a'`` with ``a, a'`` on one accelerator and ``b, b'`` on the
+    other: each set is contiguous, yet the two calls wait on each other."""
+    graph = synthetic_graph("two-edges", [(0, 1), (2, 3)], [1, 1, 1, 1])
+    problem = Problem(
+        graph=graph,
+        devices=("host", "acc0", "acc1"),
+        seconds=np.array([[4.0] * 4, [1.0] * 4, [1.0] * 4]),
+        links={},
+        price_per_second=(0.0, 0.0, 0.0),
+        semantics="critical",
+        comm="tensor",
+        tensor_seconds=np.full((3, 4), 0.5),
+    )
+    cyclic = (1, 2, 2, 1)
+    assert not independent(problem, cyclic)[0]
+    assert "cycle" in evaluate(problem, cyclic).problems[0]
+    fixed = repair(problem, cyclic)
+    assert independent(problem, fixed)[0] and fixed != cyclic
 
 
 def test_all_on_host_is_the_longest_host_path() -> None:

@@ -105,7 +105,11 @@ def repair(problem: Problem, assignment: Sequence[int]) -> tuple[int, ...]:
     that device, which keeps the set contiguous) and split colour classes go to the
     source, until nothing changes (each pass only shrinks non-source sets, so at most
     ``n`` passes). Where the source must itself be contiguous (``comm="message"``), the
-    topological greedy :func:`_one_part_each` follows. O(n (n + m)).
+    topological greedy :func:`_one_part_each` follows. Under the critical-path semantics
+    contiguous calls can still wait on each other in a cycle (``a -> b`` and ``b' -> a'``
+    with ``a, a'`` on one device and ``b, b'`` on another); the smallest device set on such
+    a cycle then moves to the source, until none is left (at most ``k`` times).
+    O(n (n + m)).
     """
     src, st = problem.source, problem.structure
     a = list(assignment)
@@ -120,7 +124,31 @@ def repair(problem: Problem, assignment: Sequence[int]) -> tuple[int, ...]:
             a = list(fixed)
         if not changed:
             break
+    if problem.semantics == "critical":
+        _break_call_cycles(problem, a)
     return tuple(a)
+
+
+def _break_call_cycles(problem: Problem, a: list[int]) -> None:
+    import networkx as nx
+
+    src, n = problem.source, problem.n_nodes
+    while True:
+        units = nx.DiGraph()
+        for u, v in problem.structure.edges:
+            x = u if a[u] == src else n + a[u]
+            y = v if a[v] == src else n + a[v]
+            if x != y:
+                units.add_edge(x, y)
+        try:
+            cycle = nx.find_cycle(units)
+        except nx.NetworkXNoCycle:
+            return
+        devices = {x - n for edge in cycle for x in edge if x >= n}
+        smallest = min(devices, key=lambda d: (sum(1 for x in a if x == d), d))
+        for v in range(n):
+            if a[v] == smallest:
+                a[v] = src
 
 
 def _to_source(problem: Problem, a: list[int], st: Structure) -> bool:

@@ -132,7 +132,9 @@ def _tensor_model(problem: Problem, upper_bound: float, relaxed: bool) -> Model:
     on_host = 1 - cp.sum(x, axis=1)
     cons: list[Any] = [x >= 0, x <= allowed.astype(float), cp.sum(x, axis=1) <= 1]
     T, P, R = (np.array(z, dtype=int) for z in _reads(problem))
-    xp = cp.vstack([x, np.zeros((1, k))])  # row n (index -1): the host
+    # Row n (index -1) stands for the host; without model inputs or outputs (Tarnawski
+    # files) no read touches it and x is used as it is.
+    xp = cp.vstack([x, np.zeros((1, k))]) if len(T) and min(P.min(), R.min()) < 0 else x
     if len(T):
         cons += [cross[T] >= xp[P] - xp[R], cross[T] >= xp[R] - xp[P]]
     edges = problem.structure.edges
@@ -142,11 +144,16 @@ def _tensor_model(problem: Problem, upper_bound: float, relaxed: bool) -> Model:
     if problem.contiguous and m and k:
         y = cp.Variable((n, k), nonneg=True, name="y")
         cons += [y[V] >= y[U], y[V] >= x[U] - x[V], x + y <= 1]
-    size = problem.node_memory_bytes
-    for c, d in enumerate(others):
-        cap = problem.memory_bytes[d]
-        if cap is not None and math.isfinite(cap):
-            cons.append(size @ x[:, c] <= float(cap))
+    size = np.asarray(problem.node_memory_bytes)
+    caps = np.array(
+        [math.inf if problem.memory_bytes[d] is None else problem.memory_bytes[d] for d in others],
+        dtype=float,
+    )
+    limited = np.flatnonzero(np.isfinite(caps))
+    if len(limited) == k and k:
+        cons.append(size @ x <= caps)
+    elif len(limited):
+        cons.append(size @ x[:, limited] <= caps[limited])
     for cls in problem.colour_classes():
         cons.append(x[cls[1:]] == np.ones((len(cls) - 1, 1)) @ x[cls[0] : cls[0] + 1])
     if problem.identical_servers and k > 1:
@@ -184,7 +191,14 @@ def _tensor_model(problem: Problem, upper_bound: float, relaxed: bool) -> Model:
 
 
 def _trivial_bound(host: np.ndarray, times: np.ndarray, costs: np.ndarray) -> float:
-    return float(host.sum() + times.sum() + costs[np.isfinite(costs)].sum())
+    """Everything summed: host times, then per device its times and transfers (in this
+    order, so that the big-M, and with it HiGHS's path, does not move with rounding)."""
+    total = sum(host.tolist())
+    for c in range(times.shape[1]):
+        total += sum(times[:, c].tolist()) + sum(
+            x for x in costs[:, c].tolist() if math.isfinite(x)
+        )
+    return float(total)
 
 
 def _message_model(problem: Problem, relaxed: bool) -> Model:
