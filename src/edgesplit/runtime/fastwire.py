@@ -48,10 +48,9 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from fastapi import WebSocket, WebSocketDisconnect
 
 from edgesplit.errors import (
     EdgesplitError,
@@ -65,6 +64,9 @@ from edgesplit.runtime import wire
 from edgesplit.runtime.shaping import TokenBucketShaper
 from edgesplit.runtime.transport import InferReply, ServerRejected
 from edgesplit.system import codecs
+
+if TYPE_CHECKING:  # the server side only: a device tier's client needs no web framework
+    from starlette.websockets import WebSocket
 
 #: The route on the FastAPI app.
 PATH = "/v1/ws"
@@ -226,7 +228,8 @@ def mount(
     with the HTTP routes (requests are counted under endpoint ``ws``).
     """
     import anyio
-    from fastapi.responses import JSONResponse
+    from starlette.responses import JSONResponse
+    from starlette.websockets import WebSocketDisconnect
 
     def segment(doc: dict[str, Any]) -> Any:
         op, model = doc.get("op"), doc.get("model")
@@ -295,7 +298,6 @@ def mount(
         metrics.requests.labels("ws", str(doc["status"])).inc()
         await ws.send_text(json.dumps(doc))
 
-    @app.websocket(PATH)
     async def fast(ws: WebSocket) -> None:
         if config.token is not None:
             given = ws.headers.get("authorization", "")
@@ -340,6 +342,9 @@ def mount(
         except WebSocketDisconnect:
             return
 
+    # A plain Starlette route: the endpoint takes the socket, with no dependency injection.
+    app.router.add_websocket_route(PATH, fast)
+
 
 def ws_max_size(app: Any) -> int:
     """uvicorn's ``ws_max_size`` for an app: one tensor may be as large as a whole body."""
@@ -348,6 +353,8 @@ def ws_max_size(app: Any) -> int:
 
 async def _next_text(ws: WebSocket) -> str:
     """The next text message; binary messages before it belong to a refused request."""
+    from starlette.websockets import WebSocketDisconnect
+
     while True:
         msg = await ws.receive()
         if msg["type"] == "websocket.disconnect":
