@@ -120,3 +120,10 @@ def test_a_config_too_big_for_memory_is_one_line(monkeypatch):
     monkeypatch.undo()
     again, _ = ModelRequest.from_options("hf:BertModel", config=BERT).load()
     assert _params_equal(small, again)  # the probe on 'meta' does not shift the seed
+
+
+def test_constructor_arguments_such_as_the_attention_backend_are_accepted():
+    model, _ = ModelRequest.from_options(
+        "hf:BertModel", config=[*BERT, "attn_implementation=eager"]
+    ).load()
+    assert model.config._attn_implementation == "eager"

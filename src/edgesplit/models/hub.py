@@ -18,6 +18,7 @@ imported and ``from_pretrained`` is only ever given a local directory.
 from __future__ import annotations
 
 import difflib
+import inspect
 import json
 import os
 from pathlib import Path
@@ -127,7 +128,9 @@ def _hf(text: str, overrides: dict[str, Any]) -> tuple[nn.Module, tuple[InputSpe
         config_class = getattr(cls, "config_class", None)
         if config_class is None:
             raise UnknownModelError(f"hf:{arch} is not a transformers model class with a config")
-        known = set(config_class().to_dict())
+        # Config fields, the constructor's named arguments, and the attention backend.
+        known = set(config_class().to_dict()) | {"attn_implementation"}
+        known |= set(inspect.signature(config_class.__init__).parameters) - {"self", "kwargs"}
         unknown = sorted(k for k in overrides if k not in known)
         if unknown:
             close = difflib.get_close_matches(unknown[0], known, n=3)
