@@ -332,3 +332,25 @@ def test_a_small_frame_gets_its_own_memory_so_in_place_parts_cannot_touch_shared
     t = fastwire.from_frame(TensorSpec("flag", "uint8", (1,)), one)
     t.add_(5)
     assert one == bytes([1]) and t.item() == 6
+
+
+def test_an_op_the_app_adds_is_reached_by_exchange_and_may_refuse_with_its_status(
+    fast: BackgroundServer,
+) -> None:
+    async def twice(doc, tensors):  # type: ignore[no-untyped-def]
+        if doc.get("plan") != "mine":
+            raise fastwire.Refused(409, "field 'plan' is for another model")
+        return {k: v * 2 for k, v in tensors.items()}, {"note": "doubled"}
+
+    fast.server.config.app.state.fast_ops["twice"] = twice
+    client = WSTransport(fast.url, token=TOKEN, codec="zstd")
+    x = torch.arange(6, dtype=torch.int64).reshape(2, 3)
+    try:
+        reply, out, sent, got = client.exchange({"op": "twice", "plan": "mine"}, {"x": x})
+        assert reply["note"] == "doubled" and torch.equal(out["x"], x * 2)
+        assert sent > 0 and got > 0
+        with pytest.raises(ServerRejected, match="another model") as err:
+            client.exchange({"op": "twice", "plan": "theirs"}, {"x": x})
+        assert err.value.status == 409
+    finally:
+        client.close()

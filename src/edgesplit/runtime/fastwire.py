@@ -46,7 +46,7 @@ import json
 import threading
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -195,14 +195,24 @@ def meta_field(doc: Mapping[str, Any]) -> dict[str, str]:
     return meta
 
 
-class _Refused(Exception):
+class Refused(Exception):
+    """An op's refusal with its HTTP status (a fingerprint mismatch is a 409, say)."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status, self.message = status, message
 
 
+#: An op: (header, decoded tensors) -> (tensors to send back, extra reply-header fields).
+#: It runs on the server's event loop; heavy work goes to a thread (``anyio.to_thread``).
+Op = Callable[
+    [dict[str, Any], dict[str, torch.Tensor]],
+    Awaitable[tuple[dict[str, torch.Tensor], dict[str, Any]]],
+]
+
+
 def _status_of(err: Exception) -> int:
-    if isinstance(err, _Refused):
+    if isinstance(err, Refused):
         return err.status
     if isinstance(err, UnknownModelError):
         return 404
@@ -211,89 +221,103 @@ def _status_of(err: Exception) -> int:
     return 400
 
 
-def _int_field(doc: Mapping[str, Any], key: str, default: int | None = None) -> int | None:
-    value = doc.get(key, default)
+def _int_field(doc: Mapping[str, Any], key: str) -> int | None:
+    value = doc.get(key)
     if value is not None and type(value) is not int:
-        raise _Refused(422, f"field '{key}' must be an integer")
+        raise Refused(422, f"field '{key}' must be an integer")
     return value
+
+
+def _segment(store: Any, doc: Mapping[str, Any]) -> Any:
+    """The store's segment for op ``infer`` (nodes [cut, end)) or ``part`` (a plan's part)."""
+    model = doc.get("model")
+    if not isinstance(model, str):
+        raise Refused(422, "field 'model' must be a model name")
+    store.model(model)  # a model not served is a 404 naming it
+    if doc.get("op") == "infer":
+        cut = _int_field(doc, "cut")
+        if cut is None:
+            raise Refused(422, "field 'cut' is required for op 'infer'")
+        try:
+            return store.segment(model, cut, _int_field(doc, "end"))
+        except UnknownModelError:
+            raise
+        except InputError as err:
+            raise Refused(422, str(err)) from None
+    ids = doc.get("assignment")
+    if not isinstance(ids, list) or not all(type(a) is int for a in ids):
+        raise Refused(422, "field 'assignment' must be a list of part ids, one per node")
+    part = _int_field(doc, "part")
+    if part is None:
+        raise Refused(422, "field 'part' is required for op 'part'")
+    try:
+        return store.plan_part(model, tuple(ids), part)
+    except (InputError, PartitionError) as err:
+        raise Refused(422, str(err)) from None
 
 
 def mount(
     app: Any, store: Any, config: Any, limiter: Any, state: dict[str, Any], metrics: Any
-) -> None:
+) -> dict[str, Op]:
     """Add ``/v1/ws`` to the server app; it runs parts through the app's store and limiter.
 
     ``config`` is the server's ``ServerConfig`` (token, bounds, admission); ``state``
     holds the app's ``inflight`` count and ``metrics`` its Prometheus series, both shared
-    with the HTTP routes (requests are counted under endpoint ``ws``).
+    with the HTTP routes (requests are counted under endpoint ``ws``). Returns the op
+    table (``infer``, ``part``), also kept as ``app.state.fast_ops``: the app may add its
+    own :data:`Op` (the engine's relay, say) and clients reach it with
+    :meth:`WSTransport.exchange`.
     """
     import anyio
     from starlette.responses import JSONResponse
     from starlette.websockets import WebSocketDisconnect
 
-    def segment(doc: dict[str, Any]) -> Any:
-        op, model = doc.get("op"), doc.get("model")
-        if not isinstance(model, str):
-            raise _Refused(422, "field 'model' must be a model name")
-        store.model(model)  # a model not served is a 404 naming it
-        if op == "infer":
-            cut = _int_field(doc, "cut")
-            if cut is None:
-                raise _Refused(422, "field 'cut' is required for op 'infer'")
-            try:
-                return store.segment(model, cut, _int_field(doc, "end"))
-            except UnknownModelError:
-                raise
-            except InputError as err:
-                raise _Refused(422, str(err)) from None
-        if op == "part":
-            ids = doc.get("assignment")
-            if not isinstance(ids, list) or not all(type(a) is int for a in ids):
-                raise _Refused(422, "field 'assignment' must be a list of part ids, one per node")
-            part = _int_field(doc, "part")
-            if part is None:
-                raise _Refused(422, "field 'part' is required for op 'part'")
-            try:
-                return store.plan_part(model, tuple(ids), part)
-            except (InputError, PartitionError) as err:
-                raise _Refused(422, str(err)) from None
-        raise _Refused(400, f"field 'op' is {op!r}; use 'part' or 'infer'")
+    async def run_segment(
+        doc: dict[str, Any], tensors: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        seg = _segment(store, doc)
+        timings = doc.get("timings") is True
+        outs, times = await anyio.to_thread.run_sync(
+            lambda: store.run(seg, tensors, timings), limiter=limiter
+        )
+        return outs, {"node_times": times}
+
+    ops: dict[str, Op] = {"infer": run_segment, "part": run_segment}
 
     async def answer(
         ws: WebSocket, doc: dict[str, Any], specs: list[TensorSpec], frames: list[bytes]
     ) -> None:
+        op = ops.get(str(doc.get("op")))
+        if op is None:
+            raise Refused(400, f"field 'op' is {doc.get('op')!r}; use one of {sorted(ops)}")
         if state["inflight"] >= config.max_concurrency + config.max_queue:
             metrics.rejected.inc()
-            raise _Refused(503, "server is at capacity; retry later")
+            raise Refused(503, "server is at capacity; retry later")
         state["inflight"] += 1
         metrics.inflight.inc()
         try:
             start = time.time()
-            seg = segment(doc)
             meta = meta_field(doc)
             frames_in = {s.name: from_frame(s, f) for s, f in zip(specs, frames, strict=True)}
             tensors = codecs.unpack(frames_in, meta, config.max_body_bytes)
-            timings = doc.get("timings") is True
-            outs, times = await anyio.to_thread.run_sync(
-                lambda: store.run(seg, tensors, timings), limiter=limiter
-            )
+            outs, extra = await op(doc, tensors)
             stop = time.time()
         finally:
             state["inflight"] -= 1
             metrics.inflight.dec()
-        metrics.latency.labels(seg.model).observe(stop - start)
+        if isinstance(doc.get("model"), str):
+            metrics.latency.labels(doc["model"]).observe(stop - start)
         metrics.requests.labels("ws", "200").inc()
         packed, out_meta = codecs.pack(outs, meta.get(codecs.MARK, "none"))
         out_specs, buffers = to_frames(packed)
-        reply = {"id": doc.get("id"), "ok": True, "cloud_lat_start": start}
-        reply |= {"cloud_lat_stop": stop, "node_times": times, "meta": out_meta}
-        reply["tensors"] = out_specs
+        reply = {**extra, "id": doc.get("id"), "ok": True, "cloud_lat_start": start}
+        reply |= {"cloud_lat_stop": stop, "meta": out_meta, "tensors": out_specs}
         await ws.send_text(json.dumps(reply))
         for buf in buffers:
             await ws.send_bytes(buf)  # type: ignore[arg-type]
 
     async def refuse(ws: WebSocket, request_id: object, err: Exception) -> None:
-        message = err.message if isinstance(err, _Refused) else str(err)
+        message = err.message if isinstance(err, Refused) else str(err)
         doc = {"id": request_id, "ok": False, "status": _status_of(err), "error": message}
         metrics.requests.labels("ws", str(doc["status"])).inc()
         await ws.send_text(json.dumps(doc))
@@ -337,13 +361,15 @@ def mount(
                     continue
                 try:
                     await answer(ws, doc, specs, frames)
-                except (_Refused, EdgesplitError) as err:
+                except (Refused, EdgesplitError) as err:
                     await refuse(ws, doc.get("id"), err)
         except WebSocketDisconnect:
             return
 
     # A plain Starlette route: the endpoint takes the socket, with no dependency injection.
     app.router.add_websocket_route(PATH, fast)
+    app.state.fast_ops = ops
+    return ops
 
 
 def ws_max_size(app: Any) -> int:
@@ -454,7 +480,24 @@ class WSTransport:
         return self.request(doc, tensors)
 
     def request(self, doc: dict[str, Any], tensors: Mapping[str, torch.Tensor]) -> InferReply:
-        """Send one header and its tensor frames; read the reply's header and frames."""
+        """One ``infer`` or ``part`` request: the reply's tensors, stamps and byte counts."""
+        reply, out, sent, got = self.exchange(doc, tensors)
+        try:
+            times = {str(k): float(v) for k, v in (reply.get("node_times") or {}).items()}
+            start, stop = float(reply["cloud_lat_start"]), float(reply["cloud_lat_stop"])
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise TransportError(f"{PATH} answered an unreadable reply ({err})") from None
+        return InferReply(out, start, stop, sent, got, times)
+
+    def exchange(
+        self, doc: dict[str, Any], tensors: Mapping[str, torch.Tensor]
+    ) -> tuple[dict[str, Any], dict[str, torch.Tensor], int, int]:
+        """Send a header (any op the server has) and its tensors under this link's codec.
+
+        Returns the reply header, the decoded reply tensors, and the bytes sent and
+        received (header and frames). A refusal raises :class:`ServerRejected` and keeps
+        the connection; a broken or garbled stream drops it (the next call reconnects).
+        """
         from websockets.exceptions import WebSocketException
 
         packed, meta = codecs.pack(tensors, self.codec)
@@ -464,27 +507,32 @@ class WSTransport:
             self._next_id += 1
             header = json.dumps({**doc, "id": self._next_id, "meta": meta, "tensors": specs})
             try:
-                return self._exchange(ws, header, buffers)
+                reply, out, got = self._exchange(ws, header, buffers)
             except (WebSocketException, OSError, TimeoutError) as err:
                 self._drop()
                 raise TransportError(f"{PATH} failed: {type(err).__name__}: {err}") from None
             except (InputError, KeyError, TypeError, ValueError) as err:
                 self._drop()
                 raise TransportError(f"{PATH} answered an unreadable reply ({err})") from None
+        sent = len(header) + sum(b.nbytes for b in buffers)
+        return reply, out, sent, got
 
-    def _exchange(self, ws: Any, header: str, buffers: list[memoryview]) -> InferReply:
+    def _exchange(
+        self, ws: Any, header: str, buffers: list[memoryview]
+    ) -> tuple[dict[str, Any], dict[str, torch.Tensor], int]:
         if self.shaper is not None:
             self.shaper.half_rtt()
         ws.send(header)
         for buf in buffers:
             self._pace(buf)
             ws.send(buf)
-        reply = parse_header(str(ws.recv(timeout=self.timeout_s)))
+        text = str(ws.recv(timeout=self.timeout_s))
+        reply = parse_header(text)
         if reply.get("id") != self._next_id:
             raise ValueError(f"reply to request {reply.get('id')}, not {self._next_id}")
         if not reply.get("ok"):
             raise ServerRejected(int(reply.get("status", 500)), str(reply.get("error")))
-        out, got = {}, 0
+        out, got = {}, len(text)
         for spec in parse_specs(reply.get("tensors"), self.max_bytes):
             data = ws.recv(timeout=self.timeout_s)
             if isinstance(data, str):
@@ -495,10 +543,7 @@ class WSTransport:
         out = codecs.unpack(out, meta_field(reply), self.max_bytes)
         if self.shaper is not None:
             self.shaper.half_rtt()
-        times = {str(k): float(v) for k, v in (reply.get("node_times") or {}).items()}
-        start, stop = float(reply["cloud_lat_start"]), float(reply["cloud_lat_stop"])
-        sent = len(header) + sum(b.nbytes for b in buffers)
-        return InferReply(out, start, stop, sent, got, times)
+        return reply, out, got
 
     def _pace(self, data: Any) -> None:
         if self.shaper is not None:
