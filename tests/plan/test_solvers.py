@@ -227,6 +227,9 @@ def test_repair_breaks_a_cycle_between_contiguous_calls() -> None:
     assert "cycle" in evaluate(problem, cyclic).problems[0]
     fixed = repair(problem, cyclic)
     assert independent(problem, fixed)[0] and fixed != cyclic
+    # run as parts, the cyclic assignment splits into runs whose data only flows forward
+    parts = execution_parts(graph, cyclic)
+    assert all(parts[u] < parts[v] for u, v in [(0, 1), (2, 3)])
 
 
 def test_all_on_host_is_the_longest_host_path() -> None:

@@ -57,24 +57,14 @@ def reentered(succ: Sequence[Sequence[int]], members: set[int]) -> set[int]:
     return after
 
 
-def contiguous_violations(graph: Graph, assignment: Sequence[int]) -> list[int]:
-    """Devices whose node set is re-entered after a path left it (empty: one part each)."""
-    succ = Structure.of(graph).succ
-    return [
-        d
-        for d in sorted(set(assignment))
-        if reentered(succ, {v for v, a in enumerate(assignment) if a == d})
-        & {v for v, a in enumerate(assignment) if a == d}
-    ]
-
-
 def execution_parts(graph: Graph, assignment: Sequence[int]) -> tuple[int, ...]:
     """Part ids for :func:`~edgesplit.graph.partition.partition`.
 
-    One part per device when the assignment is contiguous; otherwise one part per maximal
-    run of a device along the topological order (always acyclic).
+    One part per device when the devices' data flow is acyclic (contiguous sets can still
+    wait on each other: ``a -> b``, ``b' -> a'``); otherwise one part per maximal run of a
+    device along the topological order (always acyclic).
     """
-    if not contiguous_violations(graph, assignment):
+    if _parts_acyclic(Structure.of(graph), assignment):
         return tuple(assignment)
     parts, run = [], -1
     for i, d in enumerate(assignment):
@@ -82,6 +72,17 @@ def execution_parts(graph: Graph, assignment: Sequence[int]) -> tuple[int, ...]:
             run += 1
         parts.append(run)
     return tuple(parts)
+
+
+def _parts_acyclic(st: Structure, assignment: Sequence[int]) -> bool:
+    import networkx as nx
+
+    flow = nx.DiGraph()
+    flow.add_nodes_from(set(assignment))
+    flow.add_edges_from(
+        (assignment[u], assignment[v]) for u, v in st.edges if assignment[u] != assignment[v]
+    )
+    return bool(nx.is_directed_acyclic_graph(flow))
 
 
 def round_shares(problem: Problem, shares: np.ndarray, tau: float) -> tuple[int, ...]:
