@@ -354,3 +354,18 @@ def test_an_op_the_app_adds_is_reached_by_exchange_and_may_refuse_with_its_statu
         assert err.value.status == 409
     finally:
         client.close()
+
+
+def test_a_fault_inside_an_op_is_a_500_and_the_connection_lives_on(fast: BackgroundServer) -> None:
+    async def broken(doc, tensors):  # type: ignore[no-untyped-def]
+        raise RuntimeError("kernel fault")
+
+    fast.server.config.app.state.fast_ops["broken"] = broken
+    client = WSTransport(fast.url, token=TOKEN)
+    try:
+        with pytest.raises(ServerRejected, match="RuntimeError: kernel fault") as err:
+            client.exchange({"op": "broken"}, {})
+        assert err.value.status == 500
+        assert client.infer("mnist_cnn", 0, {"x": torch.ones(1, 1, 28, 28)}).tensors
+    finally:
+        client.close()

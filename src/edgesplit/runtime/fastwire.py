@@ -19,7 +19,9 @@ One request on a persistent connection to ``/v1/ws``
     The reply is the same shape: a text header ``{"id", "ok": true, "cloud_lat_start",
     "cloud_lat_stop", "node_times", "meta", "tensors": [...]}`` then one binary message
     per tensor; or ``{"id", "ok": false, "status", "error"}`` and no binary message.
-    Status codes are the HTTP ones (400, 401, 404, 422, 503).
+    The two stamps are the server's ``time.time()`` around its work, as on HTTP (Luger
+    2023 eq. 3.2: the agent subtracts them from the round trip to get the transfer time).
+    Status codes are the HTTP ones (400, 401, 404, 409, 422, 500, 503).
 
 Codecs
     A link's wire codec (:mod:`edgesplit.system.codecs`: ``none``, ``zstd``, ``fp16``,
@@ -363,6 +365,10 @@ def mount(
                     await answer(ws, doc, specs, frames)
                 except (Refused, EdgesplitError) as err:
                     await refuse(ws, doc.get("id"), err)
+                except WebSocketDisconnect:
+                    raise
+                except Exception as err:  # a fault of the server's own: 500, the socket lives on
+                    await refuse(ws, doc.get("id"), Refused(500, f"{type(err).__name__}: {err}"))
         except WebSocketDisconnect:
             return
 
