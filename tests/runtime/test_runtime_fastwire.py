@@ -369,3 +369,21 @@ def test_a_fault_inside_an_op_is_a_500_and_the_connection_lives_on(fast: Backgro
         assert client.infer("mnist_cnn", 0, {"x": torch.ones(1, 1, 28, 28)}).tensors
     finally:
         client.close()
+
+
+def test_a_shaped_link_paces_both_ways_and_keeps_the_answer(fast: BackgroundServer) -> None:
+    from edgesplit.runtime.shaping import TokenBucketShaper
+    from edgesplit.system.link import Link
+
+    x = torch.randn(1, 1, 28, 28)
+    plain = WSTransport(fast.url, token=TOKEN)
+    shaped = WSTransport(fast.url, token=TOKEN, shaper=TokenBucketShaper(Link.of(1e9)))
+    try:
+        want = plain.infer("mnist_cnn", 0, {"x": x})
+        got = shaped.infer("mnist_cnn", 0, {"x": x})
+        assert torch.equal(next(iter(got.tensors.values())), next(iter(want.tensors.values())))
+        assert got.request_bytes == want.request_bytes > x.nbytes
+        assert shaped.probe() > 0
+    finally:
+        plain.close()
+        shaped.close()
