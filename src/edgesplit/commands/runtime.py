@@ -54,6 +54,12 @@ def serve(
         None, help="join this Ray cluster ('auto', 'ray://h:10001'); default: a private one"
     ),
     ray_cpus: int = typer.Option(2, help="logical CPUs of the private local Ray"),
+    topology: Path | None = typer.Option(
+        None, help="topology file: this server's next hops for the engine's relay (with --as)"
+    ),
+    as_device: str | None = typer.Option(
+        None, "--as", help="the topology device this server is (with --topology)"
+    ),
 ) -> None:
     """Run the cloud tier: finishes split inferences sent by `edgesplit run` (Ctrl-C stops)."""
     from edgesplit.runtime.server import ServerConfig, check_bind
@@ -68,10 +74,13 @@ def serve(
         raise InputError(f"--device must be cpu or cuda, not {device!r}")
     if threads:
         torch.set_num_threads(threads)
+    topo = _serve_topology(topology, as_device)
     requests = tuple(
         model_request(m, inputs, input_shape, example, weights, model_config) for m in model
     )
     config = ServerConfig(
+        topology=topo,
+        name=as_device,
         models=requests,
         device=device,
         max_body_bytes=max_body,
@@ -101,6 +110,27 @@ def serve(
         return
     err_console.print(f"serving {', '.join(model)} on http://{host}:{port} ({device})")
     run_server(config, host=host, port=port, insecure=insecure)
+
+
+def _serve_topology(path: Path | None, name: str | None) -> Any:
+    """The server's own topology and name, both or neither; InputError naming the flag."""
+    if path is None and name is None:
+        return None
+    if path is None or name is None:
+        raise InputError("give --topology FILE and --as DEVICE together (the relay needs both)")
+    from edgesplit.system.topology import load_topology
+
+    topo = load_topology(path)
+    try:
+        topo.device(name)
+    except InputError as err:
+        raise InputError(f"--as {name!r}: {err}") from None
+    if topo.device(name).local:
+        raise InputError(
+            f"--as {name!r} is the topology's local device (url 'local'); "
+            "a server is one of the devices with a URL"
+        )
+    return topo
 
 
 def run(
@@ -231,8 +261,21 @@ def _row(m: Any) -> list[str]:
 
 def run_plan(
     plan_file: Path = typer.Argument(..., help="plan JSON written by `edgesplit plan -o`"),
+    topology: Path | None = typer.Option(
+        None, help="topology file (devices, URLs, links); plan devices must be its devices"
+    ),
     remote: list[str] = typer.Option(
         [], "--remote", help="DEVICE=URL of a server running `edgesplit serve --model M`"
+    ),
+    requests: int = typer.Option(1, "--requests", "-n", min=1, help="number of requests"),
+    check: bool = typer.Option(False, help="compare every output with local inference"),
+    codec: list[str] = typer.Option(
+        [], "--codec", help="wire codec C for every link, or A-B=C for one link (default none)"
+    ),
+    threads: int | None = typer.Option(None, help="torch threads here (match the servers')"),
+    csv_path: Path | None = typer.Option(None, "--csv", help="append one CSV row per request"),
+    jsonl_path: Path | None = typer.Option(
+        None, "--jsonl", help="append one JSON line per request"
     ),
     token: str | None = typer.Option(None, envvar="EDGESPLIT_TOKEN", help="bearer token"),
     inputs: list[str] | None = InputOpt,
@@ -243,19 +286,25 @@ def run_plan(
     trust_model_code: bool = TrustOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Execute a multi-device plan for real: local parts here, the others on their servers."""
+    """Run a saved plan on the engine: its stages relay device to device along the topology."""
     import torch
 
     from edgesplit.commands.common import file_model_request, load_graph
+    from edgesplit.errors import TransportError
     from edgesplit.graph.trace import flat_inputs
-    from edgesplit.graph.verify import outputs_equal
     from edgesplit.models import ModelRequest
     from edgesplit.plan.types import load_plan
-    from edgesplit.runtime.multihop import execute_plan
-    from edgesplit.runtime.transport import HTTPTransport
+    from edgesplit.runtime.engine import engine_for
+    from edgesplit.runtime.stages import build_stages, fingerprint, fingerprint_mismatch
 
     plan = load_plan(plan_file)
     source = f"plan file {str(plan_file)!r}"
+    if topology is not None and remote:
+        raise InputError("give --topology FILE or --remote DEVICE=URL, not both")
+    if threads is not None:
+        if threads < 1:
+            raise InputError(f"--threads must be >= 1, not {threads}")
+        torch.set_num_threads(threads)
     if inputs or input_shape or example or weights or model_config:
         request = file_model_request(
             plan.model, source, trust_model_code, inputs, input_shape, example, weights,
@@ -266,7 +315,68 @@ def run_plan(
         if not isinstance(recorded, dict):
             raise InputError(f"{source}: meta.model_options must be a mapping; re-run plan -o")
         request = ModelRequest.from_record(plan.model, recorded, source, trust_model_code)
-    urls = {}
+    topo, here = _run_topology(plan, source, topology, remote)
+    links = _codecs(codec, topo)
+    graph, module, ex = load_graph(request, str(plan.meta.get("granularity", "layer")))
+    if len(plan.assignment) != len(graph.nodes):
+        raise InputError(
+            f"{source} assigns {len(plan.assignment)} nodes but {plan.model!r} has "
+            f"{len(graph.nodes)}; re-plan with the same model and granularity"
+        )
+    mine = fingerprint(graph)
+    recorded_fp = plan.meta.get("fingerprint")
+    if isinstance(recorded_fp, dict):
+        mismatch = fingerprint_mismatch(mine, recorded_fp)
+        if mismatch:
+            raise InputError(f"{source}: {mismatch}")
+    stages = build_stages(graph, plan.devices, plan.assignment)
+    try:
+        engine = engine_for(stages, plan.model, mine, topo, token, links, here)
+    except InputError as err:
+        where = f"topology file {str(topology)!r}" if topology else "--remote"
+        raise InputError(f"{source} on {where}: {err}") from None
+    unreachable = _probe(engine)
+    if unreachable:
+        raise InputError(
+            f"{unreachable[0]}; start it with `edgesplit serve --model {plan.model}` "
+            "(failover to local is not built yet)"
+        )
+    example_inputs = flat_inputs(module, graph, ex.args, ex.kwargs)
+    try:
+        doc = _run_requests(engine, module, ex, example_inputs, requests, check, csv_path,
+                            jsonl_path)  # fmt: skip
+    except TransportError as err:
+        err_console.print(f"error: {err}")
+        raise typer.Exit(1) from None
+    finally:
+        engine.close()
+    doc = {
+        "model": plan.model,
+        "devices": list(plan.devices),
+        "topology": str(topology) if topology else None,
+        "codecs": links,
+        "stages": stages.describe(),
+        **doc,
+    }
+    if as_json:
+        print_json(doc)
+    else:
+        _print_run(doc)
+    if doc["bitwise_expected"] and not doc["equal_to_local"]:
+        raise typer.Exit(1)
+
+
+def _run_topology(plan: Any, source: str, path: Path | None, remote: list[str]) -> Any:
+    """The topology and the plan devices run in this process.
+
+    ``--remote DEVICE=URL`` (or nothing) builds a star: the plan devices without a URL run
+    here, each URL device is linked to the first of them.
+    """
+    from edgesplit.system.topology import Topology, load_topology
+
+    if path is not None:
+        return load_topology(path), None
+    urls: dict[str, str] = {}
     for item in remote:
         name, sep, url = item.partition("=")
         if not sep or name not in plan.devices:
@@ -274,48 +384,170 @@ def run_plan(
                 f"--remote {item!r}: write DEVICE=URL with DEVICE one of {', '.join(plan.devices)}"
             )
         urls[name] = url
-    graph, module, ex = load_graph(request)
-    x = flat_inputs(module, graph, ex.args, ex.kwargs)
-    if len(plan.assignment) != len(graph.nodes):
-        raise InputError(
-            f"{source} assigns {len(plan.assignment)} nodes but {plan.model!r} has "
-            f"{len(graph.nodes)}; re-plan with the same model and granularity"
-        )
-    remotes = {name: HTTPTransport(url, token=token) for name, url in urls.items()}
+    here = [d for d in plan.devices if d not in urls]
+    local = here[0] if here else "local"
+    devices = [{"name": local, "url": "local"}] + [{"name": n, "url": u} for n, u in urls.items()]
+    links = [{"a": local, "b": n, "bandwidth": "1gbit"} for n in urls]
     try:
-        out, hops = execute_plan(graph, plan.assignment, plan.devices, remotes, x)
-    finally:
-        for t in remotes.values():
-            t.close()
-    with torch.inference_mode():
-        equal = outputs_equal(out, ex.run(module))
-    doc = {
-        "model": plan.model,
-        "devices": list(plan.devices),
-        "equal_to_local": equal,
-        "hops": [
-            {
-                "part": h.part,
-                "device": h.device,
-                "tensors": list(h.sent),
-                "sent_bytes": h.sent_bytes,
-                "received_bytes": h.received_bytes,
-                "remote_s": h.remote_s,
-            }
-            for h in hops
-        ],
-    }
-    if as_json:
-        print_json(doc)
-    else:
-        for h in hops:
-            console.print(
-                f"part {h.part} on {h.device}: sent {len(h.sent)} tensors ({h.sent_bytes:,} B), "
-                f"remote {h.remote_s * 1e3:.1f} ms"
+        topo = Topology.model_validate({"devices": devices, "links": links})
+    except ValueError as err:
+        msg = str(err).splitlines()
+        raise InputError(f"--remote: {msg[2].strip() if len(msg) > 2 else msg[0]}") from None
+    return topo, frozenset(here or [local])
+
+
+def _codecs(items: list[str], topo: Any) -> dict[str, str]:
+    """``--codec C`` (every link) and ``--codec A-B=C`` (one link) as link key -> codec."""
+    from edgesplit.runtime.engine import link_key
+
+    out: dict[str, str] = {}
+    for item in items:
+        left, sep, name = item.rpartition("=")
+        if not sep:
+            for link in topo.links:
+                out[link_key(link.a, link.b)] = item
+            continue
+        ends = [
+            (left[:i], left[i + 1 :])
+            for i, ch in enumerate(left)
+            if ch == "-" and left[:i] in topo.names and left[i + 1 :] in topo.names
+        ]
+        if not ends:
+            raise InputError(
+                f"--codec {item!r}: write A-B=CODEC with A and B topology devices "
+                f"({', '.join(topo.names)}), or CODEC alone for every link"
             )
-        console.print(f"output equal to local inference: {equal}")
-    if not equal:
-        raise typer.Exit(1)
+        out[link_key(*ends[0])] = name
+    return out
+
+
+def _probe(engine: Any) -> list[str]:
+    """The first hops of the run that do not answer /healthz."""
+    import httpx
+
+    bad = []
+    for hop in {id(h): h for h in engine.hops.values()}.values():
+        try:
+            ok = httpx.get(f"{hop.url}/healthz", timeout=5.0).status_code == 200
+        except httpx.HTTPError as err:
+            bad.append(f"server of device {hop.dst!r} at {hop.url} is unreachable ({err})")
+            continue
+        if not ok:
+            bad.append(f"server of device {hop.dst!r} at {hop.url} did not answer /healthz")
+    return bad
+
+
+def _run_requests(
+    engine: Any,
+    module: Any,
+    ex: Any,
+    example_inputs: tuple[Any, ...],
+    n: int,
+    check: bool,
+    csv_path: Path | None,
+    jsonl_path: Path | None,
+) -> dict[str, Any]:
+    """Run ``n`` requests (request 0 on the example inputs, the rest on seeded random floats)."""
+    import torch
+
+    from edgesplit.graph.partition import assemble_output
+    from edgesplit.runtime.records import RecordWriter, summarise
+
+    graph = engine.stages.graph
+    records: list[dict[str, Any]] = []
+    equal_all = True
+    with RecordWriter(csv_path, jsonl_path) as writer:
+        for i in range(n):
+            xs = example_inputs if i == 0 else _request_inputs(example_inputs, i)
+            outs, record = engine.infer(xs)
+            record = {"id": i, **record}
+            if check or i == 0:
+                with torch.inference_mode():
+                    ref = module(*xs) if i else ex.run(module)
+                record["check"] = _compare(assemble_output(graph, outs), ref)
+                equal_all = equal_all and record["check"]["equal"]
+            writer.write(record)
+            records.append(record)
+    tiers: dict[str, Any] = {}
+    for r in records:
+        tiers.update(r["tiers"])
+    lossless = all(c in ("none", "zstd") for c in engine.codecs.values())
+    same = len({(t["threads"], t["device"], t["torch"]) for t in tiers.values()}) == 1
+    checks = [r["check"] for r in records if "check" in r]
+    return {
+        "requests": n,
+        "tiers": tiers,
+        "bitwise_expected": lossless and same,
+        "equal_to_local": equal_all,
+        "check": {
+            "checked": len(checks),
+            "equal": sum(c["equal"] for c in checks),
+            "max_abs": max(c["max_abs"] for c in checks),
+            "top1_agree": sum(c["top1_agree"] for c in checks) / len(checks),
+        },
+        "summary": summarise(records),
+        "hops": [{"device": h["dst"], **h} for h in records[0]["hops"]],
+        "records": records,
+    }
+
+
+def _request_inputs(example: tuple[Any, ...], seed: int) -> tuple[Any, ...]:
+    """Seeded standard-normal floats of each float input's shape; other inputs as given."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    return tuple(
+        torch.randn(x.shape, generator=gen, dtype=x.dtype) if x.is_floating_point() else x
+        for x in example
+    )
+
+
+def _compare(out: Any, ref: Any) -> dict[str, Any]:
+    """torch.equal on every output leaf, their max abs difference and top-1 agreement."""
+    import torch
+    import torch.utils._pytree as pytree
+
+    a, b = pytree.tree_leaves(out), pytree.tree_leaves(ref)
+    equal = len(a) == len(b) and all(
+        isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and torch.equal(x, y)
+        for x, y in zip(a, b)
+    )
+    diff, agree = 0.0, True
+    for x, y in zip(a, b):
+        if isinstance(x, torch.Tensor) and x.is_floating_point() and x.shape == y.shape:
+            diff = max(diff, float((x - y).abs().max()) if x.numel() else 0.0)
+            if x.dim() >= 1 and x.numel():
+                agree = agree and bool(torch.equal(x.argmax(-1), y.argmax(-1)))
+    return {"equal": equal, "max_abs": diff, "top1_agree": agree}
+
+
+def _print_run(doc: dict[str, Any]) -> None:
+    for st in doc["stages"]:
+        console.print(
+            f"stage {st['stage']} on {st['device']}: {st['nodes']} nodes, "
+            f"{len(st['inputs'])} tensors in"
+        )
+    summ = doc["summary"]
+    console.print(f"{doc['requests']} requests, median total {summ['total_s_median'] * 1e3:.1f} ms")
+    for link, d in summ["links_median"].items():
+        console.print(
+            f"  {link}: transfer {d['transfer_s'] * 1e3:.1f} ms, "
+            f"{int(d['sent_wire_bytes']):,} B out, {int(d['reply_wire_bytes']):,} B back"
+        )
+    threads = ", ".join(f"{k} {v['threads']} ({v['device']})" for k, v in doc["tiers"].items())
+    c = doc["check"]
+    console.print(f"torch threads: {threads}")
+    if doc["bitwise_expected"]:
+        console.print(
+            f"bitwise equal to local inference: {c['equal']}/{c['checked']} checked requests "
+            "(same kernels and thread count on every tier, lossless codecs)"
+        )
+    else:
+        console.print(
+            f"not bitwise comparable (threads, device or a lossy codec differ): "
+            f"{c['equal']}/{c['checked']} equal, max abs diff {c['max_abs']:.3g}, "
+            f"top-1 agreement {c['top1_agree']:.0%}"
+        )
 
 
 def register(app: typer.Typer) -> None:
