@@ -69,3 +69,81 @@ def test_offload_document_has_listing_1_fields() -> None:
     doc = wire.offload_document("alexnet", 15, torch.zeros(1, 2))
     assert {"tensor", "splitting_point", "model"} <= set(doc["input_data"])
     assert doc["input_data"]["splitting_point"] == 15
+
+
+def _every_dtype() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    values = torch.randn(3, 5, generator=g) * 100
+    out = {
+        name: (values > 0) if dtype is torch.bool else values.to(dtype)
+        for name, dtype in wire.DTYPES.items()
+    }
+    out["bfloat16_tiny"] = torch.tensor([1e-30, -3.0e38, 0.0078125], dtype=torch.bfloat16)
+    out["float16_subnormal"] = torch.tensor([6e-8, -65504.0, 0.5], dtype=torch.float16)
+    return out
+
+
+@pytest.mark.parametrize("codec", ["none", "zstd"])
+def test_every_dtype_crosses_bit_for_bit(codec: str) -> None:
+    tensors = _every_dtype()
+    back = wire.decode_tensors(wire.encode_tensors(tensors, codec=codec))
+    assert set(back) == set(tensors)
+    for name, t in tensors.items():
+        assert back[name].dtype == t.dtype and torch.equal(back[name], t), name
+
+
+def test_non_tensors_and_uncarried_dtypes_are_named() -> None:
+    with pytest.raises(InputError, match="value 'size' is a int, not a tensor"):
+        wire.encode_tensors({"x": torch.zeros(1), "size": 3})  # type: ignore[dict-item]
+    with pytest.raises(InputError, match="tensor 'z' has dtype complex64"):
+        wire.encode_tensors({"z": torch.zeros(2, dtype=torch.complex64)})
+
+
+class _MixedDtypes(torch.nn.Module):
+    """Cuts of this model cross int64, bool, float16 and bfloat16 tensors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(8, 8), torch.nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.a(x)
+        top = torch.argmax(h, dim=-1, keepdim=True)
+        positive = h > 0
+        half = h.to(torch.float16) * 3
+        brain = h.to(torch.bfloat16) - 1
+        mixed = half.float() + brain.float() * positive.float() + top.float()
+        return self.b(mixed)
+
+
+def test_server_and_agent_carry_every_dtype_at_every_cut(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import sys
+    import types
+
+    from edgesplit.models import ModelRequest
+    from edgesplit.models.inputs import InputSpec
+    from edgesplit.runtime.agent import EdgeAgent, RequestContext
+    from edgesplit.runtime.server import ServerConfig, create_app
+    from edgesplit.runtime.store import ModelStore
+    from edgesplit.runtime.transport import in_process
+
+    module = types.ModuleType("edgesplit_test_mixed")
+    module.mixed = _MixedDtypes  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "edgesplit_test_mixed", module)
+    request = ModelRequest("edgesplit_test_mixed:mixed", (InputSpec("x", (2, 8)),))
+    store = ModelStore((request,))
+    graph = store.model(request.name).graph
+    crossing = {t.dtype for c in graph.cuts() for t in c.tensors}
+    assert {"int64", "bool", "float16", "bfloat16", "float32"} <= crossing
+    x = store.model(request.name).example
+    with torch.inference_mode():
+        reference = graph.module(x)
+    transport = in_process(create_app(ServerConfig(models=(request,)), store=store))
+    agent = EdgeAgent(graph, transport, model=request.name)
+    try:
+        for cut in range(len(graph) + 1):
+            out, m = agent.infer(x, cut, cut, RequestContext(bandwidth_mbit=100.0))
+            assert not m.fallback, m.error
+            assert torch.equal(out, reference), f"cut {cut}"
+    finally:
+        transport.close()

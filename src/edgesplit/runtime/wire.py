@@ -3,7 +3,9 @@
 Binary form (``POST /v1/infer``)
     The body is one safetensors document (https://huggingface.co/docs/safetensors) that
     maps each crossing tensor's name (the :class:`~edgesplit.graph.types.Tensor` name, e.g.
-    ``features_2``) to its value. A DAG cut sends several tensors, each once. The format
+    ``features_2``) to its value. A DAG cut sends several tensors, each once, each in its
+    own dtype (:data:`DTYPES`: int64 token ids, bool masks, float16 and bfloat16
+    activations travel bit for bit), so a split is exact whatever crosses it. The format
     is a little-endian JSON header plus raw bytes, so decoding never executes code
     (no pickle) and costs one copy. String metadata (``__metadata__``) carries timings
     on responses.
@@ -58,9 +60,12 @@ DTYPES: dict[str, torch.dtype] = {
     "float64": torch.float64,
     "int64": torch.int64,
     "int32": torch.int32,
+    "int16": torch.int16,
+    "int8": torch.int8,
     "uint8": torch.uint8,
     "bool": torch.bool,
 }
+_CARRIED = frozenset(DTYPES.values())
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -75,9 +80,23 @@ def encode_tensors(
 ) -> bytes:
     """Serialise named tensors to safetensors bytes (contiguous CPU copies).
 
+    A value that is not a tensor, or a dtype outside :data:`DTYPES`, is an
+    :class:`InputError` naming it.
+
     ``codec`` (:mod:`edgesplit.system.codecs`) packs them first; ``none`` sends them as
     they are, with no codec metadata.
     """
+    for name, value in tensors.items():
+        if not isinstance(value, torch.Tensor):
+            raise InputError(
+                f"value {name!r} is a {type(value).__name__}, not a tensor; only tensors "
+                "can cross a cut"
+            )
+        if value.dtype not in _CARRIED:
+            raise InputError(
+                f"tensor {name!r} has dtype {dtype_name(value.dtype)}, which the wire does "
+                f"not carry; use one of {', '.join(DTYPES)}"
+            )
     packed, codec_meta = codecs.pack(tensors, codec)
     plain = {k: v.contiguous() for k, v in packed.items()}
     metadata = {**(metadata or {}), **codec_meta}
