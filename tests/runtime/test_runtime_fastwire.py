@@ -127,7 +127,7 @@ def test_a_missing_or_wrong_token_is_a_401(fast: BackgroundServer, token: str | 
     assert err.value.status == 401 and not err.value.retryable
 
 
-def test_server_errors_come_back_as_rejections(fast: BackgroundServer) -> None:
+def test_server_errors_come_back_as_rejections(fast: BackgroundServer, store: ModelStore) -> None:
     client = WSTransport(fast.url, token=TOKEN)
     x = torch.zeros(1, 1, 28, 28)
     try:
@@ -138,16 +138,13 @@ def test_server_errors_come_back_as_rejections(fast: BackgroundServer) -> None:
             client.infer("mnist_cnn", 0, {"x": x.half()})
         assert err.value.status == 422
         with pytest.raises(ServerRejected, match="part 9 is not in the assignment"):
-            client.run_part("mnist_cnn", [0] * len(store_nodes(fast)), 9, {"x": x})
+            client.run_part(
+                "mnist_cnn", [0] * len(store.model("mnist_cnn").graph.nodes), 9, {"x": x}
+            )
         (out,) = client.infer("mnist_cnn", 0, {"x": x}).tensors.values()  # still usable
         assert out.shape == (1, 10)
     finally:
         client.close()
-
-
-def store_nodes(server: BackgroundServer) -> list[object]:
-    app = server.server.config.app
-    return list(app.state.store.model("mnist_cnn").graph.nodes)
 
 
 def _bare(server: BackgroundServer):  # type: ignore[no-untyped-def]
