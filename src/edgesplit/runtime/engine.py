@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import httpx
 import torch
 
-from edgesplit.errors import InputError, TransportError
+from edgesplit.errors import InputError, ShapeError, TransportError
 from edgesplit.runtime import codecs, wire
 from edgesplit.runtime.stages import Stages, fingerprint_mismatch
 from edgesplit.runtime.transport import ServerRejected
@@ -227,6 +227,12 @@ def walk(
     while cursor < len(stages):
         st = stages[cursor]
         if st.device in here:
+            missing = [n for n in st.inputs if n not in have]
+            if missing:
+                raise ShapeError(
+                    f"stage {cursor} on {st.device!r} needs tensors {missing}, which did not "
+                    "arrive; send the tensors crossing into it"
+                )
             t0 = time.perf_counter()
             outs = run(cursor, {n: have[n] for n in st.inputs})
             log.stages.append(

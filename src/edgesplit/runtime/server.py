@@ -244,7 +244,10 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
 
         return await admitted("part", request, work)
 
-    hops = engine.make_hops(config.topology, config.name, config.token) if config.name else {}
+    # Next hops from this server's own topology; tests may swap in in-process transports.
+    app.state.hops = (
+        engine.make_hops(config.topology, config.name, config.token) if config.name else {}
+    )
 
     @app.post("/v1/stage", summary="Run a plan's stages from a cursor, relaying to next hops")
     async def run_stage(request: Request) -> Response:
@@ -253,7 +256,12 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
             try:
                 out, headers = await anyio.to_thread.run_sync(
                     lambda: engine.serve_stage(
-                        store, body, config.name, config.topology, hops, config.max_body_bytes
+                        store,
+                        body,
+                        config.name,
+                        config.topology,
+                        app.state.hops,
+                        config.max_body_bytes,
                     ),
                     limiter=limiter,
                 )
