@@ -18,7 +18,7 @@ import torch
 
 from edgesplit.errors import InputError, TransportError
 from edgesplit.models import build
-from edgesplit.runtime import fastwire
+from edgesplit.runtime import fastwire, wire
 from edgesplit.runtime.fastwire import TensorSpec, WSTransport
 from edgesplit.runtime.server import BackgroundServer, ServerConfig, create_app
 from edgesplit.runtime.store import ModelStore
@@ -35,7 +35,7 @@ def _round_trip(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {s.name: fastwire.from_frame(s, bytes(b)) for s, b in zip(parsed, buffers, strict=True)}
 
 
-@pytest.mark.parametrize("dtype", list(fastwire.DTYPES.values()), ids=list(fastwire.DTYPES))
+@pytest.mark.parametrize("dtype", list(wire.DTYPES.values()), ids=list(wire.DTYPES))
 def test_every_dtype_round_trips_bitwise(dtype: torch.dtype) -> None:
     g = torch.Generator().manual_seed(0)
     x = (torch.randn(2, 3, 5, generator=g) * 100).to(dtype)

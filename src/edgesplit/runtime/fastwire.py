@@ -76,9 +76,6 @@ PATH = "/v1/ws"
 #: Bound on one JSON header; an assignment of 100k nodes fits.
 MAX_HEADER_BYTES = 1024 * 1024
 
-#: Dtypes a frame may carry: the wire's, and int8 for the int8 codec's packed tensors.
-DTYPES: dict[str, torch.dtype] = {**wire.DTYPES, "int8": torch.int8}
-
 #: Frames up to this size are copied into their own memory; larger ones are used in place.
 COPY_BELOW = 64 * 1024
 
@@ -100,7 +97,7 @@ class TensorSpec:
         numel = 1
         for d in self.shape:
             numel *= d
-        return numel * DTYPES[self.dtype].itemsize
+        return numel * wire.DTYPES[self.dtype].itemsize
 
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
@@ -113,8 +110,8 @@ def to_frames(
     specs, buffers = [], []
     for name, t in tensors.items():
         dtype = wire.dtype_name(t.dtype)
-        if dtype not in DTYPES:
-            raise InputError(f"tensor {name!r} has dtype {dtype}; send one of {list(DTYPES)}")
+        if dtype not in wire.DTYPES:
+            raise InputError(f"tensor {name!r} has dtype {dtype}; send one of {list(wire.DTYPES)}")
         flat = t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
         specs.append(TensorSpec(name, dtype, tuple(t.shape)).as_json())
         buffers.append(memoryview(flat.numpy()))  # type: ignore[arg-type]
@@ -133,8 +130,8 @@ def parse_specs(entries: object, max_bytes: int) -> list[TensorSpec]:
         name, dtype, shape = entry.get("name"), entry.get("dtype"), entry.get("shape")
         if not isinstance(name, str) or not name or name in seen:
             raise InputError(f"field '{field}.name' must be a non-empty, unique string")
-        if dtype not in DTYPES:
-            raise InputError(f"field '{field}.dtype' is {dtype!r}; use one of {list(DTYPES)}")
+        if dtype not in wire.DTYPES:
+            raise InputError(f"field '{field}.dtype' is {dtype!r}; use one of {list(wire.DTYPES)}")
         if (
             not isinstance(shape, list)
             or len(shape) > MAX_RANK
@@ -161,7 +158,7 @@ def from_frame(spec: TensorSpec, data: bytes) -> torch.Tensor:
             f"frame of tensor {spec.name!r} has {len(data)} bytes but its header entry "
             f"({spec.dtype}{list(spec.shape)}) needs {spec.nbytes}"
         )
-    dtype = DTYPES[spec.dtype]
+    dtype = wire.DTYPES[spec.dtype]
     if not data:
         return torch.empty(spec.shape, dtype=dtype)
     if len(data) <= COPY_BELOW:
