@@ -346,6 +346,8 @@ def test_an_op_the_app_adds_is_reached_by_exchange_and_may_refuse_with_its_statu
         reply, out, sent, got = client.exchange({"op": "twice", "plan": "mine"}, {"x": x})
         assert reply["note"] == "doubled" and torch.equal(out["x"], x * 2)
         assert sent > 0 and got > 0
+        _, plain, sent_plain, _ = client.exchange({"op": "twice", "plan": "mine"}, {"x": x}, "none")
+        assert torch.equal(plain["x"], x * 2) and sent_plain != sent
         with pytest.raises(ServerRejected, match="another model") as err:
             client.exchange({"op": "twice", "plan": "theirs"}, {"x": x})
         assert err.value.status == 409

@@ -493,9 +493,11 @@ class WSTransport:
         return InferReply(out, start, stop, sent, got, times)
 
     def exchange(
-        self, doc: dict[str, Any], tensors: Mapping[str, torch.Tensor]
+        self, doc: dict[str, Any], tensors: Mapping[str, torch.Tensor], codec: str | None = None
     ) -> tuple[dict[str, Any], dict[str, torch.Tensor], int, int]:
-        """Send a header (any op the server has) and its tensors under this link's codec.
+        """Send a header (any op the server has) and its tensors under ``codec``.
+
+        ``codec`` defaults to this transport's; a re-planned link passes its new one.
 
         Returns the reply header, the decoded reply tensors, and the bytes sent and
         received (header and frames). A refusal raises :class:`ServerRejected` and keeps
@@ -503,7 +505,7 @@ class WSTransport:
         """
         from websockets.exceptions import WebSocketException
 
-        packed, meta = codecs.pack(tensors, self.codec)
+        packed, meta = codecs.pack(tensors, self.codec if codec is None else codec)
         specs, buffers = to_frames(packed)
         with self._lock:
             ws = self._connection()
