@@ -331,3 +331,23 @@ def test_fingerprint_records_the_model_identity() -> None:
     with torch.no_grad():
         next(graph.module.parameters()).add_(1.0)
     assert fingerprint(graph)["weights"] != fp["weights"]
+
+
+def test_serve_topology_flags_are_checked_before_loading(cli, assert_input_error, tmp_path) -> None:
+    topo = _write_topology(tmp_path / "t.json", _topology())
+    assert_input_error(cli("serve", "--topology", topo), "--as")
+    assert_input_error(cli("serve", "--topology", topo, "--as", "moon"), "moon")
+    assert_input_error(cli("serve", "--topology", topo, "--as", "device"), "local")
+
+
+def test_remote_star_takes_any_codec_and_stays_exact(cli, plan_file) -> None:
+    """--remote with no URL runs every device here; --codec zstd is allowed on the star."""
+    doc = cli("run-plan", plan_file, "--codec", "zstd", "--json", "-n", "2", "--check").json()
+    assert doc["equal_to_local"] is True and doc["check"]["equal"] == 2
+    assert [s["device"] for s in doc["records"][0]["stages"]] == [
+        "device",
+        "edge",
+        "cloud",
+        "edge",
+        "device",
+    ]

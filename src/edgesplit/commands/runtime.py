@@ -372,6 +372,7 @@ def _run_topology(plan: Any, source: str, path: Path | None, remote: list[str]) 
     ``--remote DEVICE=URL`` (or nothing) builds a star: the plan devices without a URL run
     here, each URL device is linked to the first of them.
     """
+    from edgesplit.system.link import CODECS
     from edgesplit.system.topology import Topology, load_topology
 
     if path is not None:
@@ -387,7 +388,8 @@ def _run_topology(plan: Any, source: str, path: Path | None, remote: list[str]) 
     here = [d for d in plan.devices if d not in urls]
     local = here[0] if here else "local"
     devices = [{"name": local, "url": "local"}] + [{"name": n, "url": u} for n, u in urls.items()]
-    links = [{"a": local, "b": n, "bandwidth": "1gbit"} for n in urls]
+    # Flags name no link: any codec may be asked for with --codec.
+    links = [{"a": local, "b": n, "bandwidth": "1gbit", "codecs": list(CODECS)} for n in urls]
     try:
         topo = Topology.model_validate({"devices": devices, "links": links})
     except ValueError as err:
