@@ -66,7 +66,12 @@ def _topology(
             ],
             "links": [
                 {"a": "device", "b": "edge", "bandwidth": "1gbit", "codecs": ["none", "zstd"]},
-                {"a": "edge", "b": "cloud", "bandwidth": "1gbit", "codecs": ["none", "zstd"]},
+                {
+                    "a": "edge",
+                    "b": "cloud",
+                    "bandwidth": "1gbit",
+                    "codecs": ["none", "zstd", "fp16"],
+                },
             ],
         }
     )
@@ -351,3 +356,23 @@ def test_remote_star_takes_any_codec_and_stays_exact(cli, plan_file) -> None:
         "edge",
         "device",
     ]
+
+
+def test_a_lossy_codec_on_the_relay_stays_close_and_keeps_the_class(relay) -> None:
+    store = relay["store"]
+    graph = store.model(MODEL).graph
+    x = store.model(MODEL).inputs
+    engine = _engine(relay, _assignment(len(graph.nodes)), {link_key("edge", "cloud"): "fp16"})
+    outs, record = engine.infer(x)
+    with torch.inference_mode():
+        ref = graph.module(*x)
+    got = outs[graph.output_names[0]]
+    assert record["hops"][1]["codec"] == "fp16"
+    assert record["hops"][1]["sent_wire_bytes"] < record["hops"][1]["sent_raw_bytes"]
+    assert torch.allclose(got, ref, rtol=1e-2, atol=1e-2)
+    assert torch.equal(got.argmax(-1), ref.argmax(-1))
+    # The edge's own topology does not allow fp16 from the device: it refuses, naming it.
+    lossy_in = _engine(relay, _assignment(len(graph.nodes)), {link_key("device", "edge"): "fp16"})
+    with pytest.raises(ServerRejected) as err:
+        lossy_in.infer(x)
+    assert err.value.status == 400 and "'fp16'" in str(err.value)

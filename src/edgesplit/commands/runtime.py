@@ -317,14 +317,17 @@ def run_plan(
         request = ModelRequest.from_record(plan.model, recorded, source, trust_model_code)
     topo, here = _run_topology(plan, source, topology, remote)
     links = _codecs(codec, topo)
-    graph, module, ex = load_graph(request, str(plan.meta.get("granularity", "layer")))
+    recorded_fp = plan.meta.get("fingerprint")
+    granularity = (recorded_fp if isinstance(recorded_fp, dict) else plan.meta).get(
+        "granularity", "layer"
+    )
+    graph, module, ex = load_graph(request, str(granularity))
     if len(plan.assignment) != len(graph.nodes):
         raise InputError(
             f"{source} assigns {len(plan.assignment)} nodes but {plan.model!r} has "
             f"{len(graph.nodes)}; re-plan with the same model and granularity"
         )
     mine = fingerprint(graph)
-    recorded_fp = plan.meta.get("fingerprint")
     if isinstance(recorded_fp, dict):
         mismatch = fingerprint_mismatch(mine, recorded_fp)
         if mismatch:
