@@ -338,7 +338,7 @@ def run_plan(
     except InputError as err:
         where = f"topology file {str(topology)!r}" if topology else "--remote"
         raise InputError(f"{source} on {where}: {err}") from None
-    unreachable = _probe(engine)
+    unreachable = engine.unreachable()
     if unreachable:
         raise InputError(
             f"{unreachable[0]}; start it with `edgesplit serve --model {plan.model}` "
@@ -424,22 +424,6 @@ def _codecs(items: list[str], topo: Any) -> dict[str, str]:
             )
         out[link_key(*ends[0])] = name
     return out
-
-
-def _probe(engine: Any) -> list[str]:
-    """The first hops of the run that do not answer /healthz."""
-    import httpx
-
-    bad = []
-    for hop in {id(h): h for h in engine.hops.values()}.values():
-        try:
-            ok = httpx.get(f"{hop.url}/healthz", timeout=5.0).status_code == 200
-        except httpx.HTTPError as err:
-            bad.append(f"server of device {hop.dst!r} at {hop.url} is unreachable ({err})")
-            continue
-        if not ok:
-            bad.append(f"server of device {hop.dst!r} at {hop.url} did not answer /healthz")
-    return bad
 
 
 def _run_requests(

@@ -21,7 +21,11 @@ A tensor read by several later stages on one device crosses each link once. A va
 needed again by a device after the walk has left it is sent again (documented limit).
 
 Times come from one clock per machine: a hop's transfer seconds are the sender's round
-trip minus the receiver's reported processing seconds; clocks are never compared.
+trip minus the receiver's reported processing seconds; clocks are never compared. This is
+Luger 2023's split of a request's latency (eq. 3.1–3.4: edge, communication and cloud
+time, the communication time being the round trip less the cloud's own), applied per
+stage and per hop; unlike eq. 3.2 it subtracts a duration the receiver measured itself,
+never the receiver's wall-clock stamps.
 The transport is a seam (:class:`StageTransport`): HTTP with safetensors bodies today.
 """
 
@@ -137,6 +141,10 @@ class StageTransport(Protocol):
 
     def send(self, stage: StageRequest, tensors: Mapping[str, torch.Tensor]) -> StageReply: ...
 
+    def unreachable(self) -> str | None:
+        """None when ``dst`` answers a health probe, else one line saying why not."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -198,6 +206,15 @@ class HTTPStageTransport:
             "transfer_s": (t2 - t1) - remote_s,
         }
         return StageReply(back, int(report.get("cursor", stage.cursor)), report, hop)
+
+    def unreachable(self) -> str | None:
+        try:
+            status = self._client.get(f"{self.url}/healthz", timeout=5.0).status_code
+        except httpx.HTTPError as err:
+            return f"server of device {self.dst!r} at {self.url} is unreachable ({err})"
+        if status != 200:
+            return f"server of device {self.dst!r} at {self.url} answered /healthz with {status}"
+        return None
 
     def close(self) -> None:
         self._client.close()
@@ -445,8 +462,16 @@ class Engine:
         outs = split_values(have, graph.output_names)
         return outs, {"total_s": total, **log.to_dict()}
 
+    def unreachable(self) -> list[str]:
+        """One line per first hop that does not answer its health probe."""
+        lines = (hop.unreachable() for hop in self._distinct_hops())
+        return [line for line in lines if line]
+
+    def _distinct_hops(self) -> list[StageTransport]:
+        return list({id(h): h for h in self.hops.values()}.values())
+
     def close(self) -> None:
-        for hop in {id(h): h for h in self.hops.values()}.values():
+        for hop in self._distinct_hops():
             hop.close()
 
 
@@ -472,20 +497,3 @@ def engine_for(
     return Engine(
         stages, model, fingerprint, local, here or frozenset({local}), hops, codecs_by_link
     )
-
-
-def probe(topology: Any, names: Sequence[str], timeout_s: float = 5.0) -> list[str]:
-    """The devices among ``names`` whose server does not answer ``GET /healthz`` (one line each)."""
-    bad = []
-    for name in names:
-        dev = topology.device(name)
-        if dev.local:
-            continue
-        try:
-            ok = httpx.get(f"{dev.url}/healthz", timeout=timeout_s).status_code == 200
-            why = "" if ok else "it did not answer 200"
-        except httpx.HTTPError as err:
-            ok, why = False, f"{type(err).__name__}"
-        if not ok:
-            bad.append(f"device {name!r} at {dev.url} is unreachable ({why})")
-    return bad
