@@ -175,7 +175,7 @@ def verify(
     """
     import torch
 
-    from edgesplit.graph.trace import flat_inputs
+    from edgesplit.graph.trace import flat_inputs, traced_call
     from edgesplit.graph.verify import check_every_cut
 
     request = model_request(model, inputs, input_shape, example, weights, model_config)
@@ -184,9 +184,10 @@ def verify(
         from edgesplit.errors import InputError
 
         raise InputError(f"--method must be 'fast' or 'rebuild', not {method!r}")
+    call_args, call_kwargs = traced_call(module, ex.args, ex.kwargs)
     with torch.inference_mode():
-        reference = ex.run(module)
-    flat = flat_inputs(module, graph, ex.args, ex.kwargs)
+        reference = module(*call_args, **call_kwargs)
+    flat = flat_inputs(module, graph, call_args, call_kwargs)
     checks = check_every_cut(graph, flat, reference, method=method)  # type: ignore[arg-type]
     results = [c.as_dict() for c in checks]
     passed = all(c.equal for c in checks)

@@ -24,6 +24,7 @@ them into every part that reads them.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +99,9 @@ class _Builder:
                     target = current if current.unit == key else None
                 if target is None and key is None and self._is_shape_only(n):
                     target = self._producer_group(n, group_of)
+            elif _unpacks(n) and n.args[0] in group_of:
+                # A tuple (unbind, chunk) never crosses a cut; its items do.
+                target = group_of[n.args[0]]
             if target is None:
                 target = _Group(n, unit=key)
                 groups.append(target)
@@ -368,6 +372,17 @@ class _Builder:
             attrs=attrs,
             members=tuple(m.name for m in g.members),
         )
+
+
+def _unpacks(n: fx.Node) -> bool:
+    """``getitem`` on a value that is not a tensor (the tuple an ``unbind`` returns)."""
+    source = n.args[0] if n.args else None
+    return (
+        n.op == "call_function"
+        and n.target is operator.getitem
+        and isinstance(source, fx.Node)
+        and not isinstance(source.meta.get("tensor_meta"), TensorMetadata)
+    )
 
 
 def _check_forward(tensors: list[Tensor], names: list[str]) -> None:

@@ -11,7 +11,10 @@ A tracer "succeeds" when its graph runs on the example inputs and returns an out
 Python control flow are thus caught and handed to export. ``Graph.tracer`` records which
 one won (``fx``, ``export-nonstrict`` or ``export-strict``).
 
-Inputs: the example call ``model(*args, **kwargs)`` is bound to ``forward``'s signature.
+Inputs: the example call ``model(*args, **kwargs)`` is bound to ``forward``'s signature
+(a ``use_cache`` argument left out is passed as ``False``: parts exchange tensors, not a
+Hugging Face cache object; decoders split with their KV cache live in
+:mod:`edgesplit.graph.decoder`).
 Every tensor it contains (nested tuples, lists and dicts included) becomes one graph input,
 named after its argument (``input_ids``, ``past[0][1]``: ``Graph.input_args``). Optional
 arguments the call leaves out, and non-tensor values such as ``use_cache=False``, become
@@ -66,11 +69,11 @@ def trace(
     """
     if granularity not in ("layer", "op"):
         raise ShapeError(f"granularity must be 'layer' or 'op', not {granularity!r}")
-    call_args = (args,) if isinstance(args, torch.Tensor) else tuple(args)
-    call_kwargs = dict(kwargs or {})
+    call_args, call_kwargs = traced_call(model, args, kwargs)
     model.eval()
     bound = _bind(model, call_args, call_kwargs)
     reference = _run_eagerly(model, bound)
+    _check_output_leaves(model, reference)
     gm, tracer, input_args = to_graph_module(model, call_args, call_kwargs, bound, reference)
     return build_graph(
         gm,
@@ -109,6 +112,45 @@ def to_graph_module(
         f"cannot trace {type(model).__name__}: {'; '.join(reasons)}; make forward's control "
         "flow depend on shapes only (use torch.where or torch.cond for data-dependent branches)"
     )
+
+
+def traced_call(
+    model: nn.Module,
+    args: torch.Tensor | Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The call :func:`trace` traces for ``model(*args, **kwargs)``: ``args`` as a tuple,
+    and ``use_cache=False`` added when forward takes ``use_cache`` and it was not given
+    (a plain split exchanges tensors, not a Hugging Face cache object). Run the model on
+    this call to get the output a split must reproduce."""
+    call_args = (args,) if isinstance(args, torch.Tensor) else tuple(args)
+    call_kwargs = dict(kwargs or {})
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return call_args, call_kwargs
+    if "use_cache" in params and "use_cache" not in call_kwargs:
+        names = [
+            p
+            for p in params
+            if params[p].kind
+            in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        ]
+        if "use_cache" not in names[: len(call_args)]:
+            call_kwargs["use_cache"] = False
+    return call_args, call_kwargs
+
+
+def _check_output_leaves(model: nn.Module, output: Any) -> None:
+    """Every output leaf must be a tensor or a plain constant, or no cut could send it."""
+    for path, leaf in pytree.tree_flatten_with_path(output)[0]:
+        if not isinstance(leaf, torch.Tensor | int | float | bool | str | None):
+            where = pytree.keystr(path) or "its output"
+            raise TraceError(
+                f"{type(model).__name__} returns a {type(leaf).__name__} at {where}, which is "
+                "not a tensor and cannot cross a cut; make forward return tensors (a Hugging "
+                "Face decoder: use_cache=False)"
+            )
 
 
 def flat_inputs(
@@ -339,12 +381,61 @@ def _key(entry: Any) -> Any:
 
 
 def _check_against(gm: fx.GraphModule, inputs: tuple[torch.Tensor, ...], reference: Any) -> None:
-    """Shapes by ShapeProp; the graph's output must equal the model's, leaf by leaf."""
+    """Shapes by ShapeProp and sizes folded; the graph's output must equal the model's."""
+    prop = _ShapeProp(gm)
     with torch.no_grad():
-        ShapeProp(gm).propagate(*inputs)
+        prop.propagate(*inputs)
+        _fold_sizes(gm, prop.values)
         out = gm(*inputs)
     if not outputs_equal(out, reference):
         raise TraceError("the traced graph's output differs from the model's")
+
+
+class _ShapeProp(ShapeProp):
+    """ShapeProp that also keeps every value that is not a tensor (sizes, dtypes)."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__(gm)
+        self.values: dict[fx.Node, Any] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        result = super().run_node(n)
+        if not isinstance(result, torch.Tensor):
+            self.values[n] = result
+        return result
+
+
+_SIZE_ATTRS = ("shape", "ndim", "dtype")
+_SIZE_METHODS = ("size", "dim")
+
+
+def _fold_sizes(gm: fx.GraphModule, values: dict[fx.Node, Any]) -> None:
+    """Replace size arithmetic (``B, N, C = x.shape``; ``H // 7``) by its value.
+
+    Graphs are traced at fixed shapes (export specialises them the same way), so these
+    are constants; folded, no Python int ever crosses a cut, and every value a part
+    sends is a tensor the wire can carry. Values computed from tensor *data* (``.item()``)
+    are never folded.
+    """
+    sized: list[fx.Node] = []
+    for n in gm.graph.nodes:
+        source = (n.op == "call_method" and n.target in _SIZE_METHODS) or (
+            n.op == "call_function" and n.target is getattr and n.args[1] in _SIZE_ATTRS
+        )
+        derived = (
+            n.op == "call_function"
+            and getattr(n.target, "__module__", None) in ("_operator", "operator", "builtins")
+            and n.all_input_nodes
+            and all(a in sized for a in n.all_input_nodes)
+        )
+        if (source or derived) and n in values:
+            sized.append(n)
+    for n in sized:
+        _inline_constant(n, values[n])
+    for n in reversed(sized):
+        if not n.users:
+            gm.graph.erase_node(n)
+    gm.recompile()
 
 
 @contextlib.contextmanager
