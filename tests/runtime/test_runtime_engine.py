@@ -376,3 +376,29 @@ def test_a_lossy_codec_on_the_relay_stays_close_and_keeps_the_class(relay) -> No
     with pytest.raises(ServerRejected) as err:
         lossy_in.infer(x)
     assert err.value.status == 400 and "'fp16'" in str(err.value)
+
+
+class TwoBranch(nn.Module):
+    """Two convolutions of the input, added: branches that need not wait on each other."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.p = nn.Conv2d(3, 4, 3, padding=1)
+        self.q = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.p(x) + self.q(x)
+
+
+def test_an_acyclic_device_flow_keeps_one_stage_per_device() -> None:
+    model = TwoBranch().eval()
+    x = torch.randn(1, 3, 8, 8)
+    graph = trace(model, x, name="two_branch")
+    # p and the add on the device, q on the edge: the edge feeds the device only.
+    assignment = [1 if node.name == "q" else 0 for node in graph.nodes]
+    stages = build_stages(graph, DEVICES, assignment)
+    assert [s.device for s in stages.stages] == ["edge", "device"]
+    assert sorted(stages[1].part.node_names) == sorted(n.name for n in graph.nodes if n.name != "q")
+    with torch.inference_mode():
+        assert torch.equal(stages.split(x), model(x))

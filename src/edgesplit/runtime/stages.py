@@ -6,14 +6,19 @@ engine runs *stages*: maximal groups of one device's nodes whose stage-to-stage 
 flow is acyclic, each one part of :func:`edgesplit.graph.partition.partition` (the one
 partition mechanism), so a staged run is ``torch.equal`` to the unsplit model.
 
-Stages by device changes (the choice made here). For each node ``v`` in topological
-order, ``k(v) = max over producers u of k(u) + [device(u) != device(v)]`` (0 for a node
-that reads only model inputs): the most device changes on any path into ``v``. A stage
+Stages (the choice made here). When the devices' data flow is acyclic (no device is
+reached again after another), each device's nodes are one stage, as
+:func:`edgesplit.plan.feasible.execution_parts` counts them for the evaluator. Otherwise
+stages go by device changes: for each node ``v`` in topological order,
+``k(v) = max over producers u of k(u) + [device(u) != device(v)]`` (0 for a node that
+reads only model inputs): the most device changes on any path into ``v``. A stage
 is the set of nodes with one ``(k, device)``. Every edge between two stages strictly
 increases ``k`` (a same-device edge with equal ``k`` stays inside a stage), so stages in
 ``(k, device index)`` order are a valid execution order and never form a cycle. A
 contiguous chain gets one stage per maximal run; a device reached again after another
-device gets a new stage. Complexity O(|nodes| + |tensors| · consumers).
+device gets a new stage. (``execution_parts`` cuts a cyclic flow into runs of the node
+order instead; on a chain both agree, on an interleaved DAG the levels keep parallel
+branches of one device together.) Complexity O(|nodes| + |tensors| · consumers).
 
 The fingerprint (``tracer``, ``granularity``, ``inputs``: the input tensors' names,
 dtypes and shapes, ``weights``: sha256 of the state dict's names, dtypes, shapes and
@@ -31,9 +36,9 @@ from typing import Any
 
 import torch
 
-from edgesplit.errors import InputError
+from edgesplit.errors import InputError, PartitionError
 from edgesplit.graph import Graph
-from edgesplit.graph.partition import Part, SplitModel, partition
+from edgesplit.graph.partition import Part, SplitModel, part_order, partition
 
 #: The device name of model inputs and final outputs: the one the run starts on.
 ORIGIN = -1
@@ -119,6 +124,17 @@ def stage_assignment(graph: Graph, assignment: Sequence[int]) -> tuple[list[int]
             f"assignment has {len(assignment)} entries but {graph.name!r} has "
             f"{len(graph.nodes)} nodes; re-plan with the same model and granularity"
         )
+    try:
+        order = part_order(graph, list(assignment))
+    except PartitionError:
+        return _level_stages(graph, assignment)
+    used = [d for d in order if d in set(assignment)]
+    ids = {d: i for i, d in enumerate(used)}
+    return [ids[a] for a in assignment], used
+
+
+def _level_stages(graph: Graph, assignment: Sequence[int]) -> tuple[list[int], list[int]]:
+    """Stages by device-change level, for assignments whose device data flow has a cycle."""
     producer = {t.name: t.producer for t in graph.tensors}
     level: dict[str, int] = {}
     for node, dev in zip(graph.nodes, assignment):
