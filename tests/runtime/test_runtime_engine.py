@@ -402,3 +402,15 @@ def test_an_acyclic_device_flow_keeps_one_stage_per_device() -> None:
     assert sorted(stages[1].part.node_names) == sorted(n.name for n in graph.nodes if n.name != "q")
     with torch.inference_mode():
         assert torch.equal(stages.split(x), model(x))
+
+
+def test_a_device_no_link_reaches_fails_in_one_line(cli, plan_file, tmp_path) -> None:
+    """A plain edge server (no --as) answers back; the device has no link to the cloud."""
+    from edgesplit.runtime.server import BackgroundServer
+
+    with BackgroundServer(create_app(ServerConfig(models=(MODEL,)))) as edge:
+        topo = _write_topology(tmp_path / "t.json", _topology(edge.url))
+        res = cli("run-plan", plan_file, "--topology", topo)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.code == 1 and len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: ") and "'cloud'" in lines[0] and "--as" in lines[0]

@@ -287,6 +287,8 @@ def run_plan(
     as_json: bool = JsonOpt,
 ) -> None:
     """Run a saved plan on the engine: its stages relay device to device along the topology."""
+    import sys
+
     import torch
 
     from edgesplit.commands.common import file_model_request, load_graph
@@ -349,7 +351,8 @@ def run_plan(
         doc = _run_requests(engine, module, ex, example_inputs, requests, check, csv_path,
                             jsonl_path)  # fmt: skip
     except TransportError as err:
-        err_console.print(f"error: {err}")
+        # A tier failing mid-run is not bad input: one line, exit 1.
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)
         raise typer.Exit(1) from None
     finally:
         engine.close()

@@ -457,7 +457,8 @@ class Engine:
             dev = self.stages[cursor].device
             raise TransportError(
                 f"no link from {self.local!r} or its next hops reaches device {dev!r} "
-                f"(stage {cursor}); add a link to it in the topology"
+                f"(stage {cursor}); add a link to it in the topology, or start the server "
+                "before it with `edgesplit serve --topology FILE --as NAME` so that it relays"
             )
         outs = split_values(have, graph.output_names)
         return outs, {"total_s": total, **log.to_dict()}
