@@ -56,6 +56,7 @@ from edgesplit.errors import (
 )
 from edgesplit.models import ModelRequest
 from edgesplit.runtime import engine, fastwire, wire
+from edgesplit.runtime.shapes import INPUT_SHAPES
 from edgesplit.runtime.store import ModelStore
 
 SAFETENSORS_TYPE = wire.SAFETENSORS_TYPE
@@ -202,8 +203,9 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
             start = time.time()
             seg = segment(model, cut, end)
             tensors = wire.decode_tensors(body, config.max_body_bytes)
+            shapes = wire.decode_metadata(body).get(INPUT_SHAPES)
             outs, times = await anyio.to_thread.run_sync(
-                lambda: store.run(seg, tensors, timings), limiter=limiter
+                lambda: store.run(seg, tensors, timings, shapes), limiter=limiter
             )
             stop = time.time()
             metrics.latency.labels(model).observe(stop - start)
@@ -235,8 +237,9 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
             except (InputError, PartitionError) as err:
                 raise _HttpError(422, str(err)) from None
             tensors = wire.decode_tensors(body, config.max_body_bytes)
+            shapes = wire.decode_metadata(body).get(INPUT_SHAPES)
             outs, _ = await anyio.to_thread.run_sync(
-                lambda: store.run(seg, tensors), limiter=limiter
+                lambda: store.run(seg, tensors, False, shapes), limiter=limiter
             )
             stop = time.time()
             meta = {"cloud_lat_start": repr(start), "cloud_lat_stop": repr(stop)}

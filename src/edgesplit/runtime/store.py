@@ -9,6 +9,9 @@ that skips the middle tier (a long residual edge of a DAG) is handed on unchange
 Parts come from :func:`edgesplit.graph.partition.split_at`, the project's only
 splitter, so a split run is ``torch.equal`` to the unsplit model.
 Building a part costs O(|fx nodes|) once; a cached lookup is O(1).
+
+A request at other model-input shapes (batch size, sequence length) runs on the model
+re-traced at those shapes, cached per shape: :mod:`edgesplit.runtime.shapes`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from edgesplit.graph.partition import Part, partition, split_at
 from edgesplit.graph.trace import flat_inputs
 from edgesplit.models import ModelRequest
 from edgesplit.models.loader import trace_request
+from edgesplit.runtime.shapes import MAX_SHAPES, ShapeKey, request_key, retrace, traced_key
 from edgesplit.runtime.stages import Stages, build_stages, fingerprint
 
 #: Plans whose stages one store keeps built at once (least recently used goes first).
@@ -46,6 +50,8 @@ class Segment:
     needs: tuple[str, ...]
     gives: tuple[str, ...]
     label: str = ""
+    assignment: tuple[int, ...] = ()
+    index: int = -1
 
     @property
     def where(self) -> str:
@@ -79,6 +85,9 @@ class ModelStore:
             OrderedDict()
         )
         self._fingerprints: dict[str, dict[str, str]] = {}
+        self._sources: dict[str, tuple[Any, ModelRequest]] = {}
+        self._shaped: dict[str, OrderedDict[ShapeKey, ModelStore]] = {}
+        self._shape_lock = threading.Lock()
         for name in models:
             self._load(name)
 
@@ -97,7 +106,34 @@ class ModelStore:
             graph.module.to(self.device)
         loaded = LoadedModel(name, graph, inputs)
         self._models[name] = loaded
+        self._sources[name] = (module, request)
         return loaded
+
+    def at_shapes(self, name: str, key: ShapeKey | None) -> ModelStore:
+        """The store serving ``name`` at model-input shapes ``key`` (this one at the traced
+        shapes or ``None``); other shapes are re-traced once and the ``MAX_SHAPES`` most
+        recently used kept (:mod:`edgesplit.runtime.shapes`)."""
+        graph = self.model(name).graph
+        if key is None or key == traced_key(graph):
+            return self
+        with self._shape_lock:
+            cache = self._shaped.setdefault(name, OrderedDict())
+            store = cache.get(key)
+            if store is None:
+                module, request = self._sources[name]
+                new, inputs = retrace(module, request, graph, key)
+                store = ModelStore((), str(self.device))
+                store._models[name] = LoadedModel(name, new, inputs)
+                cache[key] = store
+                while len(cache) > MAX_SHAPES:
+                    cache.popitem(last=False)
+            cache.move_to_end(key)
+        return store
+
+    def shapes_cached(self, name: str) -> tuple[ShapeKey, ...]:
+        """The shape variants of ``name`` now kept, least recently used first."""
+        with self._shape_lock:
+            return tuple(self._shaped.get(name, ()))
 
     def model(self, name: str) -> LoadedModel:
         if name not in self._models:
@@ -157,6 +193,8 @@ class ModelStore:
                     needs=part.input_names,
                     gives=part.output_names,
                     label=f"part {index}",
+                    assignment=assignment,
+                    index=index,
                 )
                 self._plan_parts[key] = seg
         return seg
@@ -188,7 +226,16 @@ class ModelStore:
     def run_stage(
         self, stages: Stages, index: int, values: Mapping[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        """Run stage ``index`` on this store's device; its outputs come back on the CPU."""
+        """Run stage ``index`` on this store's device; its outputs come back on the CPU.
+
+        Values holding the model inputs at other shapes run on the stages re-traced there.
+        """
+        name = stages.graph.name
+        if name in self._models and stages.graph is self._models[name].graph:
+            store = self.at_shapes(name, request_key(stages.graph, values, None))
+            if store is not self:
+                shaped = store.plan_stages(name, stages.devices, stages.assignment)
+                return store.run_stage(shaped, index, values)
         part = stages[index].part
         for name in part.input_names:
             want, got = stages.graph.tensor(name), values[name]
@@ -227,9 +274,27 @@ class ModelStore:
                 )
 
     def run(
-        self, seg: Segment, tensors: Mapping[str, torch.Tensor], node_times: bool = False
+        self,
+        seg: Segment,
+        tensors: Mapping[str, torch.Tensor],
+        node_times: bool = False,
+        input_shapes: str | None = None,
     ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-        """Run the segment; returns the tensors of cut ``end`` and, if asked, seconds per node."""
+        """Run the segment; returns the tensors of cut ``end`` and, if asked, seconds per node.
+
+        ``input_shapes`` (the request's metadata field) or the model inputs among ``tensors``
+        name the model-input shapes; at other shapes than the traced ones the same segment
+        of the re-traced model runs (:mod:`edgesplit.runtime.shapes`).
+        """
+        graph = self.model(seg.model).graph
+        store = self.at_shapes(seg.model, request_key(graph, tensors, input_shapes))
+        if store is not self:
+            same = (
+                store.plan_part(seg.model, seg.assignment, seg.index)
+                if seg.index >= 0
+                else store.segment(seg.model, seg.start, seg.end)
+            )
+            return store.run(same, tensors, node_times)
         self.check_inputs(seg, tensors)
         values: dict[str, Any] = {k: v.to(self.device) for k, v in tensors.items()}
         times: dict[str, float] = {}
