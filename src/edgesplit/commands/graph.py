@@ -161,7 +161,10 @@ def verify(
     trust_model_code: bool = TrustOpt,
     granularity: str = GranularityOpt,
     method: str = typer.Option(
-        "fast", "--method", help="fast (one recorded run, parts built once) or rebuild"
+        "fast",
+        "--method",
+        help="fast (one recorded run, parts built once, tails checked part by part), "
+        "tails (every cut's whole tail run) or rebuild (every split built afresh)",
     ),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -169,21 +172,22 @@ def verify(
 
     Every output leaf (tuple, dict, ModelOutput) is compared. The fast method records
     every tensor in one run, splits the graph once into one part per node, then checks
-    every cut's head (the parts before it, fed the inputs) and tail (the parts after it,
-    fed only the recorded tensors crossing the cut); --method rebuild builds the
+    every cut's head (the parts before it, fed the inputs) and tail (each part after it
+    fed only copies of the recorded tensors crossing the cut before it); --method tails
+    runs every cut's whole tail from its recorded tensors, --method rebuild builds the
     two-part split of every cut afresh (slower, same verdict).
     """
     import torch
 
     from edgesplit.graph.trace import flat_inputs, traced_call
-    from edgesplit.graph.verify import check_every_cut
+    from edgesplit.graph.verify import METHODS, check_every_cut
 
     request = model_request(model, inputs, input_shape, example, weights, model_config)
     graph, module, ex = load_graph(request, granularity)
-    if method not in ("fast", "rebuild"):
+    if method not in METHODS:
         from edgesplit.errors import InputError
 
-        raise InputError(f"--method must be 'fast' or 'rebuild', not {method!r}")
+        raise InputError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
     call_args, call_kwargs = traced_call(module, ex.args, ex.kwargs)
     with torch.inference_mode():
         reference = module(*call_args, **call_kwargs)

@@ -3,34 +3,40 @@
 Outputs are compared as pytrees (tuple, list, dict, Hugging Face ``ModelOutput``): the
 structures must match and every tensor leaf must be ``torch.equal`` with the same dtype.
 
-Two ways to check every cut ``k`` of a graph with ``n`` nodes:
+Three ways to check every cut ``k`` of a graph with ``n`` nodes:
 
 ``rebuild`` (the original method)
     For each ``k``, build ``split_at(graph, [k])`` (two freshly generated ``GraphModule``
     s) and run it on the input. Cost: ``n + 1`` part builds of O(|fx nodes|) code
     generation each, plus ``n + 1`` forwards.
 
-``fast`` (default)
-    1. Run the traced module once in an ``fx.Interpreter`` that keeps every value: the
-       recorded value of each tensor that crosses any cut.
+``fast`` (default) and ``tails``
+    1. Run the traced module once in an ``fx.Interpreter`` that copies every tensor that
+       crosses any cut as it is produced (the recording).
     2. Split the graph once into one part per node (:func:`partition`), each part a
        real, generated ``GraphModule`` that reads and returns only named tensors.
     3. *Heads*: run the parts in order from the inputs. At every boundary ``k`` the
        values kept are exactly the tensors of ``graph.cut(k)`` (what the runtime sends),
        and each must be ``torch.equal`` to its recorded value. So the head of cut ``k``,
        parts ``[0, k)``, computes exactly the cut's tensors from the inputs alone.
-    4. *Tails*: for each ``k``, feed only (copies of) the recorded tensors of cut ``k`` to
-       parts ``[k, n)`` and compare the reassembled output with the model's output.
+    4. *Tails*, ``tails``: for each ``k``, feed only copies of the recorded tensors of
+       cut ``k`` to parts ``[k, n)`` and compare the reassembled output with the model's
+       output, leaf by leaf. About ``n / 2`` forwards in all.
+       *Tails*, ``fast``: feed part ``k`` only copies of cut ``k``'s recorded tensors
+       and check that it leaves exactly cut ``k + 1``'s recorded tensors; and check that
+       cut ``n``'s recorded tensors reassemble to the model's output. A part is a
+       function of the tensors it receives, so by induction from ``n`` down the tail of
+       every cut ``k`` maps cut ``k``'s tensors to the model's output. One forward.
 
     A tensor that the model writes in place after producing it (an ``inplace=True``
     activation reading a tensor that a later layer also reads) crosses later cuts in
     its written state, which no single recording holds; the recorder sees the write
     through the tensor's version counter, and such cuts are checked by ``rebuild``.
 
-    A cut passes when both its head and its tail do. Cost: ``n`` small part builds
-    (together one model's code generation) plus about ``n / 2 + 2`` forwards, instead
-    of ``n + 1`` builds of up to the whole model. Every check still executes split parts
-    that see nothing but the tensors crossing the cut.
+    A cut passes when both its head and its tail do. Cost of ``fast``: ``n`` small part
+    builds (together one model's code generation) plus three forwards, instead of
+    ``n + 1`` builds of up to the whole model. Every check executes real split parts
+    that see nothing but the tensors crossing a cut.
 """
 
 from __future__ import annotations
@@ -47,8 +53,8 @@ from edgesplit.errors import InputError, PartitionError
 from edgesplit.graph.partition import assemble_output, partition, split_at
 from edgesplit.graph.types import Graph
 
-Method = Literal["fast", "rebuild"]
-METHODS: tuple[str, ...] = ("fast", "rebuild")
+Method = Literal["fast", "tails", "rebuild"]
+METHODS: tuple[str, ...] = ("fast", "tails", "rebuild")
 
 
 @dataclass(frozen=True)
@@ -109,9 +115,9 @@ def check_every_cut(
     with torch.no_grad():
         if method == "rebuild":
             return [_rebuild(graph, inputs, reference, k) for k in wanted]
-        if method != "fast":
+        if method not in METHODS:
             raise InputError(f"verify method must be one of {', '.join(METHODS)}, not {method!r}")
-        return _fast(graph, tuple(inputs), reference, wanted)
+        return _fast(graph, tuple(inputs), reference, wanted, whole_tails=method == "tails")
 
 
 def record_values(graph: Graph, inputs: Sequence[torch.Tensor]) -> Recording:
@@ -169,7 +175,11 @@ def _rebuild(graph: Graph, inputs: Sequence[torch.Tensor], reference: Any, k: in
 
 
 def _fast(
-    graph: Graph, inputs: tuple[torch.Tensor, ...], reference: Any, wanted: list[int]
+    graph: Graph,
+    inputs: tuple[torch.Tensor, ...],
+    reference: Any,
+    wanted: list[int],
+    whole_tails: bool,
 ) -> list[CutCheck]:
     n = len(graph.nodes)
     recording = record_values(graph, inputs)
@@ -186,26 +196,85 @@ def _fast(
         for k in range(j + 1, n + 1)
         if name in crossing[k]
     }
+    if not whole_tails:
+        # A step whose part writes a tensor that crosses on has no recorded result to
+        # match: every tail through that step is rebuilt too.
+        stale |= {
+            k
+            for name, j in recording.mutated.items()
+            if name in crossing[j + 1]
+            for k in range(j + 1)
+        }
+    tails = [""] * (n + 1) if whole_tails else _tails_by_steps(graph, recorded, parts, crossing)
+    if not whole_tails:
+        diff = leaf_differences(assemble_output(graph, recorded), reference)
+        tails = [t or _differs(diff) for t in tails]
     checks = []
     for k in wanted:
         if k in stale:
             checks.append(_rebuild(graph, inputs, reference, k))
-            continue
-        if heads[k]:
-            checks.append(CutCheck(k, False, heads[k]))
-            continue
+        elif heads[k] or tails[k]:
+            checks.append(CutCheck(k, False, heads[k] or tails[k]))
+        elif whole_tails:
+            checks.append(_whole_tail(graph, split, recorded, crossing, reference, k))
+        else:
+            checks.append(CutCheck(k, True))
+    return checks
+
+
+def _whole_tail(
+    graph: Graph,
+    split: Any,
+    recorded: dict[str, Any],
+    crossing: list[tuple[str, ...]],
+    reference: Any,
+    k: int,
+) -> CutCheck:
+    """Parts ``[k, n)`` fed copies of cut ``k``'s recorded tensors, to the output."""
+    values = dict(zip(crossing[k], _fresh([recorded[name] for name in crossing[k]])))
+    try:
+        for part, done in zip(split.parts[k:], split.release_after[k:]):
+            values.update(part(values))
+            for name in done:
+                values.pop(name, None)
+    except PartitionError as err:
+        return CutCheck(k, False, f"tail: {err}")
+    diff = leaf_differences(assemble_output(graph, values), reference)
+    return CutCheck(k, not diff, _differs(diff))
+
+
+def _tails_by_steps(
+    graph: Graph, recorded: dict[str, Any], parts: Sequence[Any], crossing: list[tuple[str, ...]]
+) -> list[str]:
+    """Per cut, why its tail is wrong ('' when right), one part at a time.
+
+    Part ``k`` is fed copies of cut ``k``'s recorded tensors only; what it returns, with
+    the tensors it passes through, must be cut ``k + 1``'s recorded tensors. Parts are
+    functions of the tensors they receive (in-place writes were ruled out by the
+    recorder), so when every step from ``k`` on holds, the tail of cut ``k`` maps cut
+    ``k``'s tensors to the recorded output: the caller compares that with the model's.
+    """
+    n = len(graph.nodes)
+    steps = [""] * n
+    for k in range(n):
         values = dict(zip(crossing[k], _fresh([recorded[name] for name in crossing[k]])))
         try:
-            for part, done in zip(parts[k:], split.release_after[k:]):
-                values.update(part(values))
-                for name in done:
-                    values.pop(name, None)
+            values.update(parts[k](values))
         except PartitionError as err:
-            checks.append(CutCheck(k, False, f"tail: {err}"))
+            steps[k] = f"tail: {err}"
             continue
-        diff = leaf_differences(assemble_output(graph, values), reference)
-        checks.append(CutCheck(k, not diff, _differs(diff)))
-    return checks
+        missing = [name for name in crossing[k + 1] if name not in values]
+        wrong = [
+            name
+            for name in crossing[k + 1]
+            if name in values and not _same(values[name], recorded[name])
+        ]
+        if missing or wrong:
+            steps[k] = f"tail: part {k} leaves tensors {missing + wrong} unlike the unsplit model's"
+    verdicts = [""] * (n + 1)
+    for k in range(n - 1, -1, -1):
+        verdicts[k] = steps[k] or verdicts[k + 1]
+    return verdicts
 
 
 def _heads(
