@@ -13,11 +13,17 @@ from edgesplit.models import SMALL_INPUT_SHAPES, ZOO, build
 
 
 def _assert_every_cut_equal(model, x, granularity="layer", step=1):
+    """Every cut by the fast oracle; every ``7 * step``-th also as a freshly built split."""
+    from edgesplit.graph.verify import check_every_cut
+
     g = trace(model, x, granularity=granularity)
     with torch.inference_mode():
         reference = model(x)
-        cuts = list(range(0, len(g) + 1, step)) + [len(g)]
-        for k in cuts:
+    cuts = sorted({*range(0, len(g) + 1, step), len(g)})
+    checks = check_every_cut(g, (x,), reference, cuts=cuts)
+    assert all(c.equal for c in checks), [c for c in checks if not c.equal][:3]
+    with torch.inference_mode():
+        for k in cuts[:: 7 * step] + [len(g)]:
             out = split_at(g, [k])(x)
             assert torch.equal(out, reference), f"cut {k} differs"
     return g
