@@ -235,3 +235,30 @@ def test_exported_layers_follow_the_module_hierarchy_with_flops_by_hand():
     # qkv and out projections; QK^T and AV over 2 heads of 6 tokens x 8 dims.
     products = sorted(n.flops for n in members if n.kind == "linear")
     assert products == sorted([2 * 6 * 16 * 48, 2 * 6 * 16 * 16, 2 * 2 * 6 * 6 * (8 + 8)])
+
+
+class _Cache:
+    """Stands for a Hugging Face cache object: not a tensor, not a pytree."""
+
+
+class _CachingModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, use_cache: bool = True) -> tuple[torch.Tensor, object]:
+        return self.lin(x), (_Cache() if use_cache else None)
+
+
+def test_use_cache_is_false_unless_given_and_objects_in_outputs_are_named():
+    from edgesplit.graph.trace import traced_call
+
+    model = _CachingModel().eval()
+    x = torch.randn(1, 4)
+    assert traced_call(model, x) == ((x,), {"use_cache": False})
+    assert traced_call(model, (x, True)) == ((x, True), {})
+    g = trace(model, x)
+    assert g.input_args == ("x",) and len(g) == 1
+    with pytest.raises(TraceError, match=r"returns a _Cache at \[1\].*use_cache=False") as e:
+        trace(model, x, {"use_cache": True})
+    assert "\n" not in str(e.value)
