@@ -161,21 +161,22 @@ def verify(
     trust_model_code: bool = TrustOpt,
     granularity: str = GranularityOpt,
     method: str = typer.Option(
-        "fast",
+        "tails",
         "--method",
-        help="fast (one recorded run, parts built once, tails checked part by part), "
-        "tails (every cut's whole tail run) or rebuild (every split built afresh)",
+        help="tails (one recorded run, parts built once, every cut's whole tail run; default), "
+        "fast (tails checked part by part, exact by induction) or rebuild (every split "
+        "built afresh, the slowest)",
     ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Check that splitting MODEL at every cut gives output torch.equal to the unsplit model.
 
-    Every output leaf (tuple, dict, ModelOutput) is compared. The fast method records
+    Every output leaf (tuple, dict, ModelOutput) is compared. The default method records
     every tensor in one run, splits the graph once into one part per node, then checks
-    every cut's head (the parts before it, fed the inputs) and tail (each part after it
-    fed only copies of the recorded tensors crossing the cut before it); --method tails
-    runs every cut's whole tail from its recorded tensors, --method rebuild builds the
-    two-part split of every cut afresh (slower, same verdict).
+    every cut's head (the parts before it, fed the inputs) and its whole tail (the parts
+    after it, fed only copies of the recorded tensors crossing the cut); --method fast
+    checks each tail part by part (exact by induction, one forward), --method rebuild
+    builds the two-part split of every cut afresh (slower, same verdict).
     """
     import torch
 

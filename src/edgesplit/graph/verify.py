@@ -10,7 +10,7 @@ Three ways to check every cut ``k`` of a graph with ``n`` nodes:
     s) and run it on the input. Cost: ``n + 1`` part builds of O(|fx nodes|) code
     generation each, plus ``n + 1`` forwards.
 
-``fast`` (default) and ``tails``
+``tails`` (default) and ``fast``
     1. Run the traced module once in an ``fx.Interpreter`` that copies every tensor that
        crosses any cut as it is produced (the recording).
     2. Split the graph once into one part per node (:func:`partition`), each part a
@@ -92,7 +92,7 @@ def check_every_cut(
     inputs: Sequence[torch.Tensor],
     reference: Any,
     *,
-    method: Method = "fast",
+    method: Method = "tails",
     cuts: Sequence[int] | None = None,
 ) -> list[CutCheck]:
     """Check the cuts ``cuts`` (default: all ``0..n``) of ``graph`` against ``reference``.
