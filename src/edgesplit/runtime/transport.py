@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import httpx
 import torch
@@ -221,6 +221,10 @@ def in_process(
     client = TestClient(app, base_url="http://testserver", raise_server_exceptions=False)
     # Entering keeps one event-loop portal for the client's life instead of one per request.
     client.__enter__()
-    transport = HTTPTransport("http://testserver", token=token, shaper=shaper, client=client)
+    # Starlette's TestClient is an httpx2.Client: the same request API as the pinned httpx
+    # client, which is all HTTPTransport uses.
+    transport = HTTPTransport(
+        "http://testserver", token=token, shaper=shaper, client=cast("httpx.Client", client)
+    )
     transport.closer = lambda: client.__exit__(None, None, None)
     return transport
