@@ -176,7 +176,7 @@ def _check_fits(cls: Any, config: Any, name: str) -> None:
         raise InputError(
             f"{name} with this config has {need / 4e9:.2f}e9 parameters ({need / 1e9:.1f} GB "
             f"as float32), more than this machine's {free / 1e9:.1f} GB free; shrink it with "
-            "--model-config, e.g. num_hidden_layers=2 hidden_size=256"
+            "--model-config, e.g. --model-config num_hidden_layers=2 --model-config hidden_size=256"
         )
 
 
