@@ -22,8 +22,10 @@ from edgesplit.graph import trace
 from edgesplit.plan.types import Plan
 from edgesplit.runtime.engine import (
     Engine,
+    HopFailed,
     HTTPStageTransport,
     StageRequest,
+    StageTransport,
     link_key,
 )
 from edgesplit.runtime.records import RecordWriter, flatten
@@ -314,15 +316,37 @@ def test_run_plan_bad_inputs_are_one_line(cli, assert_input_error, plan_file, tm
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(doc))
     assert_input_error(cli("run-plan", plan_file, "--topology", bad, "--csv", out), "moon")
-    # A server that does not answer at start (failover is not built yet: it is an error).
+    # A server that does not answer at start, with --no-failover: an error.
     dead = _write_topology(
         tmp_path / "dead.json",
         _topology(f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"),
     )
     assert_input_error(
-        cli("run-plan", plan_file, "--topology", dead, "--csv", out), "'edge'", "unreachable"
+        cli("run-plan", plan_file, "--topology", dead, "--no-failover", "--csv", out),
+        "'edge'",
+        "unreachable",
     )
     assert not out.exists()
+
+
+def test_unreachable_at_start_with_failover_warns_and_runs_locally(
+    cli, plan_file, tmp_path
+) -> None:
+    dead = _write_topology(
+        tmp_path / "dead.json",
+        _topology(f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"),
+    )
+    res = cli("run-plan", plan_file, "--topology", dead, "-n", "3", "--check", "--json")
+    assert res.code == 0, res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "'edge'" in lines[0]
+    doc = json.loads(res.stdout)
+    assert doc["equal_to_local"] is True and doc["check"]["equal"] == 3
+    assert doc["failover"] == {"enabled": True, "requests": 3, "devices": ["edge"]}
+    for record in doc["records"]:
+        assert record["failover"] is True and record["failed_device"] == "edge"
+        assert record["hops"] == []
+        assert {s["device"] for s in record["stages"]} == {"device"}
 
 
 def test_fingerprint_records_the_model_identity() -> None:
@@ -414,3 +438,118 @@ def test_a_device_no_link_reaches_fails_in_one_line(cli, plan_file, tmp_path) ->
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert res.code == 1 and len(lines) == 1, res.stderr
     assert lines[0].startswith("error: ") and "'cloud'" in lines[0] and "--as" in lines[0]
+
+
+# -- failover -----------------------------------------------------------------------------
+
+
+class Switch:
+    """The device's hop to the edge, at the transport seam: alive, it is the in-process
+    edge; dead, a real HTTP transport to a loopback port nobody listens on."""
+
+    def __init__(self, alive: StageTransport) -> None:
+        self.dst = alive.dst
+        self.alive_hop = alive
+        self.dead_hop = HTTPStageTransport("device", "edge", f"http://127.0.0.1:{_free_port()}")
+        self.alive = True
+        self.probes = 0
+
+    def _hop(self) -> StageTransport:
+        return self.alive_hop if self.alive else self.dead_hop
+
+    def send(self, stage: StageRequest, tensors: Any) -> Any:
+        return self._hop().send(stage, tensors)
+
+    def unreachable(self) -> str | None:
+        self.probes += 1
+        return self._hop().unreachable()
+
+    def close(self) -> None:
+        self.dead_hop.close()
+
+
+def _failover_engine(relay, switch: Switch, **kw: Any) -> Engine:
+    store = relay["store"]
+    graph = store.model(MODEL).graph
+    stages = build_stages(graph, DEVICES, _assignment(len(graph.nodes)))
+    hops = {"edge": switch, "cloud": switch}
+    return Engine(
+        stages, MODEL, store.fingerprint(MODEL), "device", frozenset({"device"}), hops, **kw
+    )
+
+
+def _exact(relay, outs: dict[str, torch.Tensor], x: Any) -> bool:
+    graph = relay["store"].model(MODEL).graph
+    with torch.inference_mode():
+        return torch.equal(outs[graph.output_names[0]], graph.module(*x))
+
+
+def _inputs(relay, seed: int) -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(t.shape, generator=gen) for t in relay["store"].model(MODEL).inputs)
+
+
+def test_a_dead_edge_fails_over_marks_the_row_and_resumes_after_a_probe(relay) -> None:
+    switch = Switch(relay["to_edge"])
+    engine = _failover_engine(relay, switch, probe_every_s=0.0)
+    x = _inputs(relay, 1)
+    outs, record = engine.infer(x)
+    assert _exact(relay, outs, x) and record["failover"] is False and record["hops"]
+    switch.alive = False
+    outs, record = engine.infer(x)
+    assert _exact(relay, outs, x)
+    assert (record["failover"], record["failed_device"], record["failover_stage"]) == (
+        True,
+        "edge",
+        1,
+    )
+    # Stage 0 ran as planned; the rest ran here, each naming the device the plan gave it.
+    assert [s["device"] for s in record["stages"]] == ["device"] * 5
+    assert [s.get("planned") for s in record["stages"]] == [None, "edge", "cloud", "edge", "device"]
+    # Still dead: the probe fails, the whole request runs here without trying the hop.
+    outs, record = engine.infer(x)
+    assert _exact(relay, outs, x) and record["failover_stage"] == 0 and record["hops"] == []
+    assert switch.probes == 1
+    switch.alive = True
+    outs, record = engine.infer(x)
+    assert _exact(relay, outs, x) and record["failover"] is False
+    assert [(h["src"], h["dst"]) for h in record["hops"]] == [("device", "edge"), ("edge", "cloud")]
+    assert engine.failovers == 2 and engine.down is None
+
+
+def test_the_probe_waits_its_interval_and_never_runs_inside_a_request(relay) -> None:
+    switch = Switch(relay["to_edge"])
+    engine = _failover_engine(relay, switch, probe_every_s=3600.0)
+    switch.alive = False
+    x = _inputs(relay, 2)
+    engine.infer(x)
+    switch.alive = True
+    for _ in range(2):
+        outs, record = engine.infer(x)
+        assert _exact(relay, outs, x) and record["failover"] is True and record["hops"] == []
+    assert switch.probes == 0
+
+
+def test_a_cloud_dying_behind_the_edge_is_named_by_the_relays_502(relay) -> None:
+    edge = relay["edge"]
+    saved = edge.state.hops
+    dead = HTTPStageTransport("edge", "cloud", f"http://127.0.0.1:{_free_port()}")
+    edge.state.hops = {"cloud": dead}
+    try:
+        engine = _failover_engine(relay, Switch(relay["to_edge"]))
+        x = _inputs(relay, 3)
+        outs, record = engine.infer(x)
+        assert _exact(relay, outs, x)
+        assert (record["failover"], record["failed_device"], record["failover_stage"]) == (
+            True,
+            "cloud",
+            1,
+        )
+        # Fail fast instead: the 502 surfaces as the transport error naming the cloud.
+        strict = _failover_engine(relay, Switch(relay["to_edge"]), failover=False)
+        with pytest.raises(HopFailed) as err:
+            strict.infer(x)
+        assert err.value.device == "cloud" and "502" in str(err.value)
+    finally:
+        edge.state.hops = saved
+        dead.close()

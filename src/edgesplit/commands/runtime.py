@@ -278,6 +278,11 @@ def run_plan(
         None, "--jsonl", help="append one JSON line per request"
     ),
     token: str | None = typer.Option(None, envvar="EDGESPLIT_TOKEN", help="bearer token"),
+    failover: bool = typer.Option(
+        True,
+        help="finish a request locally when a tier fails, resume offloading once it answers "
+        "/healthz; --no-failover stops the run instead",
+    ),
     inputs: list[str] | None = InputOpt,
     input_shape: str | None = InputShapeOpt,
     example: str | None = ExampleOpt,
@@ -336,15 +341,20 @@ def run_plan(
             raise InputError(f"{source}: {mismatch}")
     stages = build_stages(graph, plan.devices, plan.assignment)
     try:
-        engine = engine_for(stages, plan.model, mine, topo, token, links, here)
+        engine = engine_for(stages, plan.model, mine, topo, token, links, here, failover)
     except InputError as err:
         where = f"topology file {str(topology)!r}" if topology else "--remote"
         raise InputError(f"{source} on {where}: {err}") from None
-    unreachable = engine.unreachable()
-    if unreachable:
+    unreachable = engine.start()
+    if unreachable and not failover:
         raise InputError(
-            f"{unreachable[0]}; start it with `edgesplit serve --model {plan.model}` "
-            "(failover to local is not built yet)"
+            f"{unreachable[0]}; start it with `edgesplit serve --model {plan.model}`, "
+            "or drop --no-failover to run locally until it answers"
+        )
+    if unreachable:
+        print(
+            f"warning: {unreachable[0]}; running locally until it answers /healthz",
+            file=sys.stderr,
         )
     example_inputs = flat_inputs(module, graph, ex.args, ex.kwargs)
     try:
@@ -477,6 +487,11 @@ def _run_requests(
             "max_abs": max(c["max_abs"] for c in checks),
             "top1_agree": sum(c["top1_agree"] for c in checks) / len(checks),
         },
+        "failover": {
+            "enabled": engine.failover,
+            "requests": engine.failovers,
+            "devices": sorted({r["failed_device"] for r in records if r["failover"]}),
+        },
         "summary": summarise(records),
         "hops": [{"device": h["dst"], **h} for h in records[0]["hops"]],
         "records": records,
@@ -525,6 +540,12 @@ def _print_run(doc: dict[str, Any]) -> None:
         console.print(
             f"  {link}: transfer {d['transfer_s'] * 1e3:.1f} ms, "
             f"{int(d['sent_wire_bytes']):,} B out, {int(d['reply_wire_bytes']):,} B back"
+        )
+    fo = doc["failover"]
+    if fo["requests"]:
+        console.print(
+            f"failover: {fo['requests']} requests finished locally "
+            f"(failed: {', '.join(fo['devices'])})"
         )
     threads = ", ".join(f"{k} {v['threads']} ({v['device']})" for k, v in doc["tiers"].items())
     c = doc["check"]

@@ -27,6 +27,16 @@ time, the communication time being the round trip less the cloud's own), applied
 stage and per hop; unlike eq. 3.2 it subtracts a duration the receiver measured itself,
 never the receiver's wall-clock stamps.
 The transport is a seam (:class:`StageTransport`): HTTP with safetensors bodies today.
+
+Failover (on by default). A hop that cannot be reached, times out, or answers 5xx (a
+relay's 502 when a tier past it died) raises :class:`HopFailed` naming the device that
+failed. The engine then runs the request's remaining stages here, from the cursor the
+failed hop was sent at and the tensors this device holds (it holds every value a stage at
+or after that cursor reads: model inputs, its own outputs, and what replies carried back);
+the parts are the same partition parts, so the output is still ``torch.equal`` to the
+unsplit model. The record is marked (``failover``, ``failed_device``, ``failover_stage``)
+and later requests run here too until a health probe of the first hops succeeds, probed
+at most once per ``probe_every_s`` and only between requests.
 """
 
 from __future__ import annotations
@@ -48,6 +58,20 @@ from edgesplit.runtime.transport import ServerRejected
 #: Metadata key of a stage request's control document, and of a reply's report.
 CONTROL = "edgesplit.stage"
 REPORT = "edgesplit.reply"
+
+
+class HopFailed(TransportError):
+    """A hop's device (or one past it) is unreachable, timed out or answered 5xx."""
+
+    def __init__(self, device: str, message: str) -> None:
+        super().__init__(message)
+        self.device = device
+        #: The stage the failed hop was sent at (set by :func:`walk`).
+        self.cursor = -1
+
+
+#: Header of a relay's 502 naming the device past it that failed.
+FAILED_HEADER = "x-edgesplit-failed-device"
 
 
 class FingerprintError(InputError):
@@ -177,13 +201,19 @@ class HTTPStageTransport:
         try:
             resp = self._client.post(f"{self.url}/v1/stage", content=body)
         except httpx.HTTPError as err:
-            raise TransportError(f"{self.dst} at {self.url}: {type(err).__name__}: {err}") from None
+            msg = f"{self.dst} at {self.url}: {type(err).__name__}: {err}"
+            raise HopFailed(self.dst, msg) from None
         t2 = time.perf_counter()
         if resp.status_code != 200:
             try:
                 msg = str(resp.json().get("error", resp.text))
             except ValueError:
                 msg = resp.text[:200]
+            if resp.status_code >= 500:
+                failed = resp.headers.get(FAILED_HEADER, self.dst)
+                raise HopFailed(
+                    failed, f"{self.dst} at {self.url} answered {resp.status_code}: {msg}"
+                )
             raise ServerRejected(resp.status_code, f"{self.dst} at {self.url}: {msg}")
         back = codecs.decode(resp.content)
         t3 = time.perf_counter()
@@ -275,7 +305,11 @@ def walk(
             (*request.stack, me),
             request.codecs,
         )
-        reply = hop.send(nested, payload)
+        try:
+            reply = hop.send(nested, payload)
+        except HopFailed as err:
+            err.cursor = cursor
+            raise
         if reply.cursor == cursor:
             raise TransportError(
                 f"{hop.dst!r} ran no stage from stage {cursor} (on {st.device!r}); start it "
@@ -413,6 +447,8 @@ class Engine:
 
     ``here`` are the plan devices this process runs (the topology's ``local`` device, or
     with ``--remote`` every plan device given no URL); ``hops`` its transports.
+    ``failover``: a failed hop's request finishes here and offloading pauses until a
+    health probe succeeds (see the module docstring); off, a failed hop raises.
     """
 
     def __init__(
@@ -424,10 +460,17 @@ class Engine:
         here: frozenset[str],
         hops: Mapping[str, StageTransport],
         codecs_by_link: Mapping[str, str] | None = None,
+        failover: bool = True,
+        probe_every_s: float = 1.0,
     ) -> None:
         self.stages, self.model, self.fingerprint = stages, model, fingerprint
         self.local, self.here, self.hops = local, here, dict(hops)
         self.codecs = dict(codecs_by_link or {})
+        self.failover, self.probe_every_s = failover, probe_every_s
+        #: The device whose failure paused offloading (None: offloading).
+        self.down: str | None = None
+        self.failovers = 0
+        self._probed_at = 0.0
 
     def _run(self, i: int, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         with torch.inference_mode():
@@ -451,7 +494,20 @@ class Engine:
         )
         log = Log(tiers={self.local: tier_info("cpu")})
         t0 = time.perf_counter()
-        cursor = walk(self.stages, request, self.here, have, self.hops, self._run, log)
+        failed: tuple[str, int] | None = None
+        if self.down is None or self._resumed():
+            try:
+                cursor = walk(self.stages, request, self.here, have, self.hops, self._run, log)
+            except HopFailed as err:
+                if not self.failover:
+                    raise
+                self._pause(err.device)
+                failed = (err.device, err.cursor)
+        else:
+            failed = (self.down, 0)
+        if failed is not None:
+            cursor = self._finish_here(failed[1], have, log)
+            self.failovers += 1
         total = time.perf_counter() - t0
         if cursor < len(self.stages):
             dev = self.stages[cursor].device
@@ -461,7 +517,49 @@ class Engine:
                 "before it with `edgesplit serve --topology FILE --as NAME` so that it relays"
             )
         outs = split_values(have, graph.output_names)
-        return outs, {"total_s": total, **log.to_dict()}
+        mark = {
+            "failover": failed is not None,
+            "failed_device": failed[0] if failed else None,
+            "failover_stage": failed[1] if failed else None,
+        }
+        return outs, {"total_s": total, **mark, **log.to_dict()}
+
+    def _finish_here(self, cursor: int, have: dict[str, torch.Tensor], log: Log) -> int:
+        """Run stages ``cursor..`` here from the values held (failover); returns the end."""
+        for i in range(cursor, len(self.stages)):
+            st = self.stages[i]
+            t0 = time.perf_counter()
+            have.update(self._run(i, {n: have[n] for n in st.inputs}))
+            log.stages.append(
+                {
+                    "stage": i,
+                    "device": self.local,
+                    "planned": st.device,
+                    "compute_s": time.perf_counter() - t0,
+                }
+            )
+        return len(self.stages)
+
+    def _pause(self, device: str) -> None:
+        self.down, self._probed_at = device, time.monotonic()
+
+    def _resumed(self) -> bool:
+        """Between requests: probe the first hops (at most once per ``probe_every_s``)."""
+        now = time.monotonic()
+        if now - self._probed_at < self.probe_every_s:
+            return False
+        self._probed_at = now
+        if self.unreachable():
+            return False
+        self.down = None
+        return True
+
+    def start(self) -> list[str]:
+        """Probe the first hops; with failover on, one that does not answer pauses offloading."""
+        dead = [(hop.dst, line) for hop in self._distinct_hops() if (line := hop.unreachable())]
+        if dead and self.failover:
+            self._pause(dead[0][0])
+        return [line for _, line in dead]
 
     def unreachable(self) -> list[str]:
         """One line per first hop that does not answer its health probe."""
@@ -484,6 +582,7 @@ def engine_for(
     token: str | None = None,
     codecs_by_link: Mapping[str, str] | None = None,
     here: frozenset[str] | None = None,
+    failover: bool = True,
 ) -> Engine:
     """An engine for ``stages`` on ``topology``; InputError if a plan device or codec does not fit.
 
@@ -496,5 +595,12 @@ def engine_for(
     local = topology.local
     hops = make_hops(topology, local, token)
     return Engine(
-        stages, model, fingerprint, local, here or frozenset({local}), hops, codecs_by_link
+        stages,
+        model,
+        fingerprint,
+        local,
+        here or frozenset({local}),
+        hops,
+        codecs_by_link,
+        failover,
     )

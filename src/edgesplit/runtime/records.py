@@ -13,6 +13,11 @@ A record (plain JSON) holds:
     end's own clock), ``round_trip_s`` (sender), ``remote_s`` (the receiver's reported
     processing seconds) and ``transfer_s = round_trip_s − remote_s`` — one clock per
     difference, machines' clocks are never compared;
+``failover``, ``failed_device``, ``failover_stage``
+    whether the request finished on the device the run started on because a tier failed
+    (or offloading was paused after one did), the device that failed, and the stage from
+    which it ran here (see :mod:`edgesplit.runtime.engine`); failover stages carry
+    ``planned``, the device the plan gave them;
 ``tiers``
     per device: torch thread count and device kind (whether bitwise equality can hold);
 ``check``
@@ -57,6 +62,8 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     check = record.get("check")
     if check:
         row.update({f"check_{k}": v for k, v in check.items()})
+    row["failover"] = record.get("failover", False)
+    row["failed_device"] = record.get("failed_device") or ""
     return row
 
 

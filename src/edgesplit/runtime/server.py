@@ -272,6 +272,9 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
                 raise _HttpError(409, str(err)) from None
             except PartitionError as err:
                 raise _HttpError(422, str(err)) from None
+            except engine.HopFailed as err:
+                failed = {engine.FAILED_HEADER: err.device}
+                raise _HttpError(502, f"next hop failed: {err}", failed) from None
             except TransportError as err:
                 raise _HttpError(502, f"next hop failed: {err}") from None
             return Response(out, media_type=SAFETENSORS_TYPE, headers=headers)
