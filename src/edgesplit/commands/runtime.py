@@ -278,10 +278,11 @@ def run_plan(
         None, "--jsonl", help="append one JSON line per request"
     ),
     token: str | None = typer.Option(None, envvar="EDGESPLIT_TOKEN", help="bearer token"),
-    failover: bool = typer.Option(
-        True,
-        help="finish a request locally when a tier fails, resume offloading once it answers "
-        "/healthz; --no-failover stops the run instead",
+    no_failover: bool = typer.Option(
+        False,
+        "--no-failover",
+        help="stop the run when a tier fails (by default the request finishes locally and "
+        "offloading resumes once the tier answers /healthz)",
     ),
     inputs: list[str] | None = InputOpt,
     input_shape: str | None = InputShapeOpt,
@@ -304,6 +305,7 @@ def run_plan(
     from edgesplit.runtime.engine import engine_for
     from edgesplit.runtime.stages import build_stages, fingerprint, fingerprint_mismatch
 
+    failover = not no_failover
     plan = load_plan(plan_file)
     source = f"plan file {str(plan_file)!r}"
     if topology is not None and remote:
