@@ -75,7 +75,7 @@ def one_run(
         "bitwise_expected": doc["bitwise_expected"],
         "failover_rows": len(failed),
         "failed_devices": sorted({r["failed_device"] for r in failed}),
-        "offloaded_after_restart": len(resumed),
+        "resumed_rows_after_restart": len(resumed),
         "wall_s": wall,
     }
     print(
