@@ -42,9 +42,11 @@ at most once per ``probe_every_s`` and only between requests.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import httpx
@@ -52,6 +54,7 @@ import torch
 
 from edgesplit.errors import InputError, ShapeError, TransportError
 from edgesplit.runtime import codecs, wire
+from edgesplit.runtime.emulation import Emulation
 from edgesplit.runtime.stages import Stages, fingerprint_mismatch
 from edgesplit.runtime.transport import ServerRejected
 
@@ -261,13 +264,17 @@ def walk(
     hops: Mapping[str, StageTransport],
     run: Runner,
     log: Log,
+    emulation: Emulation | None = None,
 ) -> int:
     """Advance the walk from ``request.cursor`` on this device; returns the new cursor.
 
     ``here``: the device names this process runs (one, except the ``--remote`` star);
     ``request.stack``: the callers, bottom first. Stops at the end, at a stage whose
     device is on the stack, or at one no hop reaches (the caller then tries).
+    ``emulation``: this process's compute slots, clocks and shaped links
+    (:mod:`edgesplit.runtime.emulation`); each reply is paced here, on arrival.
     """
+    emu = emulation or Emulation()
     cursor = request.cursor
     me = request.to
     below = set(request.stack) | here
@@ -280,10 +287,10 @@ def walk(
                     f"stage {cursor} on {st.device!r} needs tensors {missing}, which did not "
                     "arrive; send the tensors crossing into it"
                 )
-            t0 = time.perf_counter()
-            outs = run(cursor, {n: have[n] for n in st.inputs})
+            values = {n: have[n] for n in st.inputs}
+            outs, wait_s, compute_s = emu.compute(st.device, partial(run, cursor, values))
             log.stages.append(
-                {"stage": cursor, "device": st.device, "compute_s": time.perf_counter() - t0}
+                {"stage": cursor, "device": st.device, "compute_s": compute_s, "wait_s": wait_s}
             )
             have.update(outs)
             cursor += 1
@@ -315,11 +322,30 @@ def walk(
                 f"{hop.dst!r} ran no stage from stage {cursor} (on {st.device!r}); start it "
                 f"with edgesplit serve --topology FILE --as {hop.dst} to relay"
             )
-        log.hops.append(reply.hop)
+        log.hops.append(_paced(emu, hop.dst, reply))
         log.merge(reply.log)
         have.update(reply.tensors)
         cursor = reply.cursor
     return cursor
+
+
+def _paced(emu: Emulation, dst: str, reply: StageReply) -> dict[str, Any]:
+    """The hop's record once its shaped directions are paced (see :mod:`.emulation`).
+
+    The receiver paced the request (``paced_in_s`` in its report) or, where it does not
+    shape, this end paces it now; the reply is paced here. Both land in ``transfer_s``.
+    """
+    hop = dict(reply.hop)
+    out_s = reply.log.get("paced_in_s")
+    late = emu.send_late(dst, int(hop["sent_wire_bytes"])) if out_s is None else None
+    back_s = emu.receive(dst, int(hop["reply_wire_bytes"]))
+    extra = (late or 0.0) + (back_s or 0.0)
+    hop["round_trip_s"] += extra
+    hop["transfer_s"] += extra
+    out_s = out_s if out_s is not None else late
+    hop.update(shaped=out_s is not None or back_s is not None, paced_out_s=out_s,
+               paced_back_s=back_s)  # fmt: skip
+    return hop
 
 
 def reply_values(
@@ -399,18 +425,23 @@ def serve_stage(
     topology: Any,
     hops: Mapping[str, StageTransport],
     max_bytes: int,
+    emulation: Emulation | None = None,
 ) -> tuple[bytes, dict[str, str]]:
     """A server's side of ``POST /v1/stage``: decode, check, walk on, encode the reply.
 
     Returns the reply body and the headers carrying this server's processing seconds
-    (from the body's arrival to the reply's bytes) and its encode seconds.
+    (from the body's arrival, after its pacing on a shaped link, to the reply's bytes)
+    and its encode seconds. ``emulation``: this server's shaped links, clock and compute
+    slots (:mod:`.emulation`); the body is paced before the processing clock starts.
     Raises :class:`FingerprintError` (409) and InputError/ShapeError (4xx) on a bad request.
     """
-    t0 = time.perf_counter()
+    emu = emulation or Emulation()
     meta = wire.decode_metadata(body) if len(body) >= 8 else {}
     if CONTROL not in meta:
         raise InputError(f"body lacks the metadata {CONTROL!r}; send stages with the engine")
     request = StageRequest.from_json(meta[CONTROL])
+    paced_in_s = emu.receive(request.stack[-1] if request.stack else None, len(body))
+    t0 = time.perf_counter()
     store.model(request.model)  # a model not served is a 404 naming it
     mismatch = fingerprint_mismatch(store.fingerprint(request.model), request.fingerprint)
     if mismatch:
@@ -421,7 +452,7 @@ def serve_stage(
         check_codecs(topology, {k: c for k, c in request.codecs.items() if me in k.split("|")})
     received = codecs.decode(body, max_bytes)
     decode_s = time.perf_counter() - t0
-    log = Log(tiers={target: tier_info(str(store.device))})
+    log = Log(tiers={target: {**tier_info(str(store.device)), **emu.describe(target)}})
     have = dict(received)
     cursor = walk(
         stages,
@@ -431,11 +462,12 @@ def serve_stage(
         hops,
         lambda i, values: store.run_stage(stages, i, values),
         log,
+        emu,
     )
     back = reply_values(stages, cursor, have, set(received))
     caller = request.stack[-1] if request.stack else target
     codec = request.codecs.get(link_key(target, caller), "none")
-    report = {"cursor": cursor, "decode_s": decode_s, **log.to_dict()}
+    report = {"cursor": cursor, "decode_s": decode_s, "paced_in_s": paced_in_s, **log.to_dict()}
     t1 = time.perf_counter()
     out, _ = codecs.encode(back, codec, {REPORT: json.dumps(report)})
     t2 = time.perf_counter()
@@ -449,6 +481,10 @@ class Engine:
     with ``--remote`` every plan device given no URL); ``hops`` its transports.
     ``failover``: a failed hop's request finishes here and offloading pauses until a
     health probe succeeds (see the module docstring); off, a failed hop raises.
+    ``emulation``: this device's clock, compute slot and shaped links (from the topology,
+    :mod:`.emulation`). ``infer`` may be called from several threads at once (``run-plan
+    --concurrency K``, :mod:`.pipeline`): each request keeps its own values and record,
+    the device computes one stage at a time, and the failover state is under a lock.
     """
 
     def __init__(
@@ -462,8 +498,11 @@ class Engine:
         codecs_by_link: Mapping[str, str] | None = None,
         failover: bool = True,
         probe_every_s: float = 1.0,
+        emulation: Emulation | None = None,
     ) -> None:
         self.stages, self.model, self.fingerprint = stages, model, fingerprint
+        self.emulation = emulation or Emulation()
+        self._lock = threading.Lock()
         self.local, self.here, self.hops = local, here, dict(hops)
         self.codecs = dict(codecs_by_link or {})
         self.failover, self.probe_every_s = failover, probe_every_s
@@ -472,45 +511,62 @@ class Engine:
         self.failovers = 0
         self._probed_at = 0.0
 
-    def _run(self, i: int, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def switch(self, stages: Stages, codecs_by_link: Mapping[str, str] | None = None) -> None:
+        """Run later requests on ``stages`` (a re-plan); call between requests only.
+
+        Servers build the new parts from the assignment the next request carries, so a
+        switch needs no message; a request runs wholly on the old or the new plan.
+        """
+        if stages.graph is not self.stages.graph and stages.graph.name != self.stages.graph.name:
+            raise InputError(f"a re-plan must keep the model {self.stages.graph.name!r}")
+        self.stages = stages
+        if codecs_by_link is not None:
+            self.codecs = dict(codecs_by_link)
+
+    @staticmethod
+    def _run(stages: Stages, i: int, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         with torch.inference_mode():
-            return self.stages[i].part(values)
+            return stages[i].part(values)
 
     def infer(
         self, inputs: Sequence[torch.Tensor]
     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Run one request; returns the model outputs by name and its record (no ``id``)."""
-        graph = self.stages.graph
+        stages = self.stages  # a re-plan (switch) mid-request does not touch this one
+        graph = stages.graph
         have: dict[str, torch.Tensor] = dict(zip(graph.input_names, inputs, strict=True))
         request = StageRequest(
             self.model,
-            self.stages.devices,
-            self.stages.assignment,
+            stages.devices,
+            stages.assignment,
             self.fingerprint,
             0,
             self.local,
             (),
             self.codecs,
         )
-        log = Log(tiers={self.local: tier_info("cpu")})
+        tier = {**tier_info("cpu"), **self.emulation.describe(self.local)}
+        log = Log(tiers={self.local: tier})
         t0 = time.perf_counter()
         failed: tuple[str, int] | None = None
-        if self.down is None or self._resumed():
+        if self._offloading():
+            run = partial(self._run, stages)
             try:
-                cursor = walk(self.stages, request, self.here, have, self.hops, self._run, log)
+                cursor = walk(stages, request, self.here, have, self.hops, run, log, self.emulation)
             except HopFailed as err:
                 if not self.failover:
                     raise
                 self._pause(err.device)
                 failed = (err.device, err.cursor)
         else:
-            failed = (self.down, 0)
+            failed = (self.down or "", 0)
         if failed is not None:
-            cursor = self._finish_here(failed[1], have, log)
-            self.failovers += 1
+            cursor = self._finish_here(stages, failed[1], have, log)
+            with self._lock:
+                self.failovers += 1
         total = time.perf_counter() - t0
-        if cursor < len(self.stages):
-            dev = self.stages[cursor].device
+        if cursor < len(stages):
+            dev = stages[cursor].device
             raise TransportError(
                 f"no link from {self.local!r} or its next hops reaches device {dev!r} "
                 f"(stage {cursor}); add a link to it in the topology, or start the server "
@@ -524,34 +580,46 @@ class Engine:
         }
         return outs, {"total_s": total, **mark, **log.to_dict()}
 
-    def _finish_here(self, cursor: int, have: dict[str, torch.Tensor], log: Log) -> int:
+    def _finish_here(
+        self, stages: Stages, cursor: int, have: dict[str, torch.Tensor], log: Log
+    ) -> int:
         """Run stages ``cursor..`` here from the values held (failover); returns the end."""
-        for i in range(cursor, len(self.stages)):
-            st = self.stages[i]
-            t0 = time.perf_counter()
-            have.update(self._run(i, {n: have[n] for n in st.inputs}))
+        for i in range(cursor, len(stages)):
+            st = stages[i]
+            values = {n: have[n] for n in st.inputs}
+            outs, wait_s, compute_s = self.emulation.compute(
+                self.local, partial(self._run, stages, i, values)
+            )
+            have.update(outs)
             log.stages.append(
                 {
                     "stage": i,
                     "device": self.local,
                     "planned": st.device,
-                    "compute_s": time.perf_counter() - t0,
+                    "compute_s": compute_s,
+                    "wait_s": wait_s,
                 }
             )
-        return len(self.stages)
+        return len(stages)
 
     def _pause(self, device: str) -> None:
-        self.down, self._probed_at = device, time.monotonic()
+        with self._lock:
+            self.down, self._probed_at = device, time.monotonic()
 
-    def _resumed(self) -> bool:
-        """Between requests: probe the first hops (at most once per ``probe_every_s``)."""
-        now = time.monotonic()
-        if now - self._probed_at < self.probe_every_s:
-            return False
-        self._probed_at = now
+    def _offloading(self) -> bool:
+        """Whether this request may offload: yes, or after a probe of the first hops
+        succeeds (at most once per ``probe_every_s``, by one request, before its walk)."""
+        with self._lock:
+            if self.down is None:
+                return True
+            now = time.monotonic()
+            if now - self._probed_at < self.probe_every_s:
+                return False
+            self._probed_at = now
         if self.unreachable():
             return False
-        self.down = None
+        with self._lock:
+            self.down = None
         return True
 
     def start(self) -> list[str]:
@@ -587,6 +655,7 @@ def engine_for(
     """An engine for ``stages`` on ``topology``; InputError if a plan device or codec does not fit.
 
     Every plan device must be a topology device, and every codec allowed on its link.
+    The local device's clock and its shaped links come from the topology (:mod:`.emulation`).
     """
     for name in stages.devices:
         if here is None or name not in here:
@@ -594,13 +663,15 @@ def engine_for(
     check_codecs(topology, codecs_by_link or {})
     local = topology.local
     hops = make_hops(topology, local, token)
+    here = here or frozenset({local})
     return Engine(
         stages,
         model,
         fingerprint,
         local,
-        here or frozenset({local}),
+        here,
         hops,
         codecs_by_link,
         failover,
+        emulation=Emulation.from_topology(topology, here),
     )

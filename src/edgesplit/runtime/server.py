@@ -56,6 +56,7 @@ from edgesplit.errors import (
 )
 from edgesplit.models import ModelRequest
 from edgesplit.runtime import engine, fastwire, wire
+from edgesplit.runtime.emulation import Emulation
 from edgesplit.runtime.shapes import INPUT_SHAPES
 from edgesplit.runtime.store import ModelStore
 
@@ -251,6 +252,12 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
     app.state.hops = (
         engine.make_hops(config.topology, config.name, config.token) if config.name else {}
     )
+    # Stage requests wait on next hops and shaped links: they hold a thread, not a compute
+    # slot; their compute takes one of the emulation's max_concurrency slots (.emulation).
+    stage_threads = anyio.CapacityLimiter(config.max_concurrency + config.max_queue)
+    app.state.emulation = Emulation.from_topology(
+        config.topology, {config.name} if config.name else set(), config.max_concurrency
+    )
 
     @app.post("/v1/stage", summary="Run a plan's stages from a cursor, relaying to next hops")
     async def run_stage(request: Request) -> Response:
@@ -265,8 +272,9 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
                         config.topology,
                         app.state.hops,
                         config.max_body_bytes,
+                        app.state.emulation,
                     ),
-                    limiter=limiter,
+                    limiter=stage_threads,
                 )
             except engine.FingerprintError as err:
                 raise _HttpError(409, str(err)) from None
