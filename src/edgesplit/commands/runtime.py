@@ -268,6 +268,9 @@ def run_plan(
         [], "--remote", help="DEVICE=URL of a server running `edgesplit serve --model M`"
     ),
     requests: int = typer.Option(1, "--requests", "-n", min=1, help="number of requests"),
+    concurrency: int = typer.Option(
+        1, "--concurrency", min=1, help="requests in flight across the tiers (pipelining)"
+    ),
     check: bool = typer.Option(False, help="compare every output with local inference"),
     codec: list[str] = typer.Option(
         [], "--codec", help="wire codec C for every link, or A-B=C for one link (default none)"
@@ -361,7 +364,7 @@ def run_plan(
     example_inputs = flat_inputs(module, graph, ex.args, ex.kwargs)
     try:
         doc = _run_requests(engine, module, ex, example_inputs, requests, check, csv_path,
-                            jsonl_path)  # fmt: skip
+                            jsonl_path, concurrency)  # fmt: skip
     except TransportError as err:
         # A tier failing mid-run is not bad input: one line, exit 1.
         print("error: " + " ".join(str(err).split()), file=sys.stderr)
@@ -450,20 +453,31 @@ def _run_requests(
     check: bool,
     csv_path: Path | None,
     jsonl_path: Path | None,
+    concurrency: int = 1,
 ) -> dict[str, Any]:
-    """Run ``n`` requests (request 0 on the example inputs, the rest on seeded random floats)."""
+    """Run ``n`` requests (request 0 on the example inputs, the rest on seeded random floats).
+
+    Up to ``concurrency`` requests are in flight (:mod:`edgesplit.runtime.pipeline`); records
+    are written in request order, each checked against local inference as it comes.
+    """
+    import time
+
     import torch
 
     from edgesplit.graph.partition import assemble_output
+    from edgesplit.runtime.pipeline import pipelined
     from edgesplit.runtime.records import RecordWriter, summarise
+
+    def inputs(i: int) -> tuple[Any, ...]:
+        return example_inputs if i == 0 else _request_inputs(example_inputs, i)
 
     graph = engine.stages.graph
     records: list[dict[str, Any]] = []
     equal_all = True
+    t0 = time.perf_counter()
     with RecordWriter(csv_path, jsonl_path) as writer:
-        for i in range(n):
-            xs = example_inputs if i == 0 else _request_inputs(example_inputs, i)
-            outs, record = engine.infer(xs)
+        for i, (outs, record) in pipelined(lambda i: engine.infer(inputs(i)), n, concurrency):
+            xs = inputs(i)
             record = {"id": i, **record}
             if check or i == 0:
                 with torch.inference_mode():
@@ -478,8 +492,12 @@ def _run_requests(
     lossless = all(c in ("none", "zstd") for c in engine.codecs.values())
     same = len({(t["threads"], t["device"], t["torch"]) for t in tiers.values()}) == 1
     checks = [r["check"] for r in records if "check" in r]
+    wall = time.perf_counter() - t0
     return {
         "requests": n,
+        "concurrency": concurrency,
+        "wall_s": wall,
+        "throughput_rps": n / wall,
         "tiers": tiers,
         "bitwise_expected": lossless and same,
         "equal_to_local": equal_all,
