@@ -56,6 +56,23 @@ for _area in (
 app.add_typer(reproduce_app, name="reproduce")
 
 
+#: Modules of the ``full`` extra (pyproject.toml): absent from the lean device install.
+FULL_ONLY = frozenset(
+    [
+        "networkx",
+        "scipy",
+        "highspy",
+        "ortools",
+        "cvxpy",
+        "sklearn",
+        "simpy",
+        "deap",
+        "ray",
+        "matplotlib",
+    ]
+)
+
+
 def error_line(err: BaseException) -> str | None:
     """The one line printed for an input error, or None for a bug (which keeps its traceback)."""
     if isinstance(err, EdgesplitError):
@@ -68,6 +85,11 @@ def error_line(err: BaseException) -> str | None:
         text = f"not valid YAML: {err}"
     elif isinstance(err, (FileNotFoundError, IsADirectoryError, PermissionError)):
         text = f"{err.strerror}: {str(err.filename)!r}; check the path"
+    elif isinstance(err, ModuleNotFoundError) and (err.name or "").split(".")[0] in FULL_ONLY:
+        text = (
+            f"this command needs {err.name!r}, which the lean (device) install leaves out; "
+            "install it with: pip install 'edgesplit[full]'"
+        )
     else:
         return None
     return "error: " + " ".join(text.split())
