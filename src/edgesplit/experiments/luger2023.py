@@ -6,7 +6,7 @@ Protocol (§6.7, §7.4): a pool of 30 bandwidths drawn from a Poisson distributi
 vgg16, mnist_cnn), strategy (own, rent: eq. 4.4 with Table 4.1 prices) and setting, the
 planner picks the optimal-cost split (OC), the optimal-latency split (OL) and Algorithm
 1's trade-off (CL, w = 0.5) from predictions (this host's profile, eq. 4.3, the clock
-ratio); each chosen split is then *run* 3 times through the edge agent, a uvicorn cloud
+ratio); each chosen split is then *run* 3 times through the engine (a two-tier plan), a uvicorn cloud
 tier and the shaped link (median taken), and its cost is eq. 4.4 on the measured edge and
 cloud seconds.
 
@@ -315,7 +315,7 @@ def reproduce(
             try:
                 records += run_model(parts, model, settings, repeats)
             finally:
-                parts.transport.close()
+                parts.close()
             if model == "alexnet":
                 alexnet_planner = parts.planner
     tables = {

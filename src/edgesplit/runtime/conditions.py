@@ -17,7 +17,9 @@ its own transfers (Luger eq. 3.3's ``comm_lat`` gives size·8/(comm − rtt/2)) 
 hides it) leaves the estimate unchanged. Before any measurement, and once the last one is
 older than ``max_age_s`` (a split with a tiny or no transfer measures nothing, and a stale
 estimate would pin the plan forever), the link sensor's value is used: the shaper's
-setting, as the thesis' "IoT sensors" reported the Wondershaper setting.
+setting, as the thesis' "IoT sensors" reported the Wondershaper setting. On the engine
+each hop of a request's record (both bodies in ``transfer_s``, the round trip minus the
+receiver's processing) feeds the monitor of its link, so every link is measured.
 """
 
 from __future__ import annotations
@@ -134,7 +136,13 @@ class LinkMonitor:
         self.rtt_s: float | None = None
         self._last_probe = -1e18
 
+    def observe_hop(self, hop: dict[str, object], rtt_s: float) -> None:
+        """A hop of the engine's record: both bodies crossed in ``transfer_s`` less one RTT."""
+        nbytes = int(str(hop["sent_wire_bytes"])) + int(str(hop["reply_wire_bytes"]))
+        self.observe_transfer(nbytes, float(str(hop["transfer_s"])) - rtt_s / 2, rtt_s)
+
     def observe_transfer(self, nbytes: int, comm_s: float, rtt_s: float) -> None:
+        """``nbytes`` crossed in ``comm_s`` seconds, of which ``rtt_s/2`` is delay (eq. 4.3)."""
         payload_s = comm_s - rtt_s / 2
         if nbytes < self.min_bytes or payload_s <= 0:
             return
@@ -165,32 +173,24 @@ class LinkMonitor:
 
 
 class ComputeMonitor:
-    """Measured over predicted compute time per side (EWMA): the feedback to the planner.
+    """Measured over predicted compute time per device (EWMA): the feedback to the planner.
 
-    Profiles age: the host gets busier or idler than when the model was profiled. After
-    each offloaded request, ``edge_lat / predicted edge`` and ``cloud_lat / predicted
-    cloud`` (the plan's ``compute_s:<device>`` figures, made with the factors then in
-    force) update the factors the next observation carries. Sides with a predicted time
-    under ``min_s`` are skipped: their ratio is mostly timer noise.
+    Profiles age: a host gets busier or idler than when the model was profiled. After
+    each request that ran as planned, every device's measured compute seconds over the
+    plan's ``compute_s:<device>`` prediction (made with the factors then in force)
+    updates that device's factor, which the next observation carries. Devices with a
+    predicted time under ``min_s`` are skipped: their ratio is mostly timer noise.
     """
 
     def __init__(self, alpha: float = 0.3, min_s: float = 1e-3) -> None:
         self.alpha = alpha
         self.min_s = min_s
-        self.edge_factor = 1.0
-        self.cloud_factor = 1.0
+        self.factors: dict[str, float] = {}
 
-    def _update(self, factor: float, measured: float, predicted: float | None) -> float:
+    def observe(self, device: str, measured: float, predicted: float | None) -> None:
+        factor = self.factors.get(device, 1.0)
         if predicted is None or predicted < self.min_s or measured <= 0:
-            return factor
-        return (1 - self.alpha) * factor + self.alpha * factor * measured / predicted
-
-    def observe(
-        self,
-        edge_lat: float,
-        cloud_lat: float,
-        predicted_edge: float | None,
-        predicted_cloud: float | None,
-    ) -> None:
-        self.edge_factor = self._update(self.edge_factor, edge_lat, predicted_edge)
-        self.cloud_factor = self._update(self.cloud_factor, cloud_lat, predicted_cloud)
+            return
+        self.factors[device] = (
+            1 - self.alpha
+        ) * factor + self.alpha * factor * measured / predicted

@@ -8,13 +8,21 @@ cloud's own clock, so only their difference is used::
     comm_lat    = overall_lat − cloud_lat − edge_lat − ping_lat/2 − response_size/BW (3.3)
     overall_lat = overall_lat_stop − overall_lat_start                               (3.4)
 
+On the engine (:mod:`edgesplit.runtime.engine`) the row comes from the request's record
+(:func:`from_record`): ``edge_lat`` is the compute of the stages the device ran, timed
+by the device; ``cloud_lat`` is the receiver's own processing seconds as its reply
+reports them (a duration on the receiver's clock, never two machines' stamps compared);
+``overall_lat`` is the device's end-to-end seconds; ``comm_lat`` follows eq. 3.3 from
+those three, so the round trip minus the receiver's processing is the one clock rule.
+
 Eq. 3.3 as printed subtracts the response's one-way delay (ping/2) and its transfer, so
 ``comm_lat`` is the *upload* time: size·8/BW + ping/2 (eq. 4.3). A local fallback has
 no communication: ``comm_lat = 0`` and ``cloud_lat`` holds the locally run tail.
 
 :class:`Recorder` writes one CSV row per request whose first eight columns are Table
 6.1's (id, datetime, start, stop, size, SP, BW, CS), the derived latencies after them,
-optional per-layer rows (``row = "layer"``), and the same records as JSON lines.
+optional per-stage rows (``row = "layer"``: Table 6.1's per-layer rows, at the
+engine's stage granularity), and the same records as JSON lines.
 """
 
 from __future__ import annotations
@@ -34,6 +42,75 @@ def comm_latency(
 ) -> float:
     """Luger eq. 3.3 (seconds; bandwidth in Mbit/s)."""
     return overall - cloud - edge - ping / 2 - response_bytes * 8 / (bw_mbit * 1e6)
+
+
+@dataclass(frozen=True)
+class RowContext:
+    """What the device knew when a request started: the sensor, the plan, the clock."""
+
+    id: int
+    datetime: str
+    start: float
+    cut: int
+    bandwidth_mbit: float
+    rtt_s: float
+    clock_ghz: float
+    model: str
+    clock_method: str = ""
+    predicted_lat: float | None = None
+    cost: float | None = None
+    plan: str = ""
+
+
+def from_record(record: dict[str, Any], local: str, ctx: RowContext) -> Measurement:
+    """Table 6.1's row of one engine record (eq. 3.1–3.4; see the module docstring).
+
+    A failed-over request has no communication: ``comm_lat = 0`` and ``cloud_lat`` holds
+    the stages the device ran in the remote tier's place, as the thesis' agent did.
+    """
+    mine = [s for s in record["stages"] if s["device"] == local and "planned" not in s]
+    edge = sum(float(s["compute_s"]) for s in mine)  # eq. 3.1
+    overall = float(record["total_s"])  # eq. 3.4
+    first = [h for h in record["hops"] if h["src"] == local]
+    if first:
+        cloud = sum(float(h["remote_s"]) for h in first)  # eq. 3.2, the receiver's clock
+        size = sum(int(h["sent_wire_bytes"]) for h in first)
+        response = sum(int(h["reply_wire_bytes"]) for h in first)
+        comm = comm_latency(overall, cloud, edge, ctx.rtt_s, response, ctx.bandwidth_mbit)
+    else:
+        taken = [s for s in record["stages"] if "planned" in s or s["device"] != local]
+        cloud = sum(float(s["compute_s"]) for s in taken)
+        size = response = 0
+        comm = 0.0
+    check = record.get("check")
+    return Measurement(
+        id=ctx.id,
+        datetime=ctx.datetime,
+        start=ctx.start,
+        stop=ctx.start + overall,
+        size=size,
+        SP=ctx.cut,
+        BW=ctx.bandwidth_mbit,
+        CS=ctx.clock_ghz,
+        model=ctx.model,
+        edge_lat=edge,
+        comm_lat=comm,
+        cloud_lat=cloud,
+        overall_lat=overall,
+        rtt=ctx.rtt_s,
+        response_size=response,
+        fallback=bool(record.get("failover")),
+        retries=sum(int(h.get("retries", 0)) for h in record["hops"]),
+        predicted_lat=ctx.predicted_lat,
+        cost=ctx.cost,
+        plan=ctx.plan,
+        correct=None if check is None else bool(check["equal"] or check["close"]),
+        error=str(record.get("failed_device") or ""),
+        clock_method=ctx.clock_method,
+        layers={
+            f"stage{s['stage']}:{s['device']}": float(s["compute_s"]) for s in record["stages"]
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -94,7 +171,8 @@ class Recorder:
             w.writerow([doc[c] if c != "row" else "request" for c in COLUMNS])
             if self.layer_rows:
                 for layer, seconds in m.layers.items():
-                    # Table 6.1's per-layer rows: id is the layer, size/BW/CS are 0.
+                    # Table 6.1's per-layer rows (per stage on the engine): id names the
+                    # stage and its device, size/BW/CS are 0.
                     w.writerow(
                         [
                             f"{m.id}:{layer}",

@@ -1,4 +1,11 @@
-"""The rescheduler's planner: this host's profile + the planning issue's two-tier planner.
+"""The rescheduler's planners: callables ``Observation -> Plan`` a front end hands in.
+
+:class:`TwoTierPlanner` is Luger's (Algorithm 1 over this host's profile, below);
+:class:`RegistryPlanner` re-solves a multi-device :class:`~edgesplit.plan.problem.Problem`
+with any solver of :mod:`edgesplit.plan.registry` (exhaustive, mincut, ilp, relax,
+heuristic, two-tier) after putting the observation into it: each link's measured
+bandwidth, each device's measured speed factor, the device's emulated clock.
+
 
 Per-node seconds come from the one profiler, :func:`edgesplit.predict.profile.profile_graph`
 (wall clock, at the torch thread count the agent executes with; see :func:`edgesplit.runtime.loop.build_run`)
@@ -9,20 +16,23 @@ communication, eq. 4.4 cost, Algorithm 1 for ``objective="weighted"``) with
 factor (:mod:`edgesplit.runtime.clock`), which is Luger's eq. 4.1 with exponent −1.
 The cloud tier runs on this host too, so its seconds are the same profile times
 ``cloud_scale`` (1 by default; < 1 models a faster cloud). Measurements feed back through
-the observation's ``edge_factor``/``cloud_factor`` (measured over predicted compute time),
-which multiply the edge and cloud seconds.
+the observation's per-device ``factors`` (measured over predicted compute time), which
+multiply the edge and cloud seconds.
 One re-plan costs O(n log n) (the planner's table and sort).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from edgesplit.errors import InputError
 from edgesplit.graph import Graph
 from edgesplit.plan.planner import plan_two_tier
+from edgesplit.plan.problem import Problem
 from edgesplit.plan.two_tier import Candidates, TwoTierInputs, candidate_table
 from edgesplit.plan.types import Plan
 from edgesplit.runtime.rescheduler import Observation
@@ -82,13 +92,19 @@ class TwoTierPlanner:
             rtt_s=obs.rtt_s,
             edge_price_per_s=Prices().per_second("edge", s.strategy),
             cloud_price_per_s=Prices().per_second("cloud", s.strategy),
-            edge_scale=self.edge_scale(obs.clock_ghz) * obs.edge_factor,
+            edge_scale=self.edge_scale(obs.clock_ghz) * obs.factor(self.devices[0]),
         )
 
+    @property
+    def devices(self) -> tuple[str, str]:
+        edge, cloud = self.inputs.devices
+        return edge, cloud
+
     def _inputs(self, obs: Observation) -> TwoTierInputs:
-        if obs.cloud_factor == 1.0:
+        cloud = obs.factor(self.devices[1])
+        if cloud == 1.0:
             return self.inputs
-        return replace(self.inputs, cloud_seconds=self.inputs.cloud_seconds * obs.cloud_factor)
+        return replace(self.inputs, cloud_seconds=self.inputs.cloud_seconds * cloud)
 
     def __call__(self, obs: Observation) -> Plan:
         s = self.settings
@@ -99,6 +115,58 @@ class TwoTierPlanner:
             weight=s.weight,
             objective=s.objective,
             strategy=s.strategy,
-            edge_scale=self.edge_scale(obs.clock_ghz) * obs.edge_factor,
+            edge_scale=self.edge_scale(obs.clock_ghz) * obs.factor(self.devices[0]),
             tradeoff=s.tradeoff,
         )
+
+
+class RegistryPlanner:
+    """``Observation -> Plan`` by a registry solver over ``problem`` (any number of devices).
+
+    Per observation: every link in ``obs.links`` (``a|b`` -> Mbit/s) gets that bandwidth
+    (its RTT stays the problem's); every device's seconds row is multiplied by its
+    measured factor; with ``ref_ghz`` the source device's row is stretched by
+    ``ref_ghz / obs.clock_ghz`` (eq. 4.1 with exponent −1, as :class:`TwoTierPlanner`).
+    Then :func:`edgesplit.plan.registry.solve` runs ``algorithm`` with ``opts``.
+    ``codecs``, when given, is the codec hook: a callable ``(problem, plan) -> {link key:
+    codec}`` whose answer the plan carries in ``meta["codecs"]`` (the engine's codec per
+    link). Cost per call: the solver's.
+    """
+
+    def __init__(
+        self,
+        problem: Problem,
+        algorithm: str = "exhaustive",
+        *,
+        ref_ghz: float | None = None,
+        codecs: Callable[[Problem, Plan], dict[str, str]] | None = None,
+        **opts: Any,
+    ) -> None:
+        from edgesplit.plan.registry import get_solver
+
+        get_solver(algorithm)  # an unknown name fails now, not at the first re-plan
+        self.problem, self.algorithm, self.ref_ghz = problem, algorithm, ref_ghz
+        self.codecs, self.opts = codecs, opts
+
+    def problem_for(self, obs: Observation) -> Problem:
+        p = self.problem
+        for key, mbit in sorted(obs.links.items()):
+            a, _, b = key.partition("|")
+            if a not in p.devices or b not in p.devices:
+                continue
+            i, j = p.device_index(a), p.device_index(b)
+            old = p.link(i, j)
+            p = p.with_link(i, j, bandwidth_bps=mbit * 1e6, rtt_s=old.rtt if old else obs.rtt_s)
+        scale = np.array([obs.factor(d) for d in p.devices], dtype=float)
+        if self.ref_ghz is not None:
+            scale[p.source] *= max(1.0, self.ref_ghz / obs.clock_ghz)
+        return p.with_seconds(p.seconds * scale[:, None])
+
+    def __call__(self, obs: Observation) -> Plan:
+        from edgesplit.plan.registry import solve
+
+        problem = self.problem_for(obs)
+        plan = solve(problem, self.algorithm, **self.opts)
+        if self.codecs is None:
+            return plan
+        return replace(plan, meta={**plan.meta, "codecs": self.codecs(problem, plan)})

@@ -4,12 +4,14 @@ The thesis triggers a new prediction "time triggered, e.g. every two minutes ...
 on a threshold ... when the bandwidth or clock speed changed drastically". This module is
 the decision only (nano-vllm's scheduler role): given the live observation it says
 whether to re-plan and keeps the current :class:`~edgesplit.plan.types.Plan`. The planner
-is any callable ``Observation -> Plan`` (the planning issue's predictors and weighted
-trade-off, see :mod:`edgesplit.runtime.planning`); the agent executes.
+is any callable ``Observation -> Plan`` handed in by the front end (a two-tier Luger
+planner, or any solver of :mod:`edgesplit.plan.registry` over a multi-device problem,
+see :mod:`edgesplit.runtime.planning`); the engine executes.
 
 Re-plan when (a) no plan exists, (b) ``interval_s`` has passed since the last plan, or
-(c) bandwidth, RTT, clock or the measured compute speed of either side moved by more
-than ``threshold`` (relative) from the values the current plan was made for. RTT changes below ``rtt_floor_s`` are ignored, so jitter
+(c) the bandwidth of any link, the RTT, the clock or the measured compute speed of any
+device moved by more than ``threshold`` (relative) from the values the current plan was
+made for. RTT changes below ``rtt_floor_s`` are ignored, so jitter
 on a near-zero RTT does not cause churn.
 
 A switch is atomic: :meth:`Rescheduler.plan_for_request` returns one plan object per
@@ -22,8 +24,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from edgesplit.errors import InputError
 from edgesplit.plan.types import Plan
@@ -31,15 +33,23 @@ from edgesplit.plan.types import Plan
 
 @dataclass(frozen=True)
 class Observation:
-    """What the agent believes now: bandwidth (Mbit/s), RTT (s), edge clock (GHz), and
-    how much slower than profiled the edge and cloud parts ran lately (measured/predicted,
-    see :class:`~edgesplit.runtime.conditions.ComputeMonitor`)."""
+    """What the device believes now.
+
+    ``bandwidth_mbit`` and ``rtt_s``: its first link (Mbit/s, s); ``clock_ghz``: its clock;
+    ``factors``: per device, how much slower than profiled its parts ran lately
+    (measured/predicted, :class:`~edgesplit.runtime.conditions.ComputeMonitor`);
+    ``links``: per link key (``edgesplit.runtime.engine.link_key``), the measured or
+    sensed bandwidth in Mbit/s, for planners of more than two devices.
+    """
 
     bandwidth_mbit: float
     rtt_s: float
     clock_ghz: float
-    edge_factor: float = 1.0
-    cloud_factor: float = 1.0
+    factors: Mapping[str, float] = field(default_factory=dict)
+    links: Mapping[str, float] = field(default_factory=dict)
+
+    def factor(self, device: str) -> float:
+        return float(self.factors.get(device, 1.0))
 
 
 Planner = Callable[[Observation], Plan]
@@ -93,10 +103,13 @@ class Rescheduler:
             return f"bandwidth {b.bandwidth_mbit:.2f}->{obs.bandwidth_mbit:.2f} Mbit/s"
         if _moved(obs.clock_ghz, b.clock_ghz, self.threshold):
             return f"clock {b.clock_ghz:.2f}->{obs.clock_ghz:.2f} GHz"
-        if _moved(obs.edge_factor, b.edge_factor, self.threshold):
-            return f"edge speed x{b.edge_factor:.2f}->x{obs.edge_factor:.2f}"
-        if _moved(obs.cloud_factor, b.cloud_factor, self.threshold):
-            return f"cloud speed x{b.cloud_factor:.2f}->x{obs.cloud_factor:.2f}"
+        for key in sorted(set(obs.links) | set(b.links)):
+            new, old = obs.links.get(key, 0.0), b.links.get(key, 0.0)
+            if _moved(new, old, self.threshold):
+                return f"bandwidth {key} {old:.2f}->{new:.2f} Mbit/s"
+        for dev in sorted(set(obs.factors) | set(b.factors)):
+            if _moved(obs.factor(dev), b.factor(dev), self.threshold):
+                return f"{dev} speed x{b.factor(dev):.2f}->x{obs.factor(dev):.2f}"
         if abs(obs.rtt_s - b.rtt_s) > self.rtt_floor_s and _moved(
             obs.rtt_s, b.rtt_s, self.threshold
         ):

@@ -228,3 +228,21 @@ def in_process(
     )
     transport.closer = lambda: client.__exit__(None, None, None)
     return transport
+
+
+def http_client(token: str | None = None, timeout_s: float = 30.0) -> httpx.Client:
+    """One persistent httpx client carrying the token (a hop's and its probe's)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(timeout=timeout_s, headers=headers)
+
+
+def probe_rtt(client: httpx.Client, url: str) -> float:
+    """Round-trip seconds of ``GET /healthz`` (the thesis' ping); TransportError if down."""
+    t0 = time.perf_counter()
+    try:
+        resp = client.get(f"{url.rstrip('/')}/healthz", timeout=5.0)
+    except httpx.HTTPError as err:
+        raise TransportError(f"/healthz failed: {type(err).__name__}: {err}") from None
+    if resp.status_code != 200:
+        raise ServerRejected(resp.status_code, "health probe failed")
+    return time.perf_counter() - t0
