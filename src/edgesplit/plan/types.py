@@ -61,7 +61,7 @@ class Plan:
                     f"plan assigns node {i} to device {d}; it has devices 0..{len(self.devices) - 1}"
                 )
         if self.schedule is not None:
-            spec = _valid(ScheduleSpec, self.schedule, "schedule")
+            spec = check_spec(ScheduleSpec, self.schedule, "schedule")
             if spec.server not in self.devices:
                 raise InputError(
                     f"schedule.server {spec.server!r} is not a plan device "
@@ -70,7 +70,7 @@ class Plan:
             object.__setattr__(self, "schedule", spec.model_dump(mode="json"))
         if self.exits is not None:
             object.__setattr__(
-                self, "exits", _valid(ExitSpec, self.exits, "exits").model_dump(mode="json")
+                self, "exits", check_spec(ExitSpec, self.exits, "exits").model_dump(mode="json")
             )
 
     @classmethod
@@ -210,7 +210,7 @@ class ExitSpec(BaseModel):
         return self
 
 
-def _valid(kind: type[BaseModel], doc: Any, where: str) -> Any:
+def check_spec(kind: type[BaseModel], doc: Any, where: str) -> Any:
     """``doc`` checked as ``kind``; InputError naming the field on a bad value."""
     if isinstance(doc, kind):
         return doc

@@ -42,6 +42,9 @@ from edgesplit.graph.partition import Part, SplitModel, part_order, partition
 
 #: The device name of model inputs and final outputs: the one the run starts on.
 ORIGIN = -1
+#: The device of nodes a plan does not compute (past an early exit): their stages are
+#: dropped, and the model outputs they would make are not among the plan's outputs.
+SKIP = "~skip"
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,16 @@ class Stages:
     assignment: tuple[int, ...]
     stages: tuple[Stage, ...]
     split: SplitModel
+    #: The model outputs made when nodes are skipped (empty: all of the graph's).
+    kept_outputs: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.stages)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The model outputs this plan makes (all of the graph's unless nodes are skipped)."""
+        return self.kept_outputs or self.graph.output_names
 
     def __getitem__(self, i: int) -> Stage:
         return self.stages[i]
@@ -175,7 +185,47 @@ def build_stages(graph: Graph, devices: Sequence[str], assignment: Sequence[int]
         )
         for part in split.parts
     )
+    if SKIP in devices:
+        return _without_skipped(graph, tuple(devices), tuple(assignment), stages, split)
     return Stages(graph, tuple(devices), tuple(assignment), stages, split)
+
+
+def _without_skipped(
+    graph: Graph,
+    devices: tuple[str, ...],
+    assignment: tuple[int, ...],
+    stages: tuple[Stage, ...],
+    split: SplitModel,
+) -> Stages:
+    """The stages not on :data:`SKIP`, renumbered in order (an early exit's chain).
+
+    Kept stages never read a skipped one's outputs (:mod:`edgesplit.runtime.exits` skips
+    only nodes no kept node depends on), so dropping them keeps a valid order.
+    """
+    kept = [st for st in stages if st.device != SKIP]
+    new = {st.index: j for j, st in enumerate(kept)}
+    made = {n for st in kept for n in st.outputs}
+    for st in kept:
+        missing = [n for n in st.inputs if n not in made and n not in graph.input_names]
+        if missing:
+            raise InputError(
+                f"stage on {st.device!r} reads {missing[0]!r}, made by a skipped node; "
+                f"skip ({SKIP!r}) only nodes that no computed node depends on"
+            )
+    renumbered = tuple(
+        Stage(
+            index=new[st.index],
+            device=st.device,
+            part=st.part,
+            readers={
+                n: tuple(new.get(r, r) for r in rs if r in new or r == ORIGIN)
+                for n, rs in st.readers.items()
+            },
+        )
+        for st in kept
+    )
+    outputs = tuple(n for n in graph.output_names if n in made)
+    return Stages(graph, devices, assignment, renumbered, split, outputs)
 
 
 def input_spec(graph: Graph) -> str:
