@@ -162,19 +162,26 @@ def run(
     interval: float | None = typer.Option(None, help="also re-plan every this many seconds"),
     threshold: float = typer.Option(0.2, help="re-plan on this relative change"),
     retries: int = typer.Option(2, help="retries per request before the local fallback"),
+    no_failover: bool = typer.Option(
+        False, "--no-failover", help="stop the run when the cloud fails (default: finish locally)"
+    ),
     timeout: float = typer.Option(10.0, help="seconds per request"),
     check: bool = typer.Option(False, help="compare every result with local inference"),
     calibrate: bool = typer.Option(
         True, help="feed measured edge/cloud compute times back into the predictions"
     ),
-    layers: bool = typer.Option(False, help="per-layer edge and cloud times as CSV rows"),
+    layers: bool = typer.Option(False, help="per-stage compute times as extra CSV rows"),
     csv_path: Path = typer.Option(Path("results/run/requests.csv"), "--csv", help="CSV out"),
     jsonl_path: Path | None = typer.Option(None, "--jsonl", help="JSON lines out"),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Run the edge agent: head here, tail on the cloud, one CSV row per request."""
+    """Run a two-tier split on the engine: head here, tail on the cloud, one CSV row per request.
+
+    The split is re-planned (Luger Algorithm 1) when bandwidth, RTT, clock or measured
+    compute move by --threshold, or every --interval seconds.
+    """
     from edgesplit.runtime.conditions import ConditionSchedule
-    from edgesplit.runtime.loop import RunOptions, run_agent
+    from edgesplit.runtime.loop import RunOptions, run_split
     from edgesplit.units import parse_bandwidth, parse_duration, parse_frequency
 
     if requests is None and duration is None:
@@ -208,6 +215,7 @@ def run(
         check=check,
         node_times=layers,
         calibrate=calibrate,
+        failover=not no_failover,
     )
     table = Table(title=f"edgesplit run {model}")
     for col in (
@@ -223,7 +231,7 @@ def run(
         "note",
     ):
         table.add_column(col, justify="right")
-    result = run_agent(opts, requests=requests, duration_s=duration)
+    result = run_split(opts, requests=requests, duration_s=duration)
     result.recorder.layer_rows = layers
     result.recorder.save(csv_path, jsonl_path)
     summary = result.summary()
@@ -234,7 +242,8 @@ def run(
         table.add_row(*_row(m))
     console.print(table)
     console.print(
-        f"{summary['requests']} requests, {summary['fallbacks']} local fallbacks, "
+        f"{summary['requests']} requests, {summary['fallbacks']} local fallbacks "
+        f"(failover), {summary['retries']} retries, "
         f"{summary['replans']} re-plans, clock method {summary['clock_method']}; "
         f"CSV {csv_path}"
     )
