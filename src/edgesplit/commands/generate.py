@@ -3,11 +3,15 @@
 Each part keeps the KV cache of its own blocks (:mod:`edgesplit.graph.decoder`); per decoded
 token only the new token's hidden state crosses each cut. The command prints one record per
 token (the token, seconds per part, bytes per cut) and checks the tokens against the unsplit
-model's greedy tokens. Torch and transformers are imported inside the command only.
+model's greedy tokens. With ``--topology`` the parts run on the topology's servers as decode
+sessions (:mod:`edgesplit.runtime.decode`), relayed device → edge → cloud where the
+topology links them, with failover on unless ``--no-failover``. Torch and transformers are
+imported inside the command only.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -22,6 +26,7 @@ from edgesplit.commands.common import (
     TrustOpt,
     WeightsOpt,
     console,
+    err_console,
     model_request,
     print_json,
 )
@@ -160,6 +165,21 @@ def generate(
     weights: str | None = WeightsOpt,
     model_config: list[str] | None = ModelConfigOpt,
     trust_model_code: bool = TrustOpt,
+    topology: Path | None = typer.Option(
+        None,
+        "--topology",
+        help="run part i on tier i of this topology's servers (decode sessions); "
+        "tiers: --tiers, else the topology's devices in order",
+    ),
+    check: bool = typer.Option(
+        False, "--check", help="with --topology: compare the tokens with the unsplit model's"
+    ),
+    token: str | None = typer.Option(
+        None, "--token", envvar="EDGESPLIT_TOKEN", help="bearer token of the servers"
+    ),
+    no_failover: bool = typer.Option(
+        False, "--no-failover", help="with --topology: stop when a tier fails (default: rebuild)"
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Split a GPT-2 / LLaMA model at block boundaries and generate greedily.
@@ -167,6 +187,7 @@ def generate(
     Part 0 holds the embeddings, the last part the final norm and LM head;
     each part keeps the KV cache of its own blocks. Prints per-token records
     and checks tokens and logits against the unsplit model's greedy run.
+    With --topology the parts run on the topology's `edgesplit serve` tiers.
 
     Example: edgesplit generate hf:GPT2LMHeadModel --cuts 4,8 --tokens 32
     """
@@ -207,6 +228,15 @@ def generate(
                 f"--tiers names {len(names)} tiers, but the cuts make {len(split.parts)} parts"
             )
     ids = _prompt(example_inputs, shape, prompt_len, explicit)
+    if topology is not None:
+        if save_plan:
+            raise InputError("--save-plan measures the parts in-process; drop --topology")
+        tier_names = names if (tiers or saved) else None
+        _across(
+            module, model, split.cuts, ids, n_tokens, topology, tier_names, token, check,
+            not no_failover, as_json,
+        )  # fmt: skip
+        return
 
     gen = split.generate(ids, n_tokens)
     ref = unsplit_generate(module, ids, n_tokens)
@@ -260,6 +290,117 @@ def generate(
             console.print(f"wrote {save_plan}")
     if not tokens_equal:
         raise typer.Exit(1)
+
+
+def _across(
+    module: Any,
+    model: str,
+    cuts: tuple[int, ...],
+    ids: torch.Tensor,
+    n_tokens: int,
+    path: Path,
+    names: list[str] | None,
+    token: str | None,
+    check: bool,
+    failover: bool,
+    as_json: bool,
+) -> None:
+    """Generate with part i on tier i of the topology (:class:`DecodeClient`)."""
+    import torch
+
+    from edgesplit.errors import TransportError
+    from edgesplit.graph.decoder import unsplit_generate
+    from edgesplit.runtime.decode import DecodeClient, Tier
+    from edgesplit.system.topology import load_topology
+
+    topo = load_topology(path)
+    parts = len(cuts) + 1
+    if names is None:
+        if len(topo.devices) != parts:
+            raise InputError(
+                f"the cuts make {parts} parts but topology file {str(path)!r} has "
+                f"{len(topo.devices)} devices; name the tiers in order with --tiers"
+            )
+        names = list(topo.names)
+    devices = [topo.device(n) for n in names]  # an unknown name is one line naming it
+    tiers = [Tier(d.name, None if d.local else d.url) for d in devices]
+    relay = {frozenset((link.a, link.b)) for link in topo.links}
+    client = DecodeClient(
+        module, model, cuts, tiers, token=token, relay=relay, failover=failover, here=topo.local
+    )
+    try:
+        run = client.generate(ids, n_tokens)
+    except TransportError as err:
+        # A tier failing (with --no-failover) is not bad input: one line, exit 1.
+        err_console.print("error: " + " ".join(str(err).split()), markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        client.close()
+    for r in run.records:
+        if r.rebuilt:
+            err_console.print(
+                f"warning: tier {r.failed_device} failed at step {r.step}; sessions rebuilt "
+                f"({', '.join(r.where)}), {r.replayed_steps} steps replayed",
+                markup=False,
+                highlight=False,
+            )
+    decode = run.records[1:]
+    per_token = sum(r.seconds for r in decode) / max(len(decode), 1)
+    link_bytes: dict[str, list[int]] = {}
+    for r in decode:
+        for hop in r.links:
+            link_bytes.setdefault(f"{hop['src']}->{hop['dst']}", []).append(hop["sent_bytes"])
+    doc: dict[str, Any] = {
+        "model": model,
+        "cuts": list(cuts),
+        "topology": str(path),
+        "tiers": [
+            {"name": t.name, "url": t.url or "local", "blocks": [lo, hi]}
+            for t, lo, hi in zip(tiers, (0, *cuts), (*cuts, client.shape.layers))
+        ],
+        "prompt_len": ids.shape[1],
+        "batch": ids.shape[0],
+        "tokens": n_tokens,
+        "generated": run.tokens.tolist(),
+        "records": [r.as_dict() for r in run.records],
+        "seconds_per_token": per_token,
+        "bytes_per_token_per_link": {k: max(v) for k, v in link_bytes.items()},
+        "rebuilt_steps": [r.step for r in run.records if r.rebuilt],
+    }
+    equal = True
+    if check:
+        ref = unsplit_generate(module, ids, n_tokens)
+        equal = torch.equal(run.tokens, ref.tokens)
+        doc["tokens_equal_unsplit"] = equal
+    if as_json:
+        print_json(doc)
+    else:
+        _print_across(run.records)
+        hops = ", ".join(f"{k} {v} B" for k, v in doc["bytes_per_token_per_link"].items())
+        verdict = "" if not check else f"; tokens equal unsplit greedy: {'yes' if equal else 'NO'}"
+        console.print(f"decode: {per_token * 1e3:.2f} ms/token; per token {hops or '-'}{verdict}")
+    if not equal:
+        raise typer.Exit(1)
+
+
+def _print_across(records: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title="per-token records across tiers (step 0 is the prefill)")
+    for col in ("step", "pos", "token", "where", "bytes sent per link", "total s", "note"):
+        table.add_column(col, justify="right")
+    for r in records:
+        note = f"rebuilt after {r.failed_device} failed" if r.rebuilt else ""
+        table.add_row(
+            str(r.step),
+            str(r.position),
+            ",".join(map(str, r.tokens)),
+            ",".join(r.where),
+            ",".join(f"{h['src']}->{h['dst']} {h['sent_bytes']}" for h in r.links) or "-",
+            f"{r.seconds:.5f}",
+            note,
+        )
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:

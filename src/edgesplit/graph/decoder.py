@@ -445,6 +445,21 @@ def unsplit_generate(
     return _greedy(step, input_ids, tokens, on_step)
 
 
+def decoder_part(model: nn.Module, cuts: Sequence[float], index: int) -> DecoderPart:
+    """Part ``index`` alone of ``model`` cut at ``cuts``, with an empty cache of its own.
+
+    A tier of a decode session (:mod:`edgesplit.runtime.decode_sessions`) builds only its
+    part; parts of one model share its weights, never their caches.
+    """
+    layers = describe(model).layers
+    bounds = (0, *check_cuts(cuts, layers), layers)
+    n = len(bounds) - 1
+    if not 0 <= index < n:
+        raise InputError(f"part {index} is not in a {n}-part split; parts are 0..{n - 1}")
+    lo, hi = bounds[index], bounds[index + 1]
+    return DecoderPart(_layout(model.eval()), index, lo, hi, first=index == 0, last=index == n - 1)
+
+
 def split_decoder(model: nn.Module, cuts: Sequence[float]) -> DecoderSplit:
     """Cut a GPT-2 or LLaMA model before blocks ``cuts`` (e.g. ``[4, 8]``: three parts)."""
     return DecoderSplit(model, cuts)

@@ -55,7 +55,7 @@ from edgesplit.errors import (
     UnknownModelError,
 )
 from edgesplit.models import ModelRequest
-from edgesplit.runtime import engine, fastwire, wire
+from edgesplit.runtime import decode_sessions, engine, fastwire, wire
 from edgesplit.runtime.emulation import Emulation
 from edgesplit.runtime.shapes import INPUT_SHAPES
 from edgesplit.runtime.store import ModelStore
@@ -76,6 +76,7 @@ class ServerConfig:
     token: str | None = None
     topology: Any = None  # edgesplit.system.topology.Topology: this server's next hops
     name: str | None = None  # the topology device this server is (serve --as)
+    decode: Any = None  # decode_sessions.SessionLimits (serve --decode-*); None: defaults
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -365,6 +366,7 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     fastwire.mount(app, store, config, limiter, state, metrics)
+    decode_sessions.mount(app, store, config, limiter)
     app.state.store = store
     app.state.config = config
     return app

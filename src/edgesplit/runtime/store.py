@@ -199,6 +199,10 @@ class ModelStore:
                 self._plan_parts[key] = seg
         return seg
 
+    def module(self, name: str) -> Any:
+        """The served model's own ``nn.Module`` (decode sessions run its blocks directly)."""
+        return self._sources[self.model(name).name][0]
+
     def fingerprint(self, name: str) -> dict[str, str]:
         """The served model's fingerprint (:func:`~edgesplit.runtime.stages.fingerprint`), once."""
         graph = self.model(name).graph
