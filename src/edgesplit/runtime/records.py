@@ -5,14 +5,19 @@ A record (plain JSON) holds:
 ``id``, ``total_s``
     the request's number and its end-to-end seconds on the device the run started on;
 ``stages``
-    per stage: ``stage``, ``device`` and ``compute_s``, measured by the machine that ran it;
+    per stage: ``stage``, ``device`` and ``compute_s``, measured by the machine that ran it
+    (stretched by the device's emulated clock), and ``wait_s``, the queueing for the
+    device's compute slot when requests are pipelined;
 ``hops``
     per message pair sender → receiver (``src``, ``dst``, ``codec``): tensors and bytes
     each way before (``*_raw_bytes``: the tensors' own bytes) and after the codec
     (``*_wire_bytes``: the body), ``encode_s`` and ``decode_s`` (both ends summed, each
     end's own clock), ``round_trip_s`` (sender), ``remote_s`` (the receiver's reported
     processing seconds) and ``transfer_s = round_trip_s − remote_s`` — one clock per
-    difference, machines' clocks are never compared;
+    difference, machines' clocks are never compared; ``shaped`` (a direction was paced by
+    a topology link with ``shaping: true``), ``paced_out_s`` and ``paced_back_s`` (the
+    seconds each direction was held on its link's token bucket, queueing included; null
+    when not shaped; see :mod:`edgesplit.runtime.emulation`);
 ``failover``, ``failed_device``, ``failover_stage``
     whether the request finished on the device the run started on because a tier failed
     (or offloading was paused after one did), the device that failed, and the stage from
@@ -48,6 +53,9 @@ HOP_FIELDS = (
     "round_trip_s",
     "remote_s",
     "transfer_s",
+    "shaped",
+    "paced_out_s",
+    "paced_back_s",
 )
 
 
@@ -58,7 +66,7 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         row[f"stage{st['stage']}_{st['device']}_compute_s"] = st["compute_s"]
     for j, hop in enumerate(record.get("hops", [])):
         for key in HOP_FIELDS:
-            row[f"hop{j}_{hop['src']}>{hop['dst']}_{key}"] = hop[key]
+            row[f"hop{j}_{hop['src']}>{hop['dst']}_{key}"] = hop.get(key)
     check = record.get("check")
     if check:
         row.update({f"check_{k}": v for k, v in check.items()})
