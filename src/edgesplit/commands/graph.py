@@ -235,6 +235,9 @@ def profile(
     threads: int | None = typer.Option(
         None, "--threads", help="torch threads to time on [default: torch's count on this host]"
     ),
+    codecs: bool = typer.Option(
+        False, "--codecs", help="also record each wire codec's cost on this host (plan --codec)"
+    ),
     weights: str | None = WeightsOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -252,7 +255,9 @@ def profile(
     graph, module, ex = load_graph(request, granularity)
     x = flat_inputs(module, graph, ex.args, ex.kwargs)
     n_threads = torch.get_num_threads() if threads is None else threads
-    prof = profile_graph(graph, x, threads=n_threads, repeats=repeats, warmup=warmup, device=device)
+    prof = profile_graph(
+        graph, x, threads=n_threads, repeats=repeats, warmup=warmup, device=device, codecs=codecs
+    )
     prof = prof.model_copy(update={"model_options": request.describe(ex)})
     prof.save(output)
     summary = {

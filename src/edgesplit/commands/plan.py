@@ -160,6 +160,12 @@ def plan(
         "", "--algorithm", help="solver for more than 2 devices (see registry); 2: two-tier"
     ),
     output: str | None = typer.Option(None, "-o", "--output", help="write the chosen plan JSON"),
+    codec: str = typer.Option(
+        "none",
+        "--codec",
+        help="wire codec on every link (none|zstd|fp16|bf16|int8), or chosen with the split: "
+        "auto (any the link allows, lossy too) or auto-lossless (none or zstd)",
+    ),
     inputs: list[str] | None = InputOpt,
     input_shape: str | None = InputShapeOpt,
     example: str | None = ExampleOpt,
@@ -179,8 +185,14 @@ def plan(
         raise InputError(f"--objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
     if not 0.0 <= weight <= 1.0:
         raise InputError(f"--weight must lie in [0, 1], not {weight}")
+    from edgesplit.plan.codec_choice import CHOICES
+
+    if codec not in CHOICES:
+        raise InputError(f"--codec must be one of {', '.join(CHOICES)}, not {codec!r}")
     request = model_request(model, inputs, input_shape, example, weights, model_config)
-    graph, _, example_inputs = load_graph(request, granularity)
+    graph, module, example_inputs = load_graph(request, granularity)
+    ex = example_inputs
+    doc: dict[str, Any]
     if system is not None:
         from edgesplit.system import load_system
 
@@ -199,11 +211,18 @@ def plan(
             graph, edge_profile, cloud_profile, cloud_speedup, bandwidth, rtt, clock,
             profile_clock, strategy, edge_power, objective, weight, calibrate,
         )  # fmt: skip
+        problem = _all_codecs_allowed(problem)
     two_tier = problem.n_devices == 2 and problem.source == 0 and algorithm in ("", "two-tier")
-    if two_tier:
+    if codec != "none":
+        record = _codec_record(edge_profile if system is None else None, graph, module, ex)
+        result, chosen, doc = _plan_with_codecs(
+            problem, record, codec, two_tier, algorithm, tradeoff
+        )
+        doc.update(strategy=strategy, objective=objective)
+    elif two_tier:
         result = analyse(problem, tradeoff)
         chosen = result.chosen
-        doc: dict[str, Any] = {**result.to_dict(), "strategy": strategy, "objective": objective}
+        doc = {**result.to_dict(), "strategy": strategy, "objective": objective}
     else:
         chosen = solve(problem, algorithm or "exhaustive")
         doc = {"model": graph.name, "devices": list(problem.devices), "chosen": chosen.to_dict()}
@@ -215,6 +234,8 @@ def plan(
         print_json(doc)
     elif two_tier:
         _print_table(result)
+        if codec != "none":
+            console.print(_codec_line(chosen))
     else:
         p = chosen.predicted
         console.print(
@@ -223,6 +244,72 @@ def plan(
         )
         for d in problem.devices:
             console.print(f"  {d}: {len(chosen.nodes_on(d))} nodes")
+        if codec != "none":
+            console.print(_codec_line(chosen))
+
+
+def _all_codecs_allowed(problem: Any) -> Any:
+    """Flags name no link file: every codec is allowed on the link they describe."""
+    from dataclasses import replace
+
+    from edgesplit.system.link import CODECS
+
+    links = {k: v.model_copy(update={"codecs": CODECS}) for k, v in problem.links.items()}
+    return replace(problem, links=links)
+
+
+def _codec_record(profile: str | None, graph: Any, module: Any, ex: Any) -> Any:
+    """The codec costs the edge profile recorded (``profile --codecs``), else measured now."""
+    from edgesplit.graph.trace import flat_inputs
+    from edgesplit.predict.codec_costs import measure_graph_codecs
+    from edgesplit.predict.profile import load_profile
+
+    if profile is not None:
+        recorded = load_profile(profile, model=graph.name).codecs
+        if recorded is not None:
+            return recorded
+    return measure_graph_codecs(graph, flat_inputs(module, graph, ex.args, ex.kwargs))
+
+
+def _plan_with_codecs(
+    problem: Any, record: Any, choice: str, two_tier: bool, algorithm: str, tradeoff: str
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The plan and its codecs chosen together (:mod:`edgesplit.plan.codec_choice`)."""
+    from dataclasses import replace
+
+    from edgesplit.plan import codec_choice as cc
+    from edgesplit.plan.planner import analyse, plan_from_table
+
+    model = cc.CodecModel.from_record(record, problem)
+    if not two_tier:
+        chosen, _ = cc.solve_with_codecs(problem, algorithm or "exhaustive", model, choice)
+        doc = {"model": problem.graph.name, "devices": list(problem.devices)}
+        return None, chosen, {**doc, "chosen": chosen.to_dict()}
+    codec, cut, tables = cc.choose_two_tier(problem, model, choice, tradeoff)
+    result = analyse(problem, tradeoff, table=tables[codec])
+    plan = plan_from_table(
+        tables[codec], cut, algorithm="two-tier", objective=problem.objective,
+        meta=result.chosen.meta,
+    )  # fmt: skip
+    meta = {
+        **plan.meta,
+        "codec_choice": choice,
+        "codecs": cc.codecs_meta(problem, plan.assignment, dict.fromkeys(problem.links, codec)),
+    }
+    chosen = replace(plan, meta=meta)
+    result = replace(result, chosen=chosen)
+    best = {
+        c: {"cut": (k := int(t.latency_s.argmin())), "latency_s": float(t.latency_s[k])}
+        for c, t in tables.items()
+    }
+    return result, chosen, {**result.to_dict(), "codec": codec, "best_by_codec": best}
+
+
+def _codec_line(plan: Any) -> str:
+    chosen = plan.meta.get("codecs") or {}
+    links = ", ".join(f"{k.replace('|', '–')}: {c}" for k, c in chosen.items()) or "none"
+    secs = plan.predicted.get("codec_s", 0.0) * 1e3
+    return f"codecs ({plan.meta.get('codec_choice')}): {links}; codec time {secs:.2f} ms"
 
 
 def fit_predictor(

@@ -63,6 +63,8 @@ def plan_from_table(
         f"compute_s:{edge}": row["edge_s"],
         f"compute_s:{cloud}": row["cloud_s"],
     }
+    if "codec_s" in row:
+        predicted["codec_s"] = row["codec_s"]
     return Plan.two_tier(
         c.model,
         algorithm,
@@ -145,9 +147,14 @@ class TwoTierResult:
         }
 
 
-def analyse(problem: Problem, tradeoff: str = "luger") -> TwoTierResult:
-    """The candidate table of a two-device problem and every choice over it."""
-    c = problem_table(problem)
+def analyse(
+    problem: Problem, tradeoff: str = "luger", table: Candidates | None = None
+) -> TwoTierResult:
+    """The candidate table of a two-device problem and every choice over it.
+
+    ``table`` is the problem's table under a wire codec (:mod:`edgesplit.plan.codec_choice`).
+    """
+    c = problem_table(problem) if table is None else table
     cut = choose(c, problem.objective, problem.weight, tradeoff)
     meta = {"weight": problem.weight, "tradeoff": tradeoff, **problem.meta}
     chosen = plan_from_table(c, cut, algorithm="two-tier", objective=problem.objective, meta=meta)

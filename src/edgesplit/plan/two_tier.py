@@ -59,7 +59,9 @@ class TwoTierInputs:
         edge_seconds: Sequence[float],
         cloud_seconds: Sequence[float],
         devices: tuple[str, str] = ("edge", "cloud"),
+        tensor_bytes: Sequence[float] | None = None,
     ) -> TwoTierInputs:
+        """``tensor_bytes`` replaces each tensor's ``nbytes`` (bytes after a wire codec)."""
         n = len(graph.nodes)
         if len(edge_seconds) != n or len(cloud_seconds) != n:
             raise InputError(
@@ -70,16 +72,17 @@ class TwoTierInputs:
         # Difference arrays: a tensor produced at p and last read at m crosses cuts p+1..m.
         up = np.zeros(n + 2)
         down = np.zeros(n + 2)
-        for t in graph.tensors:
+        sizes = [t.nbytes for t in graph.tensors] if tensor_bytes is None else tensor_bytes
+        for t, size in zip(graph.tensors, sizes, strict=True):
             p = -1 if t.producer is None else pos[t.producer]
             if t.consumers:
                 m = max(pos[c] for c in t.consumers)
                 if m > p:
-                    up[p + 1] += t.nbytes
-                    up[m + 1] -= t.nbytes
+                    up[p + 1] += size
+                    up[m + 1] -= size
             if t.is_output and p >= 0:
-                down[0] += t.nbytes
-                down[p + 1] -= t.nbytes
+                down[0] += size
+                down[p + 1] -= size
         return cls(
             model=graph.name,
             devices=devices,
@@ -124,12 +127,15 @@ class Candidates:
     energy_j: np.ndarray
     bytes: np.ndarray
     feasible: np.ndarray
+    codec_s: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.latency_s)
 
     def row(self, k: int) -> dict[str, float]:
+        codec = {} if self.codec_s is None else {"codec_s": float(self.codec_s[k])}
         return {
+            **codec,
             "cut": k,
             "edge_s": float(self.edge_s[k]),
             "comm_s": float(self.comm_s[k]),
@@ -158,8 +164,12 @@ def candidate_table(
     edge_scale: float = 1.0,
     edge_memory: float | None = None,
     cloud_memory: float | None = None,
+    codec_s: np.ndarray | None = None,
 ) -> Candidates:
     """The full table in O(n). ``edge_scale`` multiplies edge seconds (e.g. a clock ratio).
+
+    ``codec_s[k]``, a wire codec's encode and decode seconds at cut ``k``
+    (:mod:`edgesplit.plan.codec_choice`), is part of the communication time.
 
     A cut is infeasible when the nodes on a side (parameters + outputs) exceed that side's
     memory; the choices in :mod:`.tradeoff` skip infeasible rows.
@@ -180,6 +190,8 @@ def candidate_table(
         up * 8.0 / bandwidth_bps + rtt_s / 2.0 + down * 8.0 / bandwidth_bps + rtt_s / 2.0,
         0.0,
     )
+    if codec_s is not None:
+        comm = comm + np.where(up > 0, codec_s, 0.0)
     latency = edge + comm + cloud
     cost = edge * edge_price_per_s + cloud * cloud_price_per_s
     energy = edge_busy_w * edge + edge_idle_w * (latency - edge) + cloud_busy_w * cloud
@@ -203,10 +215,13 @@ def candidate_table(
         energy_j=energy,
         bytes=up,
         feasible=feasible,
+        codec_s=None if codec_s is None else np.where(up > 0, codec_s, 0.0),
     )
 
 
-def problem_table(problem: Problem, inputs: TwoTierInputs | None = None) -> Candidates:
+def problem_table(
+    problem: Problem, inputs: TwoTierInputs | None = None, codec_s: np.ndarray | None = None
+) -> Candidates:
     """The candidate table of a two-device :class:`Problem` (source = device 0)."""
     inputs = inputs or TwoTierInputs.from_problem(problem)
     link = problem.link(0, 1)
@@ -224,4 +239,5 @@ def problem_table(problem: Problem, inputs: TwoTierInputs | None = None) -> Cand
         cloud_busy_w=cloud_pm.watts(problem.busy_utilisation[1]) if cloud_pm else 0.0,
         edge_memory=problem.memory_bytes[0],
         cloud_memory=problem.memory_bytes[1],
+        codec_s=codec_s,
     )

@@ -49,6 +49,7 @@ from edgesplit.errors import InputError, ProfileError
 from edgesplit.graph.partition import partition
 from edgesplit.graph.types import Graph
 from edgesplit.io import read_mapping, validate, write_json
+from edgesplit.predict.codec_costs import CodecRecord, measure_graph_codecs
 
 PROFILE_VERSION = 1
 
@@ -101,6 +102,8 @@ class Profile(BaseModel):
     end_to_end: Timing
     # The model options it was recorded with (ModelRequest.describe: inputs, model_config).
     model_options: dict[str, Any] = Field(default_factory=dict)
+    # Wire codecs on this host (profile_graph(codecs=True)): predict.codec_costs.CodecRecord.
+    codecs: CodecRecord | None = None
 
     @property
     def sum_of_medians_s(self) -> float:
@@ -216,11 +219,14 @@ def profile_graph(
     repeats: int = 20,
     warmup: int = 3,
     device: str = "cpu",
+    codecs: bool = False,
 ) -> Profile:
     """Wall-clock time of every node of ``graph`` and of the whole forward, on ``threads``.
 
     Torch runs on ``threads`` intra-op threads while measuring (restored afterwards); see
-    the module docstring for why wall clock and why the count is stated.
+    the module docstring for why wall clock and why the count is stated. ``codecs`` also
+    records every wire codec's seconds per byte and each tensor's zstd ratio on this host
+    (:func:`edgesplit.predict.codec_costs.measure_graph_codecs`), for ``plan --codec``.
     """
     if repeats < 1:
         raise InputError(f"--repeats must be at least 1, not {repeats}")
@@ -238,6 +244,12 @@ def profile_graph(
         # Several inputs (token ids and a mask) come in graph.input_names order.
         inputs = (example_input,) if isinstance(example_input, torch.Tensor) else example_input
         samples, e2e = _measure(graph, tuple(inputs), repeats, warmup, device)
+        record = None
+        if codecs:
+            node_sum = sum(statistics.median(s) for s in samples)
+            graph.module.to("cpu")  # the codecs run on CPU tensors, as on the wire
+            cpu_inputs = [x.detach().cpu() for x in inputs]
+            record = measure_graph_codecs(graph, cpu_inputs, compute_s=node_sum)
         host = host_info(device)
     finally:
         torch.set_num_threads(before)
@@ -264,6 +276,7 @@ def profile_graph(
         host=host,
         nodes=nodes,
         end_to_end=Timing(median_s=med, p90_s=p90),
+        codecs=record,
     )
 
 

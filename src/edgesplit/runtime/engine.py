@@ -57,6 +57,7 @@ from edgesplit.runtime import codecs, wire
 from edgesplit.runtime.emulation import Emulation
 from edgesplit.runtime.stages import Stages, fingerprint_mismatch
 from edgesplit.runtime.transport import ServerRejected
+from edgesplit.system.codecs import link_key
 
 #: Metadata key of a stage request's control document, and of a reply's report.
 CONTROL = "edgesplit.stage"
@@ -79,11 +80,6 @@ FAILED_HEADER = "x-edgesplit-failed-device"
 
 class FingerprintError(InputError):
     """A stage's plan was made for another model than the one served (HTTP 409)."""
-
-
-def link_key(a: str, b: str) -> str:
-    """The codec map's key of the link joining ``a`` and ``b`` (order-free)."""
-    return "|".join(sorted((a, b)))
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,12 @@ _ZSTD_LEVEL = 1
 _SPEC, _SCALE, _ZERO = f"{MARK}/", "edgesplit.scale/", "edgesplit.zero_point/"
 
 
+def link_key(a: str, b: str) -> str:
+    """The key of the link joining devices ``a`` and ``b`` in a codec map (order-free):
+    a plan's ``meta["codecs"]`` and the engine's per-link codecs use it."""
+    return "|".join(sorted((a, b)))
+
+
 def channel_dim(ndim: int) -> int | None:
     """The int8 codec's channel dim for a tensor of ``ndim`` dims (None: one channel)."""
     if ndim >= 3:
