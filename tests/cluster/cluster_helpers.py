@@ -26,14 +26,14 @@ def tiny_config(hosts: list[HostSpec], intervals: int = 2) -> ClusterConfig:
         intervals=intervals,
         seed=0,
         hosts=hosts,
-        workload=WorkloadSpec(sla_min=1.0, sla_max=2.0),
+        workload=WorkloadSpec(sla_min=1.0, sla_max=2.0, fragment_cores=1),
     )
 
 
 def profile(fragments: dict[str, tuple[Fragment, ...]]) -> dict[str, AppProfile]:
     """One app 'toy'; decisions not given get one 1e9-instruction fragment."""
     one = (Fragment(0, 1e9, 10.0, 0, 0),)
-    fragments = {d: fragments.get(d, one) for d in ("layer", "semantic", "compressed")}
+    fragments = {**{d: one for d in ("layer", "semantic", "compressed")}, **fragments}
     return {
         "toy": AppProfile(
             name="toy",

@@ -15,14 +15,14 @@ from edgesplit.cluster.apps import (
     load_accuracy_table,
     trace_variant,
 )
-from edgesplit.cluster.config import ClusterConfig, HostSpec, WorkloadSpec, load_cluster
+from edgesplit.cluster.config import AppSpec, ClusterConfig, HostSpec, WorkloadSpec, load_cluster
 from edgesplit.cluster.mobility import Mobility
 from edgesplit.errors import InputError
 from edgesplit.graph.partition import split_at
 from edgesplit.system.link import Link
 
 W = WorkloadSpec()
-MNIST = W.apps[0]
+MNIST = AppSpec(name="mnist", model="splitnet", width=32, depth=4)  # ray-run's family
 
 
 def test_layer_fragments_are_exact_parts_of_the_traced_model() -> None:
@@ -50,6 +50,48 @@ def test_semantic_fragments_are_narrower_and_cover_all_classes() -> None:
     assert sorted(c for g in groups for c in g) == list(range(MNIST.num_classes))
     assert sum(f.out_bytes for f in sem) == MNIST.num_classes * 4
     assert prof.fragments["compressed"][0].instructions < sum(f.instructions for f in layer)
+
+
+def test_default_apps_are_the_papers_model_families() -> None:
+    assert [(a.name, a.model) for a in W.apps] == [
+        ("mnist", "mobilenet_v2"),
+        ("fashionmnist", "resnet50"),
+        ("cifar100", "inception_v3"),
+    ]
+    assert W.apps[1].shape == (3, 224, 224) and W.apps[2].shape == (3, 299, 299)
+    with pytest.raises(ValidationError, match="unknown"):
+        AppSpec(name="x", model="nope")
+
+
+def test_zoo_semantic_fragment_cost_follows_the_splitnet_rule() -> None:
+    """An independent recount of apps.py's rule on a small-input resnet50 (k = 4, s = 0.5)."""
+    from edgesplit.graph import trace
+    from edgesplit.models.zoo import resolve
+
+    app = AppSpec(name="mnist", model="resnet50", input_shape=(3, 64, 64))
+    prof = build_profile(app, W)
+    model, _ = resolve("resnet50")
+    g = trace(model, torch.zeros(1, 3, 64, 64), name="r")
+    acc, trunk_flops, split_flops = 0.0, 0.0, 0.0
+    for nd in g.nodes:
+        if acc < 0.5 * g.flops:
+            trunk_flops += nd.flops
+        elif nd.kind in ("conv", "linear") and nd.attrs.get("groups", 1) == 1:
+            split_flops += nd.flops / 16
+        else:
+            split_flops += nd.flops / 4
+        acc += nd.flops
+    sem = prof.fragments["semantic"]
+    assert len(sem) == 4
+    assert sem[0].instructions == pytest.approx(trunk_flops + split_flops)
+    # every layer:m covers the whole model once; a semantic fragment is cheaper than the
+    # chain, the semantic split as a whole costs more: neither dominates by construction
+    for m in range(1, 5):
+        name = "layer" if m == 4 else f"layer:{m}"
+        assert len(prof.fragments[name]) == m
+        assert prof.total_instructions(name) == pytest.approx(g.flops)
+    assert sem[0].instructions < g.flops < prof.total_instructions("semantic")
+    assert prof.accuracy_of("layer:2") == prof.accuracy["layer"] > prof.accuracy["semantic"]
 
 
 def test_shipped_accuracy_table_is_measured_for_mnist() -> None:

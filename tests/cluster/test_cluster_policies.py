@@ -152,3 +152,70 @@ def test_daso_improves_surrogate_score_over_start() -> None:
 def test_surrogate_placer_needs_a_model() -> None:
     with pytest.raises(NotFittedError):
         SurrogatePlacer().place(view(), pending(1))
+
+
+def test_daso_finetunes_only_on_a_placement_of_the_same_interval() -> None:
+    from edgesplit.cluster.metrics import IntervalMetrics
+
+    enc = Encoding(hosts=3, slots=4, decision_aware=True)
+    placer = SurrogatePlacer(Surrogate(enc), max_steps=2)
+    placer.place(view(), pending(2))
+
+    def metrics(i: int) -> IntervalMetrics:
+        return IntervalMetrics(i, 0.0, 0.0, 0.0, 1.0, (0.0,) * 3, (), 0.5, 0.1, 0.4)
+
+    before = [p.detach().clone() for p in placer.model.parameters()]  # type: ignore[union-attr]
+    placer.observe(metrics(1))  # the placement of interval 1 against interval 1's reward
+    after = [p.detach().clone() for p in placer.model.parameters()]  # type: ignore[union-attr]
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+    placer.observe(metrics(2))  # nothing was pending in interval 2: no fine-tuning
+    again = list(placer.model.parameters())  # type: ignore[union-attr]
+    assert all(torch.equal(a, b) for a, b in zip(after, again))
+
+
+def test_gillis_picks_per_task_against_the_deadline() -> None:
+    from edgesplit.cluster.apps import AppProfile, Fragment
+    from edgesplit.cluster.heuristics import GillisSplitter, estimate_option_s
+
+    # one idle 1000-MIPS 4-core host per fragment; fragment_cores 4 -> 1 G takes 1 s
+    v = ClusterView(
+        interval=0,
+        interval_s=100.0,
+        mips=np.full(4, 1000.0),
+        cores=np.full(4, 4.0),
+        ram_mb=np.full(4, 1000.0),
+        ram_used_mb=np.zeros(4),
+        jobs=np.zeros(4),
+        queued_work=np.zeros(4),
+        bandwidth_mbps=np.full(4, 1e6),
+        latency_s=np.zeros(4),
+        power_max_w=np.full(4, 5.0),
+        fragment_cores=4.0,
+    )
+    g = 1e9
+    prof = AppProfile(
+        "a",
+        (1, 1, 1),
+        (1, 1),
+        {
+            "layer:1": (Fragment(0, 4 * g, 900, 0, 0),),
+            "layer": (Fragment(0, 2 * g, 300, 0, 0), Fragment(1, 2 * g, 300, 0, 0)),
+            "semantic": (Fragment(0, 2.5 * g, 300, 0, 0), Fragment(1, 2.5 * g, 300, 0, 0)),
+            "compressed": (Fragment(0, g, 300, 0, 0),),
+        },
+        {"layer": 0.9, "semantic": 0.8, "compressed": 0.7},
+    )
+    assert estimate_option_s(v, prof, "layer", 1) == pytest.approx(4.0)
+    assert estimate_option_s(v, prof, "semantic", 1) == pytest.approx(2.5)
+    gillis = GillisSplitter({"a": prof})
+
+    def pick(sla: float, ram_used: float = 0.0) -> str:
+        vv = ClusterView(**{**v.__dict__, "ram_used_mb": np.full(4, ram_used)})
+        return gillis.decide(NewTask(0, "a", 1, sla, 0.0, 0, vv))
+
+    assert pick(10.0) == "layer:1"  # meets it: most accurate, then fewest fragments
+    assert pick(10.0, ram_used=200.0) == "layer"  # the whole model no longer fits a host
+    assert pick(3.0) == "semantic"  # only the parallel partition meets 3 s
+    assert pick(1.0) == "semantic"  # none meets 1 s: the earliest estimate
+    with pytest.raises(InputError, match="view"):
+        gillis.decide(NewTask(0, "a", 1, 1.0, 0.0, 0))

@@ -112,3 +112,42 @@ def test_seeded_runs_repeat_and_seeds_differ() -> None:
 
     assert one(1) == one(1)
     assert one(1) != one(2)
+
+
+def test_a_fragment_uses_several_cores_and_shares_them() -> None:
+    # fragment_cores = 4: one fragment alone gets all 4 cores (1000 MIPS): 1 s at full
+    # power; two co-located fragments get 2 cores each (500 MIPS): 2 s, still full power
+    from edgesplit.cluster.config import WorkloadSpec
+
+    cfg = tiny_config([host("a")], intervals=1)
+    cfg = cfg.model_copy(update={"workload": WorkloadSpec(sla_min=1.0, sla_max=2.0)})
+    one = {"compressed": (Fragment(0, G, 10, 0, 0),)}
+    _, m = run(cfg, "compressed", one, {0: [ScriptedTask("toy", 1, 50.0)]}, FixedHosts([0]))
+    assert m[0].left[0].response == pytest.approx(1.0)
+    assert m[0].energy_j == pytest.approx(1 * 20 + 99 * 10)
+    two = {"semantic": (Fragment(0, G, 10, 0, 0), Fragment(1, G, 10, 0, 0))}
+    _, m = run(cfg, "semantic", two, {0: [ScriptedTask("toy", 1, 50.0)]}, FixedHosts([0]))
+    assert m[0].left[0].response == pytest.approx(2.0)
+    assert m[0].energy_j == pytest.approx(2 * 20 + 98 * 10)
+
+
+def test_partial_layer_split_keeps_precedence_and_layer_accuracy() -> None:
+    # "layer:2" (Gillis's 2-part chain) runs as a chain: 4 s + 4 s on one 250-MIPS core
+    frags = {"layer:2": (Fragment(0, G, 10, 0, 0), Fragment(1, G, 10, 0, 0))}
+    cfg = tiny_config([host("a"), host("b")], intervals=1)
+    _, m = run(cfg, "layer:2", frags, {0: [ScriptedTask("toy", 1, 50.0)]}, FixedHosts([0, 1]))
+    (t,) = m[0].left
+    assert t.response == pytest.approx(8.0) and t.accuracy == 0.9
+    assert summarize(m, 100.0)["layer_fraction"] == 1.0
+
+
+def test_layer_estimate_is_carried_in() -> None:
+    # R^a starts from the given value (eq. 2 carried from training), then follows the EMA
+    frags = {"layer": (Fragment(0, G, 10, 0, 0),)}
+    cfg = tiny_config([host("a")], intervals=1)
+    policy = Policy("t", FixedSplitter("layer"), FixedHosts([0]))
+    script = {0: [ScriptedTask("toy", 1, 50.0)]}
+    sim = Simulator(cfg, policy, profile(frags), script=script, estimates={"toy": 100.0})
+    assert sim.estimates["toy"] == 100.0
+    sim.run()
+    assert sim.estimates["toy"] == pytest.approx(0.9 * 4.0 + 0.1 * 100.0)

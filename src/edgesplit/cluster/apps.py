@@ -1,20 +1,37 @@
 """Applications and their split fragments, sized from real traced networks (Tuli 2021, Fig. 1).
 
-Each application is a SplitNet-style CNN family (Kim et al. 2017, the paper's [12]):
+An application is a zoo model family (the paper's §4 "Workloads": ResNet50, MobileNetV2,
+InceptionV3) or the small SplitNet-style CNN ``splitnet`` (used by ``ray-run``, which
+executes it). Its variants, each a tuple of fragments (one container each):
 
-- **layer split** ("L"): the full network traced by :func:`edgesplit.graph.trace` and cut
-  into ``k`` contiguous parts by :func:`edgesplit.graph.partition.split_at`, the cuts
-  balancing FLOPs; fragment ``j+1`` needs fragment ``j``'s output (the cut tensors);
-- **semantic split** ("S"): ``k`` parallel networks of width ``width // k`` each scoring a
-  disjoint subset of the classes; the answer is the argmax over their concatenated scores;
-- **compressed** ("C", the MC baseline): one network of width ``width // 2`` standing in for
-  BottleNet++'s compressed model (one fragment).
+- **layer split** ("layer"): the full network traced by :func:`edgesplit.graph.trace` and
+  cut into ``k`` contiguous parts by :func:`edgesplit.graph.partition.split_at`, the cuts
+  balancing FLOPs; fragment ``j+1`` needs fragment ``j``'s output (the cut tensors).
+  ``"layer:m"`` (m = 1..k-1) is the same with ``m`` parts (Gillis chooses m per task);
+- **semantic split** ("semantic"), the paper's "parallel disjoint models that produce a part
+  of the result" (§2), built as SplitNet (Kim et al. 2017, the paper's [12]) does: the lower
+  layers stay whole and the upper layers are split into ``k`` class groups whose weights
+  are block-diagonal. Semantic containers have no precedence (eq. 1), so each fragment
+  carries its own copy of the shared trunk. For a zoo model with FLOPs F, trunk share
+  ``s`` (``workload.semantic_shared``, the first nodes up to ``s`` F) and the rest split,
+  one fragment costs (our derivation)
 
-Fragment compute (instructions per input), memory and transfer bytes are read from the
-traced graphs; nothing is invented. Accuracy comes from ``data/accuracy.json`` (written by
-``python -m edgesplit.cluster.variant_accuracy``, which trains all three variants on
-sklearn digits) or from the app's ``accuracy`` field. Building a profile traces ``k + 2``
-small networks: O(total nodes) time.
+      F_frag = F_trunk + sum_{conv/linear n above} F_n / k^2 + sum_{other n above} F_n / k
+
+  (a block-diagonal conv/linear keeps 1/k of the inputs and 1/k of the outputs per group;
+  depthwise convs, norms, activations and pools keep 1/k of their channels), so with
+  s = 0.5 and k = 4 a fragment costs ~0.53 F and the split ~2.1 F in all: faster than the
+  layer chain on idle hosts, heavier on a loaded cluster. Parameters scale the same way,
+  activations above the trunk by 1/k; each fragment returns 1/k of the scores.
+  For ``splitnet`` the semantic fragments are the k real width/k networks (``s`` = 0);
+- **compressed** ("compressed", the MC baseline): one half-width network standing in for
+  BottleNet++'s compressed model (zoo: the width-halving rule above with 2 groups of one
+  kept, F_n / 4 for conv/linear and F_n / 2 otherwise; ``splitnet``: the real network).
+
+Container RAM = ``container_overhead_mb`` + parameters + ``chunk`` inputs' largest
+activation (+ input). Accuracy comes from ``data/accuracy.json`` (per application) or the
+app's ``accuracy`` field. Building a profile traces the model (a few seconds for a zoo
+model) and is cached per (app, workload).
 """
 
 from __future__ import annotations
@@ -27,7 +44,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from edgesplit.cluster.config import AppSpec, WorkloadSpec
+from edgesplit.cluster.config import AppSpec, WorkloadSpec, kind
 from edgesplit.errors import InputError
 from edgesplit.graph import Graph, trace
 from edgesplit.graph.partition import SplitModel, split_at
@@ -64,9 +81,10 @@ def class_groups(num_classes: int, k: int) -> list[list[int]]:
 
 
 def build_variant(app: AppSpec, decision: Decision, k: int) -> list[nn.Module]:
-    """The networks of one variant, seeded: one for layer/compressed, ``k`` for semantic."""
+    """The ``splitnet`` networks of one variant, seeded: one for layer/compressed, ``k``
+    for semantic."""
     torch.manual_seed(0)
-    c = app.input_shape[0]
+    c = app.shape[0]
     if decision == "layer":
         return [SplitNetCNN(c, app.num_classes, app.width, app.depth)]
     if decision == "compressed":
@@ -98,6 +116,9 @@ class AppProfile:
 
     def total_instructions(self, decision: str) -> float:
         return sum(f.instructions for f in self.fragments[decision])
+
+    def accuracy_of(self, decision: str) -> float:
+        return self.accuracy[kind(decision)]
 
 
 def balanced_cuts(graph: Graph, k: int) -> list[int]:
@@ -133,13 +154,29 @@ def _part_fragments(graph: Graph, split: SplitModel, w: WorkloadSpec) -> tuple[F
 
 
 def _whole_fragment(graph: Graph, index: int, w: WorkloadSpec) -> Fragment:
-    act = max(nd.output_bytes for nd in graph.nodes) + graph.input_bytes
-    ram = (
-        w.container_overhead_mb + (sum(nd.param_bytes for nd in graph.nodes) + act * w.chunk) / 1e6
-    )
-    return Fragment(
-        index, graph.flops * w.instructions_per_flop, ram, graph.input_bytes, graph.output_bytes
-    )
+    return _grouped_fragment(graph, index, 0, 1, w)
+
+
+def _grouped_fragment(
+    graph: Graph, index: int, shared: int, groups: int, w: WorkloadSpec
+) -> Fragment:
+    """One of ``groups`` SplitNet groups: nodes ``[0, shared)`` whole, the rest split into
+    block-diagonal groups (module docstring: conv/linear / groups^2, other ops / groups)."""
+    flops = params = 0.0
+    act = 0.0
+    for i, nd in enumerate(graph.nodes):
+        if i < shared or groups == 1:
+            div_compute = div_act = 1
+        else:
+            dense = nd.kind in ("conv", "linear") and nd.attrs.get("groups", 1) == 1
+            div_compute, div_act = (groups * groups if dense else groups), groups
+        flops += nd.flops / div_compute
+        params += nd.param_bytes / div_compute
+        act = max(act, nd.output_bytes / div_act)
+    act += graph.input_bytes
+    ram = w.container_overhead_mb + (params + act * w.chunk) / 1e6
+    out = graph.output_bytes // groups if shared < len(graph.nodes) else graph.output_bytes
+    return Fragment(index, flops * w.instructions_per_flop, ram, graph.input_bytes, out)
 
 
 def load_accuracy_table() -> dict[str, dict[str, float]]:
@@ -152,7 +189,7 @@ def load_accuracy_table() -> dict[str, dict[str, float]]:
 
 
 def trace_variant(app: AppSpec, decision: Decision, k: int) -> list[Graph]:
-    x = torch.zeros(1, *app.input_shape)
+    x = torch.zeros(1, *app.shape)
     return [
         trace(m.eval(), x, name=f"{app.name}-{decision}{j}")
         for j, m in enumerate(build_variant(app, decision, k))
@@ -170,14 +207,42 @@ def build_profile(app: AppSpec, workload: WorkloadSpec) -> AppProfile:
 _PROFILES: dict[tuple[str, str], AppProfile] = {}
 
 
+def shared_nodes(graph: Graph, share: float) -> int:
+    """Number of leading nodes holding the first ``share`` of the FLOPs (the trunk)."""
+    total = graph.flops or 1
+    acc = 0
+    for i, nd in enumerate(graph.nodes):
+        if acc >= share * total:
+            return i
+        acc += nd.flops
+    return len(graph.nodes)
+
+
+def _trace_zoo(app: AppSpec) -> Graph:
+    from edgesplit.models.zoo import resolve
+
+    model, _ = resolve(app.model)
+    return trace(model, torch.zeros(1, *app.shape), name=app.name)
+
+
 def _build_profile(app: AppSpec, workload: WorkloadSpec) -> AppProfile:
     k = workload.fragments
-    (full,) = trace_variant(app, "layer", k)
-    layer = _part_fragments(full, split_at(full, balanced_cuts(full, k)), workload)
-    semantic = tuple(
-        _whole_fragment(g, j, workload) for j, g in enumerate(trace_variant(app, "semantic", k))
-    )
-    (small,) = trace_variant(app, "compressed", k)
+    if app.model == "splitnet":
+        (full,) = trace_variant(app, "layer", k)
+        semantic = tuple(
+            _whole_fragment(g, j, workload) for j, g in enumerate(trace_variant(app, "semantic", k))
+        )
+        (small,) = trace_variant(app, "compressed", k)
+        compressed = _whole_fragment(small, 0, workload)
+    else:
+        full = _trace_zoo(app)
+        trunk = shared_nodes(full, workload.semantic_shared)
+        semantic = tuple(_grouped_fragment(full, j, trunk, k, workload) for j in range(k))
+        compressed = _grouped_fragment(full, 0, 0, 2, workload)
+    fragments: dict[str, tuple[Fragment, ...]] = {"semantic": semantic, "compressed": (compressed,)}
+    for m in range(1, k + 1):
+        parts = _part_fragments(full, split_at(full, balanced_cuts(full, m)), workload)
+        fragments["layer" if m == k else f"layer:{m}"] = parts
     accuracy = app.accuracy or load_accuracy_table().get(app.name)
     if accuracy is None or set(accuracy) != set(DECISIONS):
         raise InputError(
@@ -187,13 +252,9 @@ def _build_profile(app: AppSpec, workload: WorkloadSpec) -> AppProfile:
         )
     return AppProfile(
         name=app.name,
-        input_shape=app.input_shape,
+        input_shape=app.shape,
         batch_range=(app.batch_min, app.batch_max),
-        fragments={
-            "layer": layer,
-            "semantic": semantic,
-            "compressed": (_whole_fragment(small, 0, workload),),
-        },
+        fragments=fragments,
         accuracy={d: float(accuracy[d]) for d in DECISIONS},
     )
 

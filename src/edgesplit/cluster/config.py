@@ -10,8 +10,12 @@ Choices the paper leaves open (documented in docs/cluster.md):
 - half of the hosts (every second one) are mobile and move by random waypoint on a city
   grid (:mod:`edgesplit.cluster.mobility`); the paper replays SUMO traces instead;
 - SLA deadlines are ``Uniform(sla_min, sla_max)`` scheduling intervals after arrival;
-- batches are ``Uniform{batch_min..batch_max}`` inputs per task;
-- one DNN instruction per FLOP (``instructions_per_flop``), one fragment uses one core.
+- the three applications run the paper's model families from the zoo (§4 "Workloads":
+  MNIST on MobileNetV2, FashionMNIST on ResNet50, CIFAR100 on InceptionV3, our pairing);
+- batches are ``Uniform{batch_min..batch_max}`` inputs per task, sized so that the unsplit
+  model takes 0.5-1.5 intervals on one idle Pi 4B (our choice, stated in docs/cluster.md);
+- one DNN instruction per FLOP (``instructions_per_flop``); a fragment uses up to
+  ``fragment_cores`` cores of its host (intra-op threads), co-located fragments share them.
 """
 
 from __future__ import annotations
@@ -41,7 +45,9 @@ class HostSpec(_Strict):
 
     name: str
     mips: float = Field(default=4029.0, gt=0, description="million instructions per second")
-    cores: int = Field(default=4, ge=1, description="a fragment uses at most one core")
+    cores: int = Field(
+        default=4, ge=1, description="a fragment uses up to workload.fragment_cores of them"
+    )
     ram_mb: float = Field(gt=0)
     disk_mb: float = Field(default=32000.0, gt=0)
     bandwidth_mbps: float = Field(
@@ -87,14 +93,25 @@ class MobilitySpec(_Strict):
     broker_km: tuple[float, float] = (2.0, 2.0)
 
 
-class AppSpec(_Strict):
-    """A DNN application: a SplitNet-style CNN family traced by edgesplit.graph.trace.
+def kind(decision: str) -> str:
+    """The variant of a split decision: ``"layer:2"`` (a 2-part layer split) is ``"layer"``."""
+    return decision.split(":", 1)[0]
 
-    ``accuracy`` (fractions per variant) overrides the measured table in
-    ``cluster/data/accuracy.json``; apps absent there need it.
+
+class AppSpec(_Strict):
+    """A DNN application: a zoo model family or the small SplitNet-style CNN (``splitnet``),
+    traced by edgesplit.graph.trace.
+
+    ``input_shape`` defaults to the zoo model's own (224x224, Inception 299x299) and to
+    1x28x28 for ``splitnet``; ``width``/``depth`` apply to ``splitnet`` only. ``accuracy``
+    (fractions per variant) overrides the table in ``cluster/data/accuracy.json``; apps
+    absent there need it.
     """
 
     name: str
+    model: str = Field(
+        default="splitnet", description="splitnet, or a zoo name (resnet50, mobilenet_v2, ...)"
+    )
     input_shape: tuple[int, int, int] = (1, 28, 28)
     num_classes: int = Field(default=10, ge=2)
     width: int = Field(default=32, ge=4, description="channels of the first conv block")
@@ -105,31 +122,40 @@ class AppSpec(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> AppSpec:
+        from edgesplit.models.zoo import ZOO
+
         if self.batch_max < self.batch_min:
             raise ValueError(f"app {self.name!r}: batch_max must be >= batch_min")
+        if self.model != "splitnet" and self.model not in ZOO:
+            raise ValueError(
+                f"app {self.name!r}: model {self.model!r} is unknown; use splitnet or one of "
+                f"{', '.join(ZOO)}"
+            )
         return self
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The input shape traced: ``input_shape`` if set, else the zoo model's own."""
+        if self.model == "splitnet" or "input_shape" in self.model_fields_set:
+            return self.input_shape
+        from edgesplit.models.zoo import ZOO
+
+        c, h, w = ZOO[self.model].input_shape[1:]
+        return (c, h, w)
 
 
 def _default_apps() -> list[AppSpec]:
+    """The paper's three applications on its three model families (pairing ours).
+
+    Batches: one idle Pi 4B (4029 MIPS, 1 instruction per FLOP) runs the unsplit model on
+    ``300 s x 4029e6 / FLOPs`` inputs per interval (mobilenet_v2 0.61 GFLOP: ~1970,
+    resnet50 8.2: ~147, inception_v3 11.5: ~106); the batch range is 0.5-1.5 times that.
+    """
     return [
-        AppSpec(name="mnist", input_shape=(1, 28, 28), num_classes=10, width=32, depth=4),
+        AppSpec(name="mnist", model="mobilenet_v2", batch_min=985, batch_max=2955),
+        AppSpec(name="fashionmnist", model="resnet50", batch_min=74, batch_max=221),
         AppSpec(
-            name="fashionmnist",
-            input_shape=(1, 28, 28),
-            num_classes=10,
-            width=48,
-            depth=4,
-            batch_min=8000,
-            batch_max=24000,
-        ),
-        AppSpec(
-            name="cifar100",
-            input_shape=(3, 32, 32),
-            num_classes=100,
-            width=64,
-            depth=6,
-            batch_min=3000,
-            batch_max=9000,
+            name="cifar100", model="inception_v3", num_classes=100, batch_min=53, batch_max=159
         ),
     ]
 
@@ -143,6 +169,15 @@ class WorkloadSpec(_Strict):
     sla_min: float = Field(default=1.0, gt=0, description="deadline, in intervals after arrival")
     sla_max: float = Field(default=8.0, gt=0)
     fragments: int = Field(default=4, ge=2, description="k: fragments per layer or semantic split")
+    fragment_cores: int = Field(
+        default=4, ge=1, description="cores one fragment can use (intra-op threads)"
+    )
+    semantic_shared: float = Field(
+        default=0.5,
+        ge=0,
+        lt=1,
+        description="FLOP share of the zoo model kept whole in every semantic fragment",
+    )
     instructions_per_flop: float = Field(default=1.0, gt=0)
     container_overhead_mb: float = Field(
         default=300.0, ge=0, description="runtime of one container"

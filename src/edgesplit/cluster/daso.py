@@ -19,7 +19,9 @@ because our f is a score to maximise), keeps rows on the simplex by clipping and
 renormalising, and stops when ||P_new - P||_2 < tol or after ``max_steps``. The relaxed
 rows are then projected to a feasible one-hot placement by
 :func:`edgesplit.cluster.interface.greedy_feasible`. As in SplitPlace, each observed interval
-also fine-tunes f with a few AdamW steps on the new (x, O^P) pair.
+also fine-tunes f with a few AdamW steps on the new (x, O^P) pair: the placement proposed
+in that interval against that interval's reward. An interval without a placement (nothing
+pending) fine-tunes nothing; a placement is used once.
 
 More pending containers than ``slots`` are optimised in consecutive chunks. Cost per step:
 one forward and backward pass, O(slots H hidden).
@@ -34,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgesplit.cluster.config import kind
 from edgesplit.cluster.interface import ClusterView, PendingContainer, greedy_feasible
 from edgesplit.cluster.metrics import IntervalMetrics
 from edgesplit.errors import NotFittedError
@@ -76,7 +79,7 @@ class Encoding:
             d[i, 0] = c.work / mean_rate
             d[i, 1] = c.ram_mb / float(np.mean(view.ram_mb))
             if self.decision_aware:
-                d[i, 2 + _DEC.get(c.decision, 0)] = 1.0
+                d[i, 2 + _DEC[kind(c.decision)]] = 1.0
         return torch.tensor(np.concatenate([s.ravel(), d.ravel()]), dtype=torch.float32)
 
 
@@ -210,15 +213,15 @@ class SurrogatePlacer:
         return out
 
     def observe(self, metrics: IntervalMetrics) -> None:
-        """Fine-tune f on this interval's (x, O^P) pairs (SplitPlace's on-line adaptation)."""
-        if (
-            self.model is None
-            or metrics.reward is None
-            or not self._last
-            or not self.finetune_steps
-        ):
+        """Fine-tune f on this interval's (x, O^P) pairs (SplitPlace's on-line adaptation).
+
+        Only a placement made in this interval is used, and only once: with nothing pending
+        :meth:`place` is not called and there is nothing to fine-tune on.
+        """
+        last, self._last = self._last, []
+        if self.model is None or metrics.reward is None or not last or not self.finetune_steps:
             return
-        states = torch.stack([s for s, _ in self._last])
-        places = torch.stack([p for _, p in self._last])
-        target = torch.full((len(self._last),), float(metrics.reward))
+        states = torch.stack([s for s, _ in last])
+        places = torch.stack([p for _, p in last])
+        target = torch.full((len(last),), float(metrics.reward))
         fit_surrogate(self.model, states, places, target, self.finetune_steps, self.lr)

@@ -26,6 +26,7 @@ class NewTask:
     sla_s: float  # deadline minus arrival
     estimate_s: float  # R^a of eq. 2 at arrival
     interval: int
+    view: ClusterView | None = None  # hosts at the start of the interval (Gillis reads it)
 
     @property
     def context(self) -> str:
@@ -63,6 +64,12 @@ class ClusterView:
     bandwidth_mbps: np.ndarray
     latency_s: np.ndarray
     power_max_w: np.ndarray
+    fragment_cores: float = 1.0  # cores one fragment can use
+
+    def fragment_mips(self, jobs: np.ndarray | None = None) -> np.ndarray:
+        """MIPS one more fragment would get on each host next to ``jobs`` running ones."""
+        n = (self.jobs if jobs is None else jobs) + 1.0
+        return self.mips * np.minimum(self.fragment_cores, self.cores / n) / self.cores
 
     @property
     def hosts(self) -> int:

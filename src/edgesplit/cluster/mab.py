@@ -14,7 +14,9 @@ Q <- Q + gamma (O - Q) (eq. 5).
   adapting at test time, as the paper does.
 
 The state is saved and loaded as JSON (``save``/``load``) so that training and evaluation
-are separate runs. Each decision and update is O(1).
+are separate runs; it includes ``estimates``, the R^a per application at the end of
+training (the simulator keeps R^a; :func:`edgesplit.cluster.policies.train_mab` copies it
+here and the test run starts from it). Each decision and update is O(1).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class MABSplitter:
         self.n = {(cx, d): 0 for cx in CONTEXTS for d in ARMS}
         self.epsilon = 1.0
         self.rho = k
+        self.estimates: dict[str, float] = {}  # R^a (eq. 2) carried from training
         self.history: list[dict[str, Any]] = []
 
     def decide(self, task: NewTask) -> str:
@@ -113,6 +116,7 @@ class MABSplitter:
             "rho": self.rho,
             "q": {f"{c}/{d}": v for (c, d), v in self.q.items()},
             "n": {f"{c}/{d}": v for (c, d), v in self.n.items()},
+            "estimates": dict(self.estimates),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -127,6 +131,7 @@ class MABSplitter:
             name = f"{key[0]}/{key[1]}"
             mab.q[key] = float(doc["q"][name])
             mab.n[key] = int(doc["n"][name])
+        mab.estimates = {str(a): float(r) for a, r in doc.get("estimates", {}).items()}
         return mab
 
     @classmethod

@@ -7,15 +7,19 @@
 | r+d        | random L/S              | DASO                 |
 | l+g        | always layer            | GOBI                 |
 | s+g        | always semantic         | GOBI                 |
-| gillis     | always layer            | earliest finish time |
+| gillis     | Gillis: per task m-part layer or parallel, by estimate | earliest finish time |
 | mc         | layer or compressed     | best-fit             |
 | random     | random L/S              | random               |
 | bestfit    | random L/S              | best-fit             |
 
-Training is separate from evaluation, as in the paper: :func:`train_mab` runs the
-epsilon-greedy bandit on its own seed and returns its state; :func:`train_surrogate`
-collects traces with random decisions and placements (:func:`collect_traces`) and fits the
-surrogate (eq. 9). Both are seeded. Costs: a training run is one simulation.
+Training is separate from evaluation, as in the paper: :func:`train_surrogate` collects
+traces with random decisions and placements (:func:`collect_traces`) and fits the
+surrogate (eq. 9); :func:`train_mab` then runs the epsilon-greedy bandit on its own seed
+under DASO placement (a copy of the fitted DASO surrogate, fine-tuned as it goes: the
+placement the bandit is evaluated with), and returns its state with the final layer
+response estimates R^a (eq. 2) under ``"estimates"``, which the test run starts from
+("Using pre-trained MAB models", §3.2). All seeded. Costs: a training run is one
+simulation.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from edgesplit.cluster.heuristics import (
     BestFitPlacer,
     EFTPlacer,
     FixedSplitter,
+    GillisSplitter,
     MCSplitter,
     RandomPlacer,
     RandomSplitter,
@@ -51,7 +56,7 @@ POLICIES: dict[str, tuple[str, str]] = {
     "r+d": ("random", "daso"),
     "l+g": ("layer", "gobi"),
     "s+g": ("semantic", "gobi"),
-    "gillis": ("layer", "eft"),
+    "gillis": ("gillis", "eft"),
     "mc": ("mc", "bestfit"),
     "random": ("random", "random"),
     "bestfit": ("random", "bestfit"),
@@ -136,17 +141,29 @@ def train_surrogate(
 
 
 def train_mab(
-    config: ClusterConfig, profiles: dict[str, AppProfile], seed: int = 2001
+    config: ClusterConfig,
+    profiles: dict[str, AppProfile],
+    placer: Placer | None = None,
+    seed: int = 2001,
 ) -> MABSplitter:
-    """epsilon-greedy training run (eq. 6) with best-fit placement on its own seed."""
+    """epsilon-greedy training run (eq. 6) on its own seed under ``placer`` (DASO in
+    :func:`prepare`; best-fit if None); R^a at its end goes to ``mab.estimates``."""
     mab = MABSplitter(mode="train", seed=seed)
     cfg = config.model_copy(update={"seed": seed})
-    Simulator(cfg, Policy("mab-train", mab, BestFitPlacer()), profiles).run()
+    sim = Simulator(cfg, Policy("mab-train", mab, placer or BestFitPlacer()), profiles)
+    sim.run()
+    mab.estimates = dict(sim.estimates)
     return mab
 
 
-def make_policy(name: str, seed: int = 0, trained: LearnedState | None = None) -> Policy:
-    """Build a named policy; learning parts come from ``trained`` (see :func:`prepare`)."""
+def make_policy(
+    name: str,
+    seed: int = 0,
+    trained: LearnedState | None = None,
+    profiles: dict[str, AppProfile] | None = None,
+) -> Policy:
+    """Build a named policy; learning parts come from ``trained`` (see :func:`prepare`);
+    Gillis needs the apps' ``profiles``."""
     if name not in POLICIES:
         raise InputError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
     split_name, place_name = POLICIES[name]
@@ -160,6 +177,10 @@ def make_policy(name: str, seed: int = 0, trained: LearnedState | None = None) -
         splitter = RandomSplitter(seed)
     elif split_name == "mc":
         splitter = MCSplitter()
+    elif split_name == "gillis":
+        if profiles is None:
+            raise InputError(f"policy {name!r} needs the applications' profiles")
+        splitter = GillisSplitter(profiles)
     else:
         splitter = FixedSplitter(split_name)
     placer: Placer
@@ -182,20 +203,23 @@ def prepare(
     names: Sequence[str],
     mab_state: dict[str, Any] | None = None,
 ) -> LearnedState:
-    """Train what ``names`` need: the MAB (unless given) and the DASO/GOBI surrogates."""
+    """Train what ``names`` need: the DASO/GOBI surrogates, then the MAB (unless given)
+    under DASO."""
     for name in names:
         if name not in POLICIES:
             raise InputError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
     parts = {p for n in names for p in POLICIES[n]}
     trained = LearnedState(mab_state=mab_state)
-    if "mab" in parts and mab_state is None:
-        mab = train_mab(config, profiles)
-        trained.mab_state = mab.state()
-        trained.mab_history = mab.history
+    needs_mab = "mab" in parts and mab_state is None
     for kind in ("daso", "gobi"):
-        if kind in parts:
+        if kind in parts or (kind == "daso" and needs_mab):
             torch.manual_seed(int(np.uint32(config.seed)))
             trained.surrogates[kind], _ = train_surrogate(config, profiles, kind == "daso")
+    if needs_mab:
+        placer = SurrogatePlacer(copy.deepcopy(trained.surrogates["daso"]))
+        mab = train_mab(config, profiles, placer)
+        trained.mab_state = mab.state()
+        trained.mab_history = mab.history
     return trained
 
 
@@ -209,5 +233,8 @@ def run_policy(
 ) -> tuple[list[IntervalMetrics], Policy]:
     """Evaluate one named policy on ``config`` (seed overrides ``config.seed``)."""
     cfg = config if seed is None else config.model_copy(update={"seed": seed})
-    policy = make_policy(name, cfg.seed, trained)
-    return Simulator(cfg, policy, profiles, on_interval=on_interval).run(), policy
+    policy = make_policy(name, cfg.seed, trained, profiles)
+    carried = trained.mab_state.get("estimates") if trained.mab_state else None
+    estimates = carried if POLICIES[name][0] == "mab" else None
+    sim = Simulator(cfg, policy, profiles, on_interval=on_interval, estimates=estimates)
+    return sim.run(), policy

@@ -7,12 +7,13 @@ Built on SimPy: each host is a processor-sharing server process, each task a pro
   splitter for a decision per new task (eq. 6/7) and its placer for a host per pending
   container (eq. 10). Containers that do not fit (RAM, or the placer returned None) stay in
   the wait queue for the next interval. Placed containers are never migrated.
-- **Compute.** A fragment of ``w`` instructions runs on one core: with ``n`` fragments on a
-  host of ``m`` MIPS and ``c`` cores each runs at ``m / max(n, c)`` MIPS (co-located
-  fragments share the host). CPU utilisation is ``min(n, c) / c``; power is the host's
-  11-point curve interpolated linearly at that utilisation, integrated exactly between
-  events (energy).
-- **Precedence.** A layer split's fragment ``j + 1`` starts only after fragment ``j`` is
+- **Compute.** A fragment of ``w`` instructions may use up to ``t`` cores
+  (``workload.fragment_cores``, intra-op threads): with ``n`` fragments on a host of ``m``
+  MIPS and ``c`` cores each runs on ``min(t, c / n)`` cores, i.e. at
+  ``m min(t, c / n) / c`` MIPS (co-located fragments share the host; t = 1 is one core
+  per fragment). CPU utilisation is ``min(n t, c) / c``; power is the host's 11-point
+  curve interpolated linearly at that utilisation, integrated exactly between events.
+- **Precedence.** A layer split's (any ``layer:m``) fragment ``j + 1`` starts only after fragment ``j`` is
   done and its output (cut tensors x batch) crossed the network; semantic and compressed
   fragments start independently from the broker's input. Results return to the broker.
 - **Network.** host->host transfers go through the broker: latency_a + latency_b +
@@ -35,7 +36,7 @@ import numpy as np
 import simpy
 
 from edgesplit.cluster.apps import AppProfile, Fragment, build_profiles
-from edgesplit.cluster.config import ClusterConfig, HostSpec
+from edgesplit.cluster.config import ClusterConfig, HostSpec, kind
 from edgesplit.cluster.interface import ClusterView, NewTask, PendingContainer, Policy
 from edgesplit.cluster.metrics import IntervalMetrics, TaskRecord, jain, reward
 from edgesplit.cluster.mobility import Mobility
@@ -47,9 +48,10 @@ _EPS_S = 1e-9  # work finishing within a nanosecond of now counts as finished
 class HostRuntime:
     """One host: processor sharing over its running fragments, energy integration."""
 
-    def __init__(self, env: simpy.Environment, spec: HostSpec) -> None:
+    def __init__(self, env: simpy.Environment, spec: HostSpec, threads: int = 1) -> None:
         self.env = env
         self.spec = spec
+        self.threads = threads  # cores one fragment can use
         self.jobs: dict[int, list[Any]] = {}  # cid -> [remaining instructions, done event]
         self.last = 0.0
         self.energy_j = 0.0
@@ -61,10 +63,11 @@ class HostRuntime:
 
     def rate(self) -> float:
         """Instructions per second of each running fragment."""
-        return self.spec.mips * 1e6 / max(len(self.jobs), self.spec.cores)
+        c = self.spec.cores
+        return self.spec.mips * 1e6 * min(self.threads, c / max(len(self.jobs), 1)) / c
 
     def utilisation(self) -> float:
-        return min(len(self.jobs), self.spec.cores) / self.spec.cores
+        return min(len(self.jobs) * self.threads, self.spec.cores) / self.spec.cores
 
     def advance(self, now: float) -> None:
         dt = now - self.last
@@ -140,6 +143,9 @@ class Simulator:
     """Runs one policy on one cluster config; ``run()`` returns per-interval metrics.
 
     ``script`` maps interval -> tasks arriving then and replaces the random arrivals.
+    ``estimates`` are initial R^a per app (eq. 2), e.g. carried from the bandit's training
+    run; apps not given start from :meth:`_idle_estimate`. ``self.estimates`` holds R^a
+    at the end of the run.
     """
 
     def __init__(
@@ -149,6 +155,7 @@ class Simulator:
         profiles: dict[str, AppProfile] | None = None,
         on_interval: Callable[[IntervalMetrics], None] | None = None,
         script: dict[int, list[ScriptedTask]] | None = None,
+        estimates: dict[str, float] | None = None,
     ) -> None:
         self.cfg = config
         self.policy = policy
@@ -158,7 +165,8 @@ class Simulator:
         self.script = script
         self.rng = np.random.default_rng(config.seed)
         self.env = simpy.Environment()
-        self.hosts = [HostRuntime(self.env, h) for h in config.hosts]
+        threads = config.workload.fragment_cores
+        self.hosts = [HostRuntime(self.env, h, threads) for h in config.hosts]
         self.mobility = Mobility(config.hosts, config.mobility, self.rng)
         self.links = [self.mobility.link(i) for i in range(len(self.hosts))]
         self.pending: list[_Container] = []
@@ -167,12 +175,14 @@ class Simulator:
         self.arrivals: list[tuple[int, int, str, int]] = []  # (interval, tid, decision, batch)
         self._next_id = 0
         self.estimates = {name: self._idle_estimate(p) for name, p in self.profiles.items()}
+        self.estimates.update({a: r for a, r in (estimates or {}).items() if a in self.profiles})
         self.phi = 0.9
 
     def _idle_estimate(self, p: AppProfile) -> float:
-        """Initial R^a: the layer chain at the mean batch on one idle core of a mean host."""
-        core = float(np.mean([h.mips / h.cores for h in self.cfg.hosts])) * 1e6
-        return p.total_instructions("layer") * float(np.mean(p.batch_range)) / core
+        """Initial R^a: the layer chain at the mean batch on an idle mean host."""
+        t = self.cfg.workload.fragment_cores
+        speed = float(np.mean([h.mips * min(t, h.cores) / h.cores for h in self.cfg.hosts]))
+        return p.total_instructions("layer") * float(np.mean(p.batch_range)) / (speed * 1e6)
 
     def _id(self) -> int:
         self._next_id += 1
@@ -231,7 +241,7 @@ class Simulator:
                 start=task.start,
                 finish=self.env.now,
                 deadline=task.deadline,
-                accuracy=task.app.accuracy[task.decision],
+                accuracy=task.app.accuracy_of(task.decision),
             )
         )
 
@@ -250,12 +260,13 @@ class Simulator:
 
     def _new_tasks(self, interval: int) -> list[_Task]:
         tasks = []
+        view = self.view(interval)
         for spec in self._draw(interval):
             if spec.app not in self.profiles:
                 raise InputError(f"scripted task names unknown app {spec.app!r}")
             app, batch, sla_s = self.profiles[spec.app], spec.batch, spec.sla_s
             tid = self._id()
-            info = NewTask(tid, app.name, batch, sla_s, self.estimates[app.name], interval)
+            info = NewTask(tid, app.name, batch, sla_s, self.estimates[app.name], interval, view)
             decision = self.policy.splitter.decide(info)
             if decision not in app.fragments:
                 raise InputError(f"splitter {self.policy.splitter.name!r} returned {decision!r}")
@@ -279,6 +290,7 @@ class Simulator:
             ram_mb=np.array([h.ram_mb for h in hs]),
             ram_used_mb=np.array([h.ram_used_mb for h in self.hosts]),
             jobs=np.array([len(h.jobs) for h in self.hosts], dtype=float),
+            fragment_cores=float(self.cfg.workload.fragment_cores),
             queued_work=np.array([max(h.queued_work, 0.0) for h in self.hosts]),
             bandwidth_mbps=np.array([e.rate_bps / 1e6 for e in self.links]),
             latency_s=np.array([e.rtt / 2.0 for e in self.links]),
@@ -291,7 +303,7 @@ class Simulator:
         for c in self.pending:
             chain = c.task.containers
             i = chain.index(c)
-            prev = chain[i - 1].host if c.task.decision == "layer" and i > 0 else None
+            prev = chain[i - 1].host if kind(c.task.decision) == "layer" and i > 0 else None
             out.append(
                 PendingContainer(
                     cid=c.cid,
@@ -381,7 +393,8 @@ class Simulator:
             tasks = self._new_tasks(t)
             for task in tasks:
                 self.pending.extend(task.containers)
-                proc = self._layer_task if task.decision == "layer" else self._parallel_task
+                layer = kind(task.decision) == "layer"
+                proc = self._layer_task if layer else self._parallel_task
                 self.env.process(proc(task))
             self._place(t)
             sched = time.perf_counter() - t0

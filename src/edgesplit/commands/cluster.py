@@ -23,7 +23,7 @@ def summary_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
         ("response_intervals", "Resp.", "{:.2f}"),
         ("sla_violation", "SLA viol.", "{:.2f}"),
         ("accuracy", "Acc. %", "{:.2f}"),
-        ("reward", "Reward", "{:.2f}"),
+        ("reward_eq8", "Reward (eq. 8)", "{:.2f}"),
     ]
     table.add_column("Policy")
     for _, label, _ in cols:
