@@ -15,7 +15,9 @@ The model options are one bundle that every command taking a model declares the 
         request = model_request(model, inputs, input_shape, example, weights, model_config)
         graph, module, example_inputs = load_graph(request)
 
-This module imports no torch, so every ``--help`` answers at once.
+``--inputs PATH`` (:data:`InputsFileOpt`, :func:`file_inputs`) gives the commands that run
+requests (run-plan, run) real inputs. This module imports no torch, so every ``--help``
+answers at once.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from torch import nn
 
     from edgesplit.graph import Graph
@@ -80,6 +84,15 @@ TrustOpt = typer.Option(
     "--trust-model-code",
     help="import a package.module:callable model named inside a data file (plan, profile, ...)",
 )
+InputsFileOpt = typer.Option(
+    None,
+    "--inputs",
+    help=(
+        "real inputs instead of seeded random ones: a folder of images or .npy files, a "
+        ".safetensors or .npy file (tensors by input name; R x shape is R requests) or a .txt "
+        "of token ids (one request per line); shapes and dtypes must match the model's"
+    ),
+)
 GranularityOpt = typer.Option("layer", "--granularity", help="layer or op")
 JsonOpt = typer.Option(False, "--json", help="print one JSON document on stdout")
 
@@ -128,6 +141,16 @@ def load_graph(
     if isinstance(request, str):
         request = ModelRequest(request)
     return trace_request(request, granularity)
+
+
+def file_inputs(
+    path: Path, graph: Graph, module: nn.Module, example: tuple[Any, ...]
+) -> list[tuple[Any, ...]]:
+    """The requests ``--inputs PATH`` holds (:mod:`edgesplit.runtime.inputs`), checked
+    against ``graph``'s inputs; ``example`` fills the inputs the file does not give."""
+    from edgesplit.runtime.inputs import load_inputs
+
+    return load_inputs(path, graph, tuple(example), module)
 
 
 def print_json(doc: Any) -> None:
