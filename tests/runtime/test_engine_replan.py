@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -151,15 +152,18 @@ def test_a_multi_device_planner_is_re_invoked_on_a_bandwidth_step(store) -> None
         RegistryPlanner(problem, "no-such-solver")
 
 
-def test_the_codec_hook_puts_codecs_into_the_plan(store) -> None:  # type: ignore[no-untyped-def]
+def test_the_codec_hook_replaces_the_solver(store) -> None:  # type: ignore[no-untyped-def]
     graph = store.model("mnist_cnn").graph
-    planner = RegistryPlanner(
-        three_device_problem(graph, 100.0),
-        "exhaustive",
-        codecs=lambda problem, plan: {link_key("device", "edge"): "zstd"},
-    )
-    plan = planner(Observation(100.0, 0.0, 2.6))
-    assert plan.meta["codecs"] == {"device|edge": "zstd"}
+    seen: list[float] = []
+
+    def joint(problem: Problem) -> Plan:
+        seen.append(problem.link(0, 1).rate_bps)
+        plan = solve(problem, "exhaustive")
+        return replace(plan, meta={**plan.meta, "codecs": {"device|edge": "zstd"}})
+
+    planner = RegistryPlanner(three_device_problem(graph, 100.0), "exhaustive", solver=joint)
+    plan = planner(Observation(3.0, 0.0, 2.6, links={"device|edge": 3.0}))
+    assert plan.meta["codecs"] == {"device|edge": "zstd"} and seen == [3e6]
 
 
 @pytest.fixture

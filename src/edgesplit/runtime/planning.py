@@ -127,10 +127,10 @@ class RegistryPlanner:
     (its RTT stays the problem's); every device's seconds row is multiplied by its
     measured factor; with ``ref_ghz`` the source device's row is stretched by
     ``ref_ghz / obs.clock_ghz`` (eq. 4.1 with exponent −1, as :class:`TwoTierPlanner`).
-    Then :func:`edgesplit.plan.registry.solve` runs ``algorithm`` with ``opts``.
-    ``codecs``, when given, is the codec hook: a callable ``(problem, plan) -> {link key:
-    codec}`` whose answer the plan carries in ``meta["codecs"]`` (the engine's codec per
-    link). Cost per call: the solver's.
+    Then :func:`edgesplit.plan.registry.solve` runs ``algorithm`` with ``opts``, or
+    ``solver(problem)`` when the front end gives one: the codec hook, e.g. a joint
+    search over placements and per-link codecs whose plan carries ``meta["codecs"]``
+    (the engine's codec per link, switched in with the plan). Cost per call: the solver's.
     """
 
     def __init__(
@@ -139,14 +139,14 @@ class RegistryPlanner:
         algorithm: str = "exhaustive",
         *,
         ref_ghz: float | None = None,
-        codecs: Callable[[Problem, Plan], dict[str, str]] | None = None,
+        solver: Callable[[Problem], Plan] | None = None,
         **opts: Any,
     ) -> None:
         from edgesplit.plan.registry import get_solver
 
         get_solver(algorithm)  # an unknown name fails now, not at the first re-plan
         self.problem, self.algorithm, self.ref_ghz = problem, algorithm, ref_ghz
-        self.codecs, self.opts = codecs, opts
+        self.solver, self.opts = solver, opts
 
     def problem_for(self, obs: Observation) -> Problem:
         p = self.problem
@@ -166,7 +166,6 @@ class RegistryPlanner:
         from edgesplit.plan.registry import solve
 
         problem = self.problem_for(obs)
-        plan = solve(problem, self.algorithm, **self.opts)
-        if self.codecs is None:
-            return plan
-        return replace(plan, meta={**plan.meta, "codecs": self.codecs(problem, plan)})
+        if self.solver is not None:
+            return self.solver(problem)
+        return solve(problem, self.algorithm, **self.opts)
