@@ -11,7 +11,6 @@ from rich.table import Table
 from edgesplit.commands.common import (
     ExampleOpt,
     InputOpt,
-    InputsFileOpt,
     InputShapeOpt,
     JsonOpt,
     ModelArg,
@@ -277,10 +276,7 @@ def run_plan(
     remote: list[str] = typer.Option(
         [], "--remote", help="DEVICE=URL of a server running `edgesplit serve --model M`"
     ),
-    requests_given: int | None = typer.Option(
-        None, "--requests", "-n", min=1, help="number of requests (default 1, or all --inputs)"
-    ),
-    inputs_file: Path | None = InputsFileOpt,
+    requests: int = typer.Option(1, "--requests", "-n", min=1, help="number of requests"),
     concurrency: int = typer.Option(
         1, "--concurrency", min=1, help="requests in flight across the tiers (pipelining)"
     ),
@@ -313,7 +309,7 @@ def run_plan(
 
     import torch
 
-    from edgesplit.commands.common import file_inputs, file_model_request, load_graph
+    from edgesplit.commands.common import file_model_request, load_graph
     from edgesplit.errors import TransportError
     from edgesplit.graph.trace import flat_inputs
     from edgesplit.models import ModelRequest
@@ -322,7 +318,6 @@ def run_plan(
     from edgesplit.runtime.stages import build_stages, fingerprint, fingerprint_mismatch
 
     failover = not no_failover
-    requests = requests_given or 1
     plan = load_plan(plan_file)
     source = f"plan file {str(plan_file)!r}"
     if topology is not None and remote:
@@ -342,7 +337,11 @@ def run_plan(
             raise InputError(f"{source}: meta.model_options must be a mapping; re-run plan -o")
         request = ModelRequest.from_record(plan.model, recorded, source, trust_model_code)
     topo, here = _run_topology(plan, source, topology, remote)
-    links = _codecs(codec, topo)
+    recorded_codecs = plan.meta.get("codecs") or {}
+    if not isinstance(recorded_codecs, dict):
+        raise InputError(f"{source}: meta.codecs must map links to codecs; re-run plan -o")
+    # The plan's codec per link (plan --codec) unless --codec names another.
+    links = {**{str(k): str(v) for k, v in recorded_codecs.items()}, **_codecs(codec, topo)}
     recorded_fp = plan.meta.get("fingerprint")
     granularity = (recorded_fp if isinstance(recorded_fp, dict) else plan.meta).get(
         "granularity", "layer"
@@ -376,11 +375,9 @@ def run_plan(
             file=sys.stderr,
         )
     example_inputs = flat_inputs(module, graph, ex.args, ex.kwargs)
-    given = file_inputs(inputs_file, graph, module, example_inputs) if inputs_file else None
-    n = requests_given or (len(given) if given else 1)
     try:
-        doc = _run_requests(engine, module, ex, example_inputs, n, check, csv_path,
-                            jsonl_path, concurrency, given)  # fmt: skip
+        doc = _run_requests(engine, module, ex, example_inputs, requests, check, csv_path,
+                            jsonl_path, concurrency)  # fmt: skip
     except TransportError as err:
         # A tier failing mid-run is not bad input: one line, exit 1.
         print("error: " + " ".join(str(err).split()), file=sys.stderr)
@@ -470,11 +467,8 @@ def _run_requests(
     csv_path: Path | None,
     jsonl_path: Path | None,
     concurrency: int = 1,
-    given: list[tuple[Any, ...]] | None = None,
 ) -> dict[str, Any]:
     """Run ``n`` requests (request 0 on the example inputs, the rest on seeded random floats).
-
-    ``given`` (``--inputs``) replaces them: request ``i`` runs on ``given[i % len(given)]``.
 
     Up to ``concurrency`` requests are in flight (:mod:`edgesplit.runtime.pipeline`); records
     are written in request order, each checked against local inference as it comes.
@@ -488,8 +482,6 @@ def _run_requests(
     from edgesplit.runtime.records import RecordWriter, summarise
 
     def inputs(i: int) -> tuple[Any, ...]:
-        if given:
-            return given[i % len(given)]
         return example_inputs if i == 0 else _request_inputs(example_inputs, i)
 
     graph = engine.stages.graph
@@ -502,7 +494,7 @@ def _run_requests(
             record = {"id": i, **record}
             if check or i == 0:
                 with torch.inference_mode():
-                    ref = module(*xs) if i or given else ex.run(module)
+                    ref = module(*xs) if i else ex.run(module)
                 record["check"] = _compare(assemble_output(graph, outs), ref)
                 equal_all = equal_all and record["check"]["equal"]
             writer.write(record)
