@@ -11,6 +11,7 @@ from rich.table import Table
 from edgesplit.commands.common import (
     ExampleOpt,
     InputOpt,
+    InputsFileOpt,
     InputShapeOpt,
     JsonOpt,
     ModelArg,
@@ -276,7 +277,10 @@ def run_plan(
     remote: list[str] = typer.Option(
         [], "--remote", help="DEVICE=URL of a server running `edgesplit serve --model M`"
     ),
-    requests: int = typer.Option(1, "--requests", "-n", min=1, help="number of requests"),
+    requests_given: int | None = typer.Option(
+        None, "--requests", "-n", min=1, help="number of requests (default 1, or all --inputs)"
+    ),
+    inputs_file: Path | None = InputsFileOpt,
     concurrency: int = typer.Option(
         1, "--concurrency", min=1, help="requests in flight across the tiers (pipelining)"
     ),
@@ -309,7 +313,7 @@ def run_plan(
 
     import torch
 
-    from edgesplit.commands.common import file_model_request, load_graph
+    from edgesplit.commands.common import file_inputs, file_model_request, load_graph
     from edgesplit.errors import TransportError
     from edgesplit.graph.trace import flat_inputs
     from edgesplit.models import ModelRequest
@@ -318,6 +322,7 @@ def run_plan(
     from edgesplit.runtime.stages import build_stages, fingerprint, fingerprint_mismatch
 
     failover = not no_failover
+    requests = requests_given or 1
     plan = load_plan(plan_file)
     source = f"plan file {str(plan_file)!r}"
     if topology is not None and remote:
@@ -375,9 +380,11 @@ def run_plan(
             file=sys.stderr,
         )
     example_inputs = flat_inputs(module, graph, ex.args, ex.kwargs)
+    given = file_inputs(inputs_file, graph, module, example_inputs) if inputs_file else None
+    n = requests_given or (len(given) if given else 1)
     try:
-        doc = _run_requests(engine, module, ex, example_inputs, requests, check, csv_path,
-                            jsonl_path, concurrency)  # fmt: skip
+        doc = _run_requests(engine, module, ex, example_inputs, n, check, csv_path,
+                            jsonl_path, concurrency, given)  # fmt: skip
     except TransportError as err:
         # A tier failing mid-run is not bad input: one line, exit 1.
         print("error: " + " ".join(str(err).split()), file=sys.stderr)
@@ -467,8 +474,11 @@ def _run_requests(
     csv_path: Path | None,
     jsonl_path: Path | None,
     concurrency: int = 1,
+    given: list[tuple[Any, ...]] | None = None,
 ) -> dict[str, Any]:
     """Run ``n`` requests (request 0 on the example inputs, the rest on seeded random floats).
+
+    ``given`` (``--inputs``) replaces them: request ``i`` runs on ``given[i % len(given)]``.
 
     Up to ``concurrency`` requests are in flight (:mod:`edgesplit.runtime.pipeline`); records
     are written in request order, each checked against local inference as it comes.
@@ -482,6 +492,8 @@ def _run_requests(
     from edgesplit.runtime.records import RecordWriter, summarise
 
     def inputs(i: int) -> tuple[Any, ...]:
+        if given:
+            return given[i % len(given)]
         return example_inputs if i == 0 else _request_inputs(example_inputs, i)
 
     graph = engine.stages.graph
@@ -494,7 +506,7 @@ def _run_requests(
             record = {"id": i, **record}
             if check or i == 0:
                 with torch.inference_mode():
-                    ref = module(*xs) if i else ex.run(module)
+                    ref = module(*xs) if i or given else ex.run(module)
                 record["check"] = _compare(assemble_output(graph, outs), ref)
                 equal_all = equal_all and record["check"]["equal"]
             writer.write(record)
