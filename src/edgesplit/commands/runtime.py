@@ -42,6 +42,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="bind address; non-loopback needs --token"),
     port: int = typer.Option(8000, help="TCP port"),
     device: str = typer.Option("cpu", help="cpu or cuda (the cloud tier on a GPU)"),
+    part_cache: str = typer.Option(
+        "1GiB", help="bound of the built parts kept (LRU, by parameter+buffer bytes), e.g. 512MiB"
+    ),
     token: str | None = typer.Option(None, envvar="EDGESPLIT_TOKEN", help="bearer token"),
     insecure: bool = typer.Option(False, help="allow a non-loopback bind without a token"),
     max_concurrency: int = typer.Option(2, help="inferences running at once"),
@@ -88,6 +91,7 @@ def serve(
         max_concurrency=max_concurrency,
         max_queue=max_queue,
         token=token,
+        part_cache_bytes=_cache_bytes(part_cache),
     )
     if ray_replicas is not None:
         from edgesplit.runtime.serve_ray import RayOptions, serve_replicated
@@ -111,6 +115,16 @@ def serve(
         return
     err_console.print(f"serving {', '.join(model)} on http://{host}:{port} ({device})")
     run_server(config, host=host, port=port, insecure=insecure)
+
+
+def _cache_bytes(text: str) -> int:
+    """``--part-cache`` in bytes (``1GiB``, ``512MiB``, a plain number)."""
+    from edgesplit.units import parse_bytes
+
+    try:
+        return int(parse_bytes(text))
+    except InputError as err:
+        raise InputError(f"--part-cache: {err}") from None
 
 
 def _serve_topology(path: Path | None, name: str | None) -> Any:

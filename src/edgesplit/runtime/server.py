@@ -58,7 +58,7 @@ from edgesplit.models import ModelRequest
 from edgesplit.runtime import decode_sessions, engine, fastwire, wire
 from edgesplit.runtime.emulation import Emulation
 from edgesplit.runtime.shapes import INPUT_SHAPES
-from edgesplit.runtime.store import ModelStore
+from edgesplit.runtime.store import DEFAULT_CACHE_BYTES, ModelStore
 
 SAFETENSORS_TYPE = wire.SAFETENSORS_TYPE
 
@@ -76,6 +76,7 @@ class ServerConfig:
     token: str | None = None
     topology: Any = None  # edgesplit.system.topology.Topology: this server's next hops
     name: str | None = None  # the topology device this server is (serve --as)
+    part_cache_bytes: int = DEFAULT_CACHE_BYTES  # serve --part-cache: built parts' LRU bound
     decode: Any = None  # decode_sessions.SessionLimits (serve --decode-*); None: defaults
 
     def __post_init__(self) -> None:
@@ -126,7 +127,7 @@ class _Metrics:
 
 def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI:
     """Build the app; models load here, once, unless a ``store`` is passed in."""
-    store = store or ModelStore(config.models, config.device)
+    store = store or ModelStore(config.models, config.device, config.part_cache_bytes)
     metrics = _Metrics()
     state: dict[str, Any] = {"inflight": 0}
     limiter = anyio.CapacityLimiter(config.max_concurrency)
@@ -354,7 +355,7 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
                     "cut_bytes": [c.bytes for c in g.cuts()],
                 }
             )
-        return {"models": out, "device": str(store.device)}
+        return {"models": out, "device": str(store.device), "part_cache": store.parts.info()}
 
     @app.get("/healthz", summary="Liveness; also the agent's RTT probe")
     async def healthz() -> dict[str, Any]:

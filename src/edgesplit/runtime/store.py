@@ -12,6 +12,20 @@ Building a part costs O(|fx nodes|) once; a cached lookup is O(1).
 
 A request at other model-input shapes (batch size, sequence length) runs on the model
 re-traced at those shapes, cached per shape: :mod:`edgesplit.runtime.shapes`.
+
+The part cache (issue 13 point 10: one server app for edge and cloud). Built parts are
+kept per ``(model, assignment, part)`` (``/v1/part``), per ``(model, start, end)``
+(``/v1/infer``) and per plan ``(model, devices, assignment)`` (the engine's stages) in one
+least-recently-used cache bounded in bytes: an entry weighs the parameter and buffer bytes
+its parts reference (each tensor once), and the cache drops least recently used entries
+until the sum is within ``cache_bytes`` (:data:`DEFAULT_CACHE_BYTES`; ``serve
+--part-cache``). The entry just built is always kept, even alone over the bound. Parts
+share the served model's weights, so the bound limits how many plans and cuts a server
+keeps built (rebuilding one costs O(|fx nodes|)), not the weights themselves.
+
+On ``--device cuda`` inputs go to the GPU from pinned host memory with non-blocking
+copies, and outputs come back into pinned host buffers, non-blocking, with one
+synchronisation before they are returned.
 """
 
 from __future__ import annotations
@@ -19,9 +33,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.fx as fx
@@ -35,8 +49,70 @@ from edgesplit.models.loader import trace_request
 from edgesplit.runtime.shapes import MAX_SHAPES, ShapeKey, request_key, retrace, traced_key
 from edgesplit.runtime.stages import Stages, build_stages, fingerprint
 
-#: Plans whose stages one store keeps built at once (least recently used goes first).
-MAX_PLANS = 32
+#: Default byte bound of a store's part cache (``serve --part-cache``): 1 GiB.
+DEFAULT_CACHE_BYTES = 1 << 30
+
+T = TypeVar("T")
+
+
+def weight_bytes(modules: Iterable[torch.nn.Module]) -> int:
+    """Bytes of the parameters and buffers ``modules`` reference, each tensor counted once."""
+    seen: dict[tuple[int, int], int] = {}
+    for module in modules:
+        for t in (*module.parameters(), *module.buffers()):
+            seen[(t.data_ptr(), t.numel())] = t.numel() * t.element_size()
+    return sum(seen.values())
+
+
+class PartCache:
+    """A thread-safe LRU of built parts bounded by the bytes they weigh (module docstring)."""
+
+    def __init__(self, limit_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        if limit_bytes < 0:
+            raise InputError(f"--part-cache must be >= 0 bytes, not {limit_bytes}")
+        self.limit = limit_bytes
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.bytes = self.hits = self.misses = self.evictions = 0
+
+    def get(self, key: Hashable, build: Callable[[], T], weigh: Callable[[T], int]) -> T:
+        """The entry ``key``, built (and weighed) on a miss; evicts down to the bound."""
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return found[0]
+        value = build()  # outside the lock: building a part can take a while
+        size = weigh(value)
+        with self._lock:
+            if key in self._items:  # another thread built it meanwhile: keep theirs
+                self._items.move_to_end(key)
+                return self._items[key][0]
+            self.misses += 1
+            self._items[key] = (value, size)
+            self.bytes += size
+            while self.bytes > self.limit and len(self._items) > 1:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self.bytes -= dropped
+                self.evictions += 1
+        return value
+
+    def keys(self) -> list[Hashable]:
+        """Cached keys, least recently used first."""
+        with self._lock:
+            return list(self._items)
+
+    def info(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "entries": len(self._items),
+                "bytes": self.bytes,
+                "limit_bytes": self.limit,
+                "hits": self.hits,
+                "misses": self.misses,
+                "evictions": self.evictions,
+            }
 
 
 @dataclass(frozen=True)
@@ -75,15 +151,17 @@ class LoadedModel:
 class ModelStore:
     """Thread-safe cache: each model is built and traced once, each segment split once."""
 
-    def __init__(self, models: tuple[str | ModelRequest, ...], device: str = "cpu") -> None:
+    def __init__(
+        self,
+        models: tuple[str | ModelRequest, ...],
+        device: str = "cpu",
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
         self.device = torch.device(device)
         self._lock = threading.Lock()
         self._models: dict[str, LoadedModel] = {}
-        self._segments: dict[tuple[str, int, int], Segment] = {}
-        self._plan_parts: dict[tuple[str, tuple[int, ...], int], Segment] = {}
-        self._stages: OrderedDict[tuple[str, tuple[str, ...], tuple[int, ...]], Stages] = (
-            OrderedDict()
-        )
+        #: Built parts: segments, plan parts and plans' stages (module docstring).
+        self.parts = PartCache(cache_bytes)
         self._fingerprints: dict[str, dict[str, str]] = {}
         self._sources: dict[str, tuple[Any, ModelRequest]] = {}
         self._shaped: dict[str, OrderedDict[ShapeKey, ModelStore]] = {}
@@ -122,7 +200,7 @@ class ModelStore:
             if store is None:
                 module, request = self._sources[name]
                 new, inputs = retrace(module, request, graph, key)
-                store = ModelStore((), str(self.device))
+                store = ModelStore((), str(self.device), self.parts.limit)
                 store._models[name] = LoadedModel(name, new, inputs)
                 cache[key] = store
                 while len(cache) > MAX_SHAPES:
@@ -151,21 +229,19 @@ class ModelStore:
             raise InputError(f"cut {start} is out of range for {name!r}; use 0..{n}")
         if not start <= stop <= n:
             raise InputError(f"end {stop} must lie in {start}..{n} for {name!r} at cut {start}")
-        key = (name, start, stop)
-        with self._lock:
-            seg = self._segments.get(key)
-            if seg is None:
-                split = split_at(graph, [start, stop])
-                seg = Segment(
-                    model=name,
-                    start=start,
-                    end=stop,
-                    part=split.parts[1],
-                    needs=tuple(t.name for t in graph.cut(start).tensors),
-                    gives=tuple(t.name for t in graph.cut(stop).tensors),
-                )
-                self._segments[key] = seg
-        return seg
+
+        def build() -> Segment:
+            split = split_at(graph, [start, stop])
+            return Segment(
+                model=name,
+                start=start,
+                end=stop,
+                part=split.parts[1],
+                needs=tuple(t.name for t in graph.cut(start).tensors),
+                gives=tuple(t.name for t in graph.cut(stop).tensors),
+            )
+
+        return self.parts.get(("segment", name, start, stop), build, _segment_bytes)
 
     def plan_part(self, name: str, assignment: tuple[int, ...], index: int) -> Segment:
         """Part ``index`` of an arbitrary acyclic assignment (a DAG plan), built by ``partition``.
@@ -174,30 +250,28 @@ class ModelStore:
         on, so an agent can walk a min-cut or MILP plan part by part across servers.
         """
         graph = self.model(name).graph
-        key = (name, assignment, index)
-        with self._lock:
-            seg = self._plan_parts.get(key)
-            if seg is None:
-                split = partition(graph, list(assignment))
-                part = next((p for p in split.parts if p.index == index), None)
-                if part is None:
-                    raise InputError(
-                        f"part {index} is not in the assignment; it has parts "
-                        f"{sorted(p.index for p in split.parts)}"
-                    )
-                seg = Segment(
-                    model=name,
-                    start=-1,
-                    end=-1,
-                    part=part,
-                    needs=part.input_names,
-                    gives=part.output_names,
-                    label=f"part {index}",
-                    assignment=assignment,
-                    index=index,
+
+        def build() -> Segment:
+            split = partition(graph, list(assignment))
+            part = next((p for p in split.parts if p.index == index), None)
+            if part is None:
+                raise InputError(
+                    f"part {index} is not in the assignment; it has parts "
+                    f"{sorted(p.index for p in split.parts)}"
                 )
-                self._plan_parts[key] = seg
-        return seg
+            return Segment(
+                model=name,
+                start=-1,
+                end=-1,
+                part=part,
+                needs=part.input_names,
+                gives=part.output_names,
+                label=f"part {index}",
+                assignment=assignment,
+                index=index,
+            )
+
+        return self.parts.get(("part", name, assignment, index), build, _segment_bytes)
 
     def module(self, name: str) -> Any:
         """The served model's own ``nn.Module`` (decode sessions run its blocks directly)."""
@@ -214,18 +288,13 @@ class ModelStore:
     def plan_stages(
         self, name: str, devices: tuple[str, ...], assignment: tuple[int, ...]
     ) -> Stages:
-        """The engine's stages of a plan, built once and kept for the ``MAX_PLANS`` latest."""
+        """The engine's stages of a plan, built once and kept in the part cache."""
         graph = self.model(name).graph
-        key = (name, devices, assignment)
-        with self._lock:
-            stages = self._stages.get(key)
-            if stages is None:
-                stages = build_stages(graph, devices, assignment)
-                self._stages[key] = stages
-                while len(self._stages) > MAX_PLANS:
-                    self._stages.popitem(last=False)
-            self._stages.move_to_end(key)
-        return stages
+        return self.parts.get(
+            ("stages", name, devices, assignment),
+            lambda: build_stages(graph, devices, assignment),
+            lambda st: weight_bytes(s.part.module for s in st.stages),
+        )
 
     def run_stage(
         self, stages: Stages, index: int, values: Mapping[str, torch.Tensor]
@@ -252,10 +321,8 @@ class ModelStore:
                     f"{want.dtype}{list(want.shape)}"
                 )
         with torch.inference_mode():
-            outs = part({n: values[n].to(self.device) for n in part.input_names})
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return {n: v.to("cpu") for n, v in outs.items()}
+            outs = part(to_device({n: values[n] for n in part.input_names}, self.device))
+        return to_host(outs, self.device)
 
     def check_inputs(self, seg: Segment, tensors: Mapping[str, torch.Tensor]) -> None:
         """Exactly the tensors of cut ``start``, with the graph's shapes and dtypes."""
@@ -300,7 +367,7 @@ class ModelStore:
             )
             return store.run(same, tensors, node_times)
         self.check_inputs(seg, tensors)
-        values: dict[str, Any] = {k: v.to(self.device) for k, v in tensors.items()}
+        values: dict[str, Any] = to_device(tensors, self.device)
         times: dict[str, float] = {}
         with torch.inference_mode():
             if node_times:
@@ -308,9 +375,33 @@ class ModelStore:
                 values.update(run_timed(seg.part, graph, values, times, self.device))
             else:
                 values.update(seg.part(values))
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return {name: values[name].to("cpu") for name in seg.gives}, times
+        return to_host({name: values[name] for name in seg.gives}, self.device), times
+
+
+def _segment_bytes(seg: Segment) -> int:
+    return weight_bytes([seg.part.module])
+
+
+def to_device(values: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, Any]:
+    """Values on ``device``; to a GPU from pinned host memory with non-blocking copies."""
+    if device.type != "cuda":
+        return {k: v.to(device) for k, v in values.items()}
+    return {
+        k: (v.pin_memory() if v.device.type == "cpu" else v).to(device, non_blocking=True)
+        for k, v in values.items()
+    }
+
+
+def to_host(values: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Values back on the CPU; from a GPU into pinned buffers, non-blocking, then one sync."""
+    if device.type != "cuda":
+        return {k: v.to("cpu") for k, v in values.items()}
+    out = {}
+    for k, v in values.items():
+        host = torch.empty(v.shape, dtype=v.dtype, pin_memory=True)
+        out[k] = host.copy_(v, non_blocking=True)
+    torch.cuda.synchronize(device)
+    return out
 
 
 def run_timed(
