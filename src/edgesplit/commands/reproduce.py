@@ -103,7 +103,7 @@ def zuo2024(
 
 @reproduce_app.command("tuli2021")
 def tuli2021(
-    quick: bool = typer.Option(False, "--quick", help="30 intervals, 2 seeds (a few minutes)"),
+    quick: bool = typer.Option(False, "--quick", help="30 intervals, 2 seeds (< 3 minutes)"),
     out: Path = typer.Option(Path("results/tuli2021"), "--out", help="output directory"),
     seeds: int | None = typer.Option(None, "--seeds", min=1, help="evaluation seeds"),
     as_json: bool = JsonOpt,
@@ -125,4 +125,4 @@ def tuli2021(
         for n, r in doc["ours"].items()
     }
     console.print(summary_table("Tuli 2021 Table 1 (ours, means over seeds)", rows))
-    console.print(f"wrote {out}/table1.md, table1.json, fig4.png, mab_training.png")
+    console.print(f"wrote {out}/results.json, table1.md, fig4.png, mab_training.png")
