@@ -62,7 +62,7 @@ def test_lru_evicts_least_recently_used_down_to_the_byte_bound() -> None:
         store.segment(MODEL, *cut)
     store.segment(MODEL, *a)  # a is now the most recently used
     seg_c = store.segment(MODEL, *c)
-    keys = [k for k in store.parts.keys() if k[0] == "segment"]
+    keys = [k for k in store.parts.lru_order() if k[0] == "segment"]
     info = store.parts.info()
     assert ("segment", MODEL, *b) not in keys  # b was least recently used
     assert info["bytes"] <= info["limit_bytes"] or info["entries"] == 1

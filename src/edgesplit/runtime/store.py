@@ -98,7 +98,7 @@ class PartCache:
                 self.evictions += 1
         return value
 
-    def keys(self) -> list[Hashable]:
+    def lru_order(self) -> list[Hashable]:
         """Cached keys, least recently used first."""
         with self._lock:
             return list(self._items)
