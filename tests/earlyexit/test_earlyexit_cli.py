@@ -11,7 +11,7 @@ def test_solve_json_every_solver_agrees_with_evaluator(cli) -> None:
     out = cli("earlyexit", "solve", "examples/earlyexit-3tier.yaml", "--solver", "exact", "--json")
     doc = out.json()
     assert doc["algorithm"] == "pre-dnnoff-exact"
-    expected = sum(e["probability"] * e["latency_ms"]["total_s"] for e in doc["exits"])
+    expected = sum(e["probability"] * e["latency_ms"]["total_s"] for e in doc["exit_table"])
     assert doc["expected_latency_ms"] == pytest.approx(expected)
     assert len(doc["layers"]) == 52
 

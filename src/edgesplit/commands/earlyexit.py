@@ -52,9 +52,10 @@ def _load(instance: str) -> tuple[Any, Any, Any, Any, Any]:
 
 
 def plan_document(problem: Any, plan: Any) -> dict[str, Any]:
+    """The plan with its per-exit figures (eq. 4.6) and the tier of every layer."""
     tiers = ("mobile", "edge", "cloud")
     doc = plan.to_dict()
-    doc["exits"] = [
+    doc["exit_table"] = [
         {
             "exit": k,
             "accuracy": problem.accuracies[k - 1],
@@ -83,29 +84,33 @@ def solve(
         None, "--requirement", help="Edgent: known accuracy requirement (default: the mean)"
     ),
     deadline_ms: float | None = typer.Option(None, "--deadline-ms", help="Edgent: deadline"),
-    output: Path | None = typer.Option(None, "--output", help="write the plan JSON here"),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="write the plan here (it runs with `edgesplit run-plan`)"
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Place every BranchyNet layer on mobile, edge or cloud minimising eq. 4.8."""
+    from edgesplit.earlyexit.run import runnable_plan
     from edgesplit.earlyexit.solve import get_solver
     from edgesplit.io import write_json
 
     get_solver(solver)  # an unknown name fails before the instance is built
-    _inst, problem, _g, _n, _x = _load(instance)
+    inst, problem, graph, _n, _x = _load(instance)
     plan = solve_instance(
         problem, solver, generations=generations, population=population, seed=seed,
         requirement=requirement, deadline_ms=deadline_ms,
     )  # fmt: skip
+    plan = runnable_plan(plan, problem, graph, inst.weights, problem.meta["mean_requirement"])
     doc = plan_document(problem, plan)
     if output is not None:
-        write_json(output, doc)
+        write_json(output, plan.to_dict())
     if as_json:
         print_json(doc)
         return
     table = Table(title=f"{plan.algorithm}: expected latency {doc['expected_latency_ms']:.3f} ms")
     for col in ("exit", "accuracy", "P(exit)", "latency ms", "tiers on chain"):
         table.add_column(col)
-    for e in doc["exits"]:
+    for e in doc["exit_table"]:
         k = e["exit"]
         chain = problem.chain(k)
         tiers = "".join("MEC"[plan.meta["genes"][i]] for i in chain)
@@ -147,67 +152,213 @@ def train_cmd(
         console.print(f"exit {k}: test accuracy {a:.4f}")
 
 
-def run_exits(
-    instance: str, solver: str, requests: int, spec_dir: Path
-) -> tuple[Any, Any, list[dict[str, Any]]]:
-    """Launch edge and cloud processes and time ``requests`` inferences per exit."""
+def run_exit_plan(
+    plan: Any,
+    request: Any,
+    topo: Any,
+    here: Any,
+    links: dict[str, str],
+    requests: int,
+    *,
+    token: str | None = None,
+    failover: bool = True,
+    check: bool = False,
+    as_json: bool = False,
+) -> None:
+    """``run-plan`` of an early-exit plan: each request takes the exit its rule picks.
+
+    Exit 1 when a bitwise-comparable output differs from local inference.
+    """
+    doc = exit_run(
+        plan, request, topo, here, links, requests, token=token, failover=failover, check=check
+    )
+    if as_json:
+        print_json(doc)
+    else:
+        _print_exit_run(doc)
+    if doc["bitwise_expected"] and not doc["equal_to_local"]:
+        raise typer.Exit(1)
+
+
+def exit_run(
+    plan: Any,
+    request: Any,
+    topo: Any,
+    here: Any,
+    links: dict[str, str],
+    requests: int,
+    *,
+    token: str | None = None,
+    failover: bool = True,
+    check: bool = False,
+    spec: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run ``requests`` requests of an early-exit plan (``spec``: another exit rule); the doc."""
     import torch
 
-    from edgesplit.earlyexit.runtime import EarlyExitAgent, EarlyExitExecutor
-    from edgesplit.earlyexit.server import http_send, launch, write_spec
+    from edgesplit.commands.common import load_graph
+    from edgesplit.graph.trace import flat_inputs
+    from edgesplit.runtime.exits import open_exits
+    from edgesplit.runtime.stages import fingerprint, fingerprint_mismatch
 
-    inst, problem, graph, net, x = _load(instance)
-    plan = solve_instance(problem, solver)
-    genes = list(plan.meta["genes"])
-    spec = {"instance": inst.model_dump(), "accuracies": list(problem.accuracies),
-            "genes": genes, "weights": inst.weights}  # fmt: skip
-    path = write_spec(spec_dir / "earlyexit-spec.json", spec)
-    ex = EarlyExitExecutor(graph, problem, genes)
-    rows = []
-    with launch(path) as urls:
-        agent = EarlyExitAgent(ex, http_send(urls))
-        for k in range(1, problem.n_exits + 1):
-            agent.infer(x, exit=k)  # warm-up: connections, allocator
-            times = []
-            for _ in range(requests):
-                r = agent.infer(x, exit=k)
-                if not torch.equal(r.logits, net.forward_exit(x, k)):
-                    raise InputError(f"exit {k}: split result differs from the unsplit model")
-                times.append(r.seconds)
-            rows.append({
+    graph, module, ex = load_graph(request)
+    mine = fingerprint(graph)
+    recorded = plan.meta.get("fingerprint")
+    if isinstance(recorded, dict) and (mismatch := fingerprint_mismatch(mine, recorded)):
+        raise InputError(f"plan: {mismatch}")
+    runner = open_exits(
+        plan, graph, mine, topo, token=token, codecs_by_link=links, here=here,
+        failover=failover, spec=spec,
+    )  # fmt: skip
+    for line in runner.start():
+        err_console.print(f"warning: {line}; running locally until it answers /healthz")
+    xs = flat_inputs(module, graph, ex.args, ex.kwargs)
+    with torch.inference_mode():
+        reference = dict(zip(graph.output_names, _leaves(module(*xs))))
+    records = []
+    try:
+        for i in range(requests):
+            outs, record = runner.infer(xs)
+            name = runner.spec["outputs"][record["exit"] - 1]
+            if check or i == 0:
+                record["equal"] = bool(torch.equal(outs[name], reference[name]))
+            records.append({"id": i, **record})
+    finally:
+        runner.close()
+    return _exit_summary(plan, runner.spec, records)
+
+
+def _leaves(out: Any) -> list[Any]:
+    import torch.utils._pytree as pytree
+
+    return list(pytree.tree_leaves(out))
+
+
+def _exit_summary(plan: Any, spec: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per exit taken: requests, median total, wire bytes per link; the check's verdict."""
+    import torch
+
+    from edgesplit.runtime.exits import link_bytes
+
+    taken: dict[int, list[dict[str, Any]]] = {}
+    for r in records:
+        taken.setdefault(r["exit"], []).append(r)
+    threads = {torch.get_num_threads()} | {
+        t["threads"] for r in records for t in r["tiers"].values()
+    }
+    checked = [r["equal"] for r in records if "equal" in r]
+    return {
+        "model": plan.model,
+        "devices": list(plan.devices),
+        "rule": {k: v for k, v in spec.items() if k != "outputs"},
+        "requests": len(records),
+        "exits": [
+            {
                 "exit": k,
-                "measured_median_ms": statistics.median(times) * 1000,
-                "predicted_ms": problem.latency(k, genes)["total_s"] * 1000,
-                "torch_equal": True,
-                "requests": requests,
-            })  # fmt: skip
-    return plan, problem, rows
+                "requests": len(rs),
+                "median_total_ms": statistics.median(r["total_s"] for r in rs) * 1e3,
+                "predicted_ms": plan.predicted.get(f"latency_exit_{k}_s", float("nan")) * 1e3,
+                "link_bytes": link_bytes(rs[-1]),
+            }
+            for k, rs in sorted(taken.items())
+        ],
+        "threads": sorted(threads),
+        "bitwise_expected": len(threads) == 1,
+        "checked": len(checked),
+        "equal_to_local": all(checked),
+        "records": records,
+    }
+
+
+def _print_exit_run(doc: dict[str, Any]) -> None:
+    table = Table(
+        title=f"early exits on the engine ({doc['requests']} requests, {doc['rule']['rule']} rule)"
+    )
+    for col in ("exit", "requests", "median ms", "predicted ms", "bytes per link"):
+        table.add_column(col)
+    for e in doc["exits"]:
+        links = ", ".join(f"{k} {v:,}" for k, v in e["link_bytes"].items()) or "(none sent)"
+        table.add_row(str(e["exit"]), str(e["requests"]), f"{e['median_total_ms']:.2f}",
+                      f"{e['predicted_ms']:.2f}", links)  # fmt: skip
+    console.print(table)
+    verdict = "bitwise equal" if doc["equal_to_local"] else "NOT equal"
+    same = "same torch threads everywhere" if doc["bitwise_expected"] else "threads differ"
+    console.print(
+        f"{doc['checked']} checked against local inference: {verdict} ({same}: {doc['threads']})"
+    )
 
 
 def run(
     instance: str = InstanceArg,
     solver: str = typer.Option("exact", "--solver", help="exact, ga or edgent"),
-    requests: int = typer.Option(10, "--requests", help="timed inferences per exit"),
+    requests: int = typer.Option(10, "--requests", "-n", help="requests per exit (or in all)"),
+    exit_index: int | None = typer.Option(None, "--exit", help="take this exit (1-based)"),
+    requirement: float | None = typer.Option(
+        None, "--requirement", help="take the shallowest exit meeting this accuracy"
+    ),
+    entropy: str | None = typer.Option(
+        None, "--entropy", help="BranchyNet thresholds T1,T2,... (one per side exit)"
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Run the plan for real: agent here, edge and cloud server processes on loopback."""
+    """Solve, then run on the engine: this process is the mobile tier, edge and cloud are
+    `edgesplit serve` processes on loopback. Without a rule, every exit in turn."""
     import tempfile
+
+    import torch
+
+    from edgesplit.earlyexit.run import launch, runnable_plan
+    from edgesplit.models import ModelRequest
+    from edgesplit.runtime.exits import with_rule
+    from edgesplit.system.topology import Topology
 
     if requests < 1:
         raise InputError(f"--requests must be at least 1, not {requests}")
-    with tempfile.TemporaryDirectory() as tmp:
-        plan, _problem, rows = run_exits(instance, solver, requests, Path(tmp))
+    thresholds = None
+    if entropy is not None:
+        try:
+            thresholds = [float(t) for t in entropy.split(",")]
+        except ValueError:
+            raise InputError(f"--entropy {entropy!r}: write numbers like 0.5,0.5,0.4,0.3") from None
+    inst, problem, graph, _net, _x = _load(instance)
+    plan = solve_instance(problem, solver)
+    plan = runnable_plan(plan, problem, graph, inst.weights, problem.meta["mean_requirement"])
+    n = problem.n_exits
+    assert plan.exits is not None  # runnable_plan sets them
+    rules = (
+        [with_rule(plan.exits, index=exit_index, requirement=requirement, thresholds=thresholds)]
+        if (exit_index, requirement, thresholds) != (None, None, None)
+        else [with_rule(plan.exits, index=k) for k in range(1, n + 1)]
+    )
+    torch.set_num_threads(1)  # as the tier processes: compare like with like (bitwise)
+    request = ModelRequest.from_record(plan.model, plan.meta["model_options"], "plan", True)
+    docs = []
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        launch(plan, Path(tmp), problem.wireless_bps, problem.wired_bps) as topo_doc,
+    ):
+        topo = Topology.model_validate(topo_doc)
+        for spec in rules:
+            docs.append(
+                exit_run(plan, request, topo, None, {}, requests, check=True, spec=spec,
+                         failover=False)
+            )  # fmt: skip
+    doc = {
+        "plan": plan.to_dict(),
+        "exits": [e for d in docs for e in d["exits"]],
+        "threads": sorted({t for d in docs for t in d["threads"]}),
+        "checked": sum(d["checked"] for d in docs),
+        "equal_to_local": all(d["equal_to_local"] for d in docs),
+        "bitwise_expected": all(d["bitwise_expected"] for d in docs),
+    }
     if as_json:
-        print_json({"plan": plan.to_dict(), "exits": rows})
-        return
-    table = Table(title=f"early-exit runs ({plan.algorithm} plan, {requests} requests/exit)")
-    for col in ("exit", "measured median ms", "predicted ms", "torch.equal"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(str(r["exit"]), f"{r['measured_median_ms']:.2f}",
-                      f"{r['predicted_ms']:.2f}", str(r["torch_equal"]))  # fmt: skip
-    console.print(table)
-    err_console.print("links are loopback; predictions use the instance's links and predictors")
+        print_json(doc)
+    else:
+        _print_exit_run({**doc, "requests": requests * len(rules),
+                         "rule": rules[0] if len(rules) == 1 else {"rule": "each exit"}})  # fmt: skip
+        err_console.print("links are loopback; predictions use the instance's links and predictors")
+    if doc["bitwise_expected"] and not doc["equal_to_local"]:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -60,6 +60,9 @@ def solve_cmd(
     time_limit: float = TimeLimitOpt,
     gantt: str | None = typer.Option(None, "--gantt", help="write the schedule as a PNG"),
     output: str | None = typer.Option(None, "-o", "--output", help="write the schedule JSON"),
+    plan_out: str | None = typer.Option(
+        None, "--plan", help="write the schedule as a plan that `edgesplit run-plan` runs"
+    ),
     trust_model_code: bool = TrustOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -71,8 +74,11 @@ def solve_cmd(
     problem = load_problem(instance, trust_model_code)
     schedule = solve(problem, solver, time_limit=time_limit)
     doc = {**schedule.to_dict(), "instance": instance, "problem": _problem_meta(problem)}
+    plan = _plan(problem, schedule) if plan_out else None
     if output:
         write_json(output, doc)
+    if plan_out and plan is not None:
+        write_json(plan_out, plan.to_dict())
     if gantt:
         from edgesplit.multidevice.gantt import draw_gantt
 
@@ -90,6 +96,20 @@ def solve_cmd(
         f"average delay [bold]{schedule.average_s * 1e3:.2f} ms[/], transmitted "
         f"{schedule.transmitted_bytes:,} B, solved in {schedule.solve_s:.2f} s{gap}"
     )
+
+
+def _plan(problem: Any, schedule: Any) -> Any:
+    """The schedule as a plan, with each model's fingerprint (built and traced here)."""
+    from edgesplit.models import ModelRequest
+    from edgesplit.models.loader import trace_request
+    from edgesplit.multidevice.plan import model_options, to_plan
+    from edgesplit.runtime.stages import fingerprint
+
+    fingerprints = {}
+    for model in sorted({d.model for d in problem.devices if d.model != "explicit"}):
+        request = ModelRequest.from_record(model, model_options(problem, model), "instance", True)
+        fingerprints[model] = fingerprint(trace_request(request, "layer")[0])
+    return to_plan(problem, schedule, fingerprints)
 
 
 def _problem_meta(problem: Any) -> dict[str, Any]:
@@ -157,40 +177,119 @@ def run_cmd(
     instance: str = InstanceArg,
     solver: str = SolverOpt,
     time_limit: float = TimeLimitOpt,
+    rounds: int = typer.Option(3, "--requests", "-n", min=1, help="rounds: requests per device"),
     output: str | None = typer.Option(None, "-o", "--output", help="write the run JSON"),
     trust_model_code: bool = TrustOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Plan, then run: one server process and N shaped agents on loopback; compare times."""
+    """Plan, then run on the engine: one `edgesplit serve` honouring the planned order, N devices."""
     from edgesplit.io import write_json
-    from edgesplit.multidevice.execute import run_schedule
     from edgesplit.multidevice.instance import load_problem
+    from edgesplit.multidevice.run import run_processes, summarise
     from edgesplit.multidevice.solve import solve
+    from edgesplit.runtime.scheduled import new_run_id
+    from edgesplit.runtime.server import ServerProcess
 
     problem = load_problem(instance, trust_model_code)
     schedule = solve(problem, solver, time_limit=time_limit)
+    plan = _plan(problem, schedule)
     if not as_json:
-        err_console.print(f"planned {solver}: average {schedule.average_s * 1e3:.2f} ms; running…")
-    result = run_schedule(problem, schedule)
-    doc = {"instance": instance, "solver": solver, "plan": schedule.to_dict(), **result.to_dict()}
+        err_console.print(
+            f"planned {solver}: average {schedule.average_s * 1e3:.2f} ms; starting the server "
+            f"and {problem.n} device processes…"
+        )
+    models = tuple(sorted({d.model for d in problem.devices}))
+    args = ("--threads", "1", "--max-concurrency", str(problem.n + 1))
+    server = ServerProcess(models, args=args).start()
+    try:
+        records = run_processes(plan, server.url, rounds, new_run_id())
+    finally:
+        server.stop()
+    result = summarise(plan, records, rounds)
+    factors = set(problem.meta.get("server_factor", [1.0]))
+    result["server_emulated"] = factors == {1.0} and problem.server_load == 0
+    doc = {"instance": instance, "solver": solver, "plan": plan.to_dict(), **result}
     if output:
         write_json(output, doc)
     if as_json:
         print_json(doc)
-        return
-    table = Table(title="plan vs reality")
-    for col in ("device", "split", "predicted (s)", "measured (s)"):
+    else:
+        _print_schedule_run(result)
+    if not result["outputs_equal"]:
+        raise typer.Exit(1)
+
+
+def _print_schedule_run(result: dict[str, Any]) -> None:
+    table = Table(title=f"plan vs reality ({result['rounds']} rounds)")
+    for col in ("device", "split", "predicted (s)", "measured (s)", "equal"):
         table.add_column(col, justify="right")
-    for d in result.devices:
-        table.add_row(
-            d["name"], str(d["split"]), f"{d['predicted_s']:.4f}", f"{d['completion_s']:.4f}"
-        )
+    for d in result["devices"]:
+        pred = "-" if d["predicted_s"] is None else f"{d['predicted_s']:.4f}"
+        table.add_row(d["name"], str(d["split"]), pred, f"{d['measured_s']:.4f}", str(d["equal"]))
     console.print(table)
+    pred = result["predicted_average_s"]
     console.print(
-        f"average: predicted {result.predicted_average_s * 1e3:.2f} ms, measured "
-        f"{result.measured_average_s * 1e3:.2f} ms (ratio {result.ratio:.3f}); outputs equal: "
-        f"{result.outputs_equal}"
+        f"average: predicted {pred * 1e3:.2f} ms, measured "
+        f"{result['measured_average_s'] * 1e3:.2f} ms; server order honoured in "
+        f"{result['rounds_in_order']}/{result['rounds']} rounds"
+        + (f" ({result['timed_out_turns']} turns timed out)" if result["timed_out_turns"] else "")
     )
+    if result.get("server_emulated") is False:
+        err_console.print(
+            "the server runs at host speed: its delay factor and load are not emulated"
+        )
+
+
+def run_schedule_plan(
+    plan: Any,
+    topology: Any,
+    rounds: int,
+    *,
+    token: str | None = None,
+    failover: bool = True,
+    trust_model_code: bool = False,
+    as_json: bool = False,
+) -> None:
+    """``run-plan`` of a scheduled plan: every requesting device in a thread of this process."""
+    import torch
+
+    from edgesplit.multidevice.run import outputs_equal, summarise
+    from edgesplit.runtime.scheduled import new_run_id, open_device, run_threads
+
+    run_id = new_run_id()
+    devices, refs, inputs = [], {}, {}
+    try:
+        for req in plan.schedule["requests"]:
+            dev, module, xs = open_device(
+                plan, req["name"], topology, run_id, token=token, failover=failover,
+                trust_model_code=trust_model_code,
+            )  # fmt: skip
+            devices.append(dev)
+            with torch.inference_mode():
+                refs[dev.name] = module(*xs)
+            inputs[dev.name] = xs
+        for line in {line for d in devices for line in d.engine.start()}:
+            err_console.print(f"warning: {line}; running locally until it answers /healthz")
+        records: list[dict[str, Any]] = []
+
+        def done(dev: Any, r: int, outs: Any, record: dict[str, Any]) -> None:
+            records.append({**record, "equal": outputs_equal(dev, outs, refs[dev.name])})
+
+        run_threads(devices, rounds, lambda d, r: inputs[d.name], done)
+    finally:
+        for d in devices:
+            d.close()
+    result = summarise(plan, records, rounds)
+    threads = {torch.get_num_threads()} | {
+        t["threads"] for r in records for t in r["tiers"].values()
+    }
+    result["bitwise_expected"] = len(threads) == 1
+    if as_json:
+        print_json({"model": plan.model, "devices": list(plan.devices), **result})
+    else:
+        _print_schedule_run(result)
+    if result["bitwise_expected"] and not result["outputs_equal"]:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -361,6 +361,16 @@ def run_plan(
         raise InputError(f"{source}: meta.codecs must map links to codecs; re-run plan -o")
     # The plan's codec per link (plan --codec) unless --codec names another.
     links = {**{str(k): str(v) for k, v in recorded_codecs.items()}, **_codecs(codec, topo)}
+    if plan.schedule is not None:  # Gao: N requesting devices, the server's planned order
+        from edgesplit.commands.multidevice import run_schedule_plan
+
+        return run_schedule_plan(plan, topo, requests, token=token, failover=failover,
+                                 trust_model_code=trust_model_code, as_json=as_json)  # fmt: skip
+    if plan.exits is not None:  # Pre-DNNOff: nothing computed or sent past the exit taken
+        from edgesplit.commands.earlyexit import run_exit_plan
+
+        return run_exit_plan(plan, request, topo, here, links, requests, token=token,
+                             failover=failover, check=check, as_json=as_json)  # fmt: skip
     recorded_fp = plan.meta.get("fingerprint")
     granularity = (recorded_fp if isinstance(recorded_fp, dict) else plan.meta).get(
         "granularity", "layer"

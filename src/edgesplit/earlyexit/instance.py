@@ -161,7 +161,7 @@ def tier_models(inst: EarlyExitInstance, graph: Graph, x: torch.Tensor) -> list[
     prof = (
         load_profile(inst.profile, model=inst.model)
         if inst.profile
-        # Each early-exit tier process runs on one torch thread (earlyexit.server).
+        # Each early-exit tier runs on one torch thread (`earlyexit run`, earlyexit/run.py).
         else profile_graph(graph, x, threads=1, repeats=10)
     )
     seconds = prof.node_seconds()

@@ -36,7 +36,7 @@ from edgesplit.system.link import Link
 
 DEFAULT_SPEED_FACTOR = 10.0
 #: Torch threads every profile here is timed on (wall clock, :mod:`edgesplit.predict.profile`):
-#: each process of ``multidevice run`` executes its parts on one thread (execute.py).
+#: each process of ``multidevice run`` executes its parts on one thread (run.py).
 PROFILE_THREADS = 1
 
 
@@ -237,12 +237,15 @@ def build_problem(instance: MultiDeviceInstance) -> MecProblem:
                     uplink=Link.of(spec.uplink_mbps * 1e6),
                 )
             )
-    # The factors are what `multidevice run` dilates real compute by (see execute.py).
+    # The local factors set each device's emulated speed in `multidevice run` (see run.py).
     meta: dict[str, Any] = {
         "server_slowdown": slowdown,
         "local_factor": local_factor,
         "server_factor": server_factor,
     }
+    shapes = {d.model: d.input_shape for d in instance.devices if d.model and d.input_shape}
+    if shapes:
+        meta["input_shapes"] = shapes
     if costs.gao_report is not None:
         meta["gao_fit"] = costs.gao_report
     if costs.threads:

@@ -217,7 +217,7 @@ def check_spec(kind: type[BaseModel], doc: Any, where: str) -> Any:
     try:
         return kind.model_validate(doc)
     except ValueError as err:
-        errors = getattr(err, "errors", lambda: [])()
+        errors: list[Any] = getattr(err, "errors", lambda: [])()
         if errors:
             loc = ".".join(str(p) for p in errors[0]["loc"])
             msg = str(errors[0]["msg"]).removeprefix("Value error, ")

@@ -53,9 +53,9 @@ import httpx
 import torch
 
 from edgesplit.errors import InputError, ShapeError, TransportError
-from edgesplit.runtime import codecs, wire
+from edgesplit.runtime import codecs, order, wire
 from edgesplit.runtime.emulation import Emulation
-from edgesplit.runtime.stages import Stages, fingerprint_mismatch
+from edgesplit.runtime.stages import SKIP, Stages, fingerprint_mismatch
 from edgesplit.runtime.transport import ServerRejected
 from edgesplit.system.codecs import link_key
 
@@ -94,6 +94,8 @@ class StageRequest:
     to: str
     stack: tuple[str, ...]
     codecs: dict[str, str] = field(default_factory=dict)
+    #: A scheduled plan's turns on a shared server (:mod:`edgesplit.runtime.order`).
+    order: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -106,6 +108,7 @@ class StageRequest:
                 "to": self.to,
                 "stack": list(self.stack),
                 "codecs": self.codecs,
+                "order": self.order,
             }
         )
 
@@ -122,6 +125,7 @@ class StageRequest:
                 to=str(doc["to"]),
                 stack=tuple(str(d) for d in doc["stack"]),
                 codecs={str(k): str(v) for k, v in dict(doc.get("codecs", {})).items()},
+                order=dict(doc.get("order") or {}),
             )
         except (ValueError, KeyError, TypeError) as err:
             raise InputError(
@@ -137,14 +141,18 @@ class Log:
     stages: list[dict[str, Any]] = field(default_factory=list)
     hops: list[dict[str, Any]] = field(default_factory=list)
     tiers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Turns served on a shared server, in a scheduled plan (:mod:`.order`).
+    turns: list[dict[str, Any]] = field(default_factory=list)
 
     def merge(self, doc: Mapping[str, Any]) -> None:
         self.stages.extend(doc.get("stages", []))
         self.hops.extend(doc.get("hops", []))
         self.tiers.update(doc.get("tiers", {}))
+        self.turns.extend(doc.get("turns", []))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stages": self.stages, "hops": self.hops, "tiers": self.tiers}
+        doc = {"stages": self.stages, "hops": self.hops, "tiers": self.tiers}
+        return {**doc, "turns": self.turns} if self.turns else doc
 
 
 @dataclass(frozen=True)
@@ -307,6 +315,7 @@ def walk(
             hop.dst,
             (*request.stack, me),
             request.codecs,
+            request.order,
         )
         try:
             reply = hop.send(nested, payload)
@@ -456,7 +465,9 @@ def serve_stage(
         frozenset({target}),
         have,
         hops,
-        lambda i, values: store.run_stage(stages, i, values),
+        order.take_turns(
+            request.order, target, lambda i, values: store.run_stage(stages, i, values), log.turns
+        ),
         log,
         emu,
     )
@@ -506,6 +517,8 @@ class Engine:
         self.down: str | None = None
         self.failovers = 0
         self._probed_at = 0.0
+        #: Sent with the next request: its turns on a shared server (:mod:`.order`).
+        self.order: dict[str, Any] = {}
 
     def switch(self, stages: Stages, codecs_by_link: Mapping[str, str] | None = None) -> None:
         """Run later requests on ``stages`` (a re-plan); call between requests only.
@@ -540,6 +553,7 @@ class Engine:
             self.local,
             (),
             self.codecs,
+            self.order,
         )
         tier = {**tier_info("cpu"), **self.emulation.describe(self.local)}
         log = Log(tiers={self.local: tier})
@@ -568,7 +582,7 @@ class Engine:
                 f"(stage {cursor}); add a link to it in the topology, or start the server "
                 "before it with `edgesplit serve --topology FILE --as NAME` so that it relays"
             )
-        outs = split_values(have, graph.output_names)
+        outs = split_values(have, stages.output_names)
         mark = {
             "failover": failed is not None,
             "failed_device": failed[0] if failed else None,
@@ -654,7 +668,7 @@ def engine_for(
     The local device's clock and its shaped links come from the topology (:mod:`.emulation`).
     """
     for name in stages.devices:
-        if here is None or name not in here:
+        if name != SKIP and (here is None or name not in here):
             topology.device(name)
     check_codecs(topology, codecs_by_link or {})
     local = topology.local

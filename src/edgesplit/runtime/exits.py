@@ -95,9 +95,8 @@ def with_rule(
     if given:
         rule, value = given[0]
         doc.update(index=None, requirement=None, thresholds=None, rule=rule)
-        doc[{"index": "index", "requirement": "requirement", "entropy": "thresholds"}[rule]] = (
-            list(value) if rule == "entropy" else value
-        )
+        field = {"index": "index", "requirement": "requirement", "entropy": "thresholds"}[rule]
+        doc[field] = list(value) if isinstance(value, Sequence) else value
     spec_ok: dict[str, Any] = check_spec(ExitSpec, doc, "exits").model_dump(mode="json")
     return spec_ok
 
@@ -117,6 +116,14 @@ class ExitRunner:
     @property
     def n_exits(self) -> int:
         return len(self.engines)
+
+    def start(self) -> list[str]:
+        """Probe every exit's first hops; one line per hop that does not answer."""
+        return sorted({line for e in self.engines for line in e.start()})
+
+    def close(self) -> None:
+        for e in self.engines:
+            e.close()
 
     def planned_exit(self) -> int | None:
         """The exit the rule takes before any output is seen (None: the entropy rule)."""
@@ -182,3 +189,37 @@ def exit_runner(
     """An :class:`ExitRunner` whose engines ``make_engine`` builds, one per exit's stages."""
     stages = exit_stages(graph, devices, assignment, spec["outputs"])
     return ExitRunner([make_engine(s) for s in stages], spec)
+
+
+def open_exits(
+    plan: Any,
+    graph: Graph,
+    fingerprint: dict[str, str],
+    topology: Any,
+    *,
+    token: str | None = None,
+    codecs_by_link: Mapping[str, str] | None = None,
+    here: frozenset[str] | None = None,
+    failover: bool = True,
+    spec: Mapping[str, Any] | None = None,
+) -> ExitRunner:
+    """The :class:`ExitRunner` of an early-exit ``plan`` on ``topology`` (``spec``: another rule)."""
+    from edgesplit.runtime.engine import engine_for
+
+    exits = dict(spec or plan.exits)
+
+    def make_engine(stages: Stages) -> Any:
+        return engine_for(
+            stages, plan.model, fingerprint, topology, token, codecs_by_link, here, failover
+        )
+
+    return exit_runner(graph, plan.devices, plan.assignment, exits, make_engine)
+
+
+def link_bytes(record: Mapping[str, Any]) -> dict[str, int]:
+    """Wire bytes per link (``a|b``, both directions) in one request's record."""
+    out: dict[str, int] = {}
+    for hop in record.get("hops", []):
+        key = "|".join(sorted((hop["src"], hop["dst"])))
+        out[key] = out.get(key, 0) + int(hop["sent_wire_bytes"]) + int(hop["reply_wire_bytes"])
+    return out
