@@ -72,6 +72,9 @@ class TwoTierInputs:
         # Difference arrays: a tensor produced at p and last read at m crosses cuts p+1..m.
         up = np.zeros(n + 2)
         down = np.zeros(n + 2)
+        # Crossing-tensor counts: exact zeros where float sizes would leave rounding residue.
+        n_up = np.zeros(n + 2, dtype=np.int64)
+        n_down = np.zeros(n + 2, dtype=np.int64)
         sizes = [t.nbytes for t in graph.tensors] if tensor_bytes is None else tensor_bytes
         for t, size in zip(graph.tensors, sizes, strict=True):
             p = -1 if t.producer is None else pos[t.producer]
@@ -80,16 +83,20 @@ class TwoTierInputs:
                 if m > p:
                     up[p + 1] += size
                     up[m + 1] -= size
+                    n_up[p + 1] += 1
+                    n_up[m + 1] -= 1
             if t.is_output and p >= 0:
                 down[0] += size
                 down[p + 1] -= size
+                n_down[0] += 1
+                n_down[p + 1] -= 1
         return cls(
             model=graph.name,
             devices=devices,
             edge_seconds=np.asarray(edge_seconds, dtype=float),
             cloud_seconds=np.asarray(cloud_seconds, dtype=float),
-            up_bytes=np.cumsum(up)[: n + 1],
-            down_bytes=np.cumsum(down)[: n + 1],
+            up_bytes=np.where(np.cumsum(n_up) > 0, np.cumsum(up), 0.0)[: n + 1],
+            down_bytes=np.where(np.cumsum(n_down) > 0, np.cumsum(down), 0.0)[: n + 1],
             node_memory=np.array([x.param_bytes + x.output_bytes for x in graph.nodes], float),
         )
 
