@@ -77,6 +77,39 @@ def test_importing_engine_server_api_pulls_in_no_heavy_package() -> None:
     assert json.loads(run.stdout.strip().splitlines()[-1]) == []
 
 
+SERVE_AND_INFER = """
+import json, sys
+import torch
+from edgesplit import Deployment
+from edgesplit.plan.types import Plan
+from edgesplit.runtime.server import BackgroundServer, ServerConfig, create_app
+from edgesplit.system.topology import Topology
+
+app = create_app(ServerConfig(models=("mnist_cnn",)))
+n = len(app.state.store.model("mnist_cnn").graph.nodes)
+with BackgroundServer(app) as server:
+    topo = Topology.model_validate({
+        "devices": [{"name": "device", "url": "local"}, {"name": "edge", "url": server.url}],
+        "links": [{"a": "device", "b": "edge", "bandwidth": "1gbit", "codecs": ["zstd"]}],
+    })
+    plan = Plan.two_tier("mnist_cnn", "manual", n, 3, devices=("device", "edge"))
+    with Deployment(plan, topo, codecs={"device|edge": "zstd"}) as dep:
+        x = torch.randn(1, 1, 28, 28)
+        result = dep.infer(x)
+        equal = torch.equal(result.output, dep.module(x))
+        hops = [h["dst"] for h in result.record["hops"]]
+print(json.dumps({"heavy": [m for m in HEAVY if m in sys.modules], "equal": equal, "hops": hops}))
+"""
+
+
+def test_serving_and_running_a_split_request_pulls_in_no_heavy_package() -> None:
+    code = f"HEAVY = {list(HEAVY)!r}\n" + SERVE_AND_INFER
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout.strip().splitlines()[-1])
+    assert doc == {"heavy": [], "equal": True, "hops": ["edge"]}
+
+
 def test_a_missing_full_extra_module_is_one_line_naming_the_extra() -> None:
     line = error_line(ModuleNotFoundError("No module named 'cvxpy'", name="cvxpy"))
     assert line is not None and "pip install 'edgesplit[full]'" in line and "\n" not in line
