@@ -8,13 +8,18 @@ those decisions with real networks on real inputs and measures what happens:
   cluster start each worker with ``ray start --address HEAD --resources '{"host3": 1}'``
   and pass ``address``.
 - **Application**: the MNIST-like app trained on sklearn digits
-  (:func:`edgesplit.cluster.variant_accuracy.train_digits`) at 8x8 input. Layer fragments are the
-  parts of :func:`edgesplit.graph.partition.split_at` on its traced graph; semantic
-  fragments are the k class-subset networks; compressed is the half-width network.
-- **Tasks** are Ray tasks pinned to their host's resource; a layer split chains them,
-  passing intermediate tensors through the object store (Ray's own serialisation, inside the
-  cluster only); a semantic split fans out and a broker-side task combines class scores.
-  Inputs are batches of held-out digit images; accuracy is measured against their labels.
+  (:func:`edgesplit.cluster.variant_accuracy.train_digits`) at 8x8 input. Layer fragments are
+  the engine's stages (:func:`edgesplit.runtime.stages.build_stages`, parts of the one
+  partition mechanism) of the contiguous assignment that
+  :func:`edgesplit.cluster.apps.balanced_cuts` gives; semantic fragments are the k
+  class-subset networks; compressed is the half-width network.
+- **Tasks** are Ray tasks pinned to their host's resource; a layer split chains them. Every
+  tensor crossing between tasks (inputs, intermediate tensors, scores, predictions) is one
+  safetensors body made by the runtime's wire codecs (:mod:`edgesplit.runtime.codecs`,
+  ``codec``: ``none`` exact by default), as on the engine's links: a stage receives what
+  it and later stages read and hands on only that plus the outputs. A semantic split fans
+  out and a broker-side task combines class scores. Inputs are batches of held-out digit
+  images; accuracy is measured against their labels.
 - **Time**: intervals last ``interval_s`` real seconds; each task is submitted when the
   simulator created it, and its response time is measured on the driver from submission
   to the arrival of its result.
@@ -42,8 +47,9 @@ from edgesplit.cluster.policies import make_policy, prepare
 from edgesplit.cluster.simulator import Simulator
 from edgesplit.cluster.variant_accuracy import SemanticEnsemble, train_digits
 from edgesplit.errors import InputError
-from edgesplit.graph import trace
-from edgesplit.graph.partition import split_at
+from edgesplit.graph import Graph, trace
+from edgesplit.runtime import codecs, wire
+from edgesplit.runtime.stages import Stages, build_stages
 from edgesplit.system.power import RASPBERRY_PI_4B_4GB
 
 
@@ -59,6 +65,24 @@ class RealTask:
     correct: int
     batch: int
     matches_local: bool  # predictions equal to the unsplit network's, run in-process
+    answer_bytes: int  # bytes of the codec body carrying the task's answer
+
+
+def layer_stages(graph: Graph, k: int) -> Stages:
+    """The ``k`` layer fragments of ``graph`` as engine stages (one per fragment, in order)."""
+    bounds = [0, *balanced_cuts(graph, k), len(graph.nodes)]
+    assignment = [f for f in range(k) for _ in range(bounds[f], bounds[f + 1])]
+    return build_stages(graph, tuple(f"fragment{f}" for f in range(k)), assignment)
+
+
+def handed_on(stages: Stages) -> list[tuple[str, ...]]:
+    """Per stage, the values its task passes on: read by a later stage, or model outputs."""
+    have = set(stages.graph.input_names)
+    out = []
+    for st in stages.stages:
+        have |= set(st.outputs)
+        out.append(tuple(stages.needed_from(st.index + 1, sorted(have))))
+    return out
 
 
 class _Recording:
@@ -131,8 +155,17 @@ def run_on_ray(
     address: str | None = None,
     epochs: int = 8,
     num_cpus: int | None = None,
+    codec: str = "none",
 ) -> dict[str, Any]:
-    """Simulate, replay on Ray, and compare simulated with measured response times."""
+    """Simulate, replay on Ray, and compare simulated with measured response times.
+
+    ``codec``: the wire codec of every tensor crossing between tasks (lossless ``none`` or
+    ``zstd`` keep the split predictions equal to the unsplit network's).
+    """
+    from edgesplit.system.link import CODECS
+
+    if codec not in CODECS:
+        raise InputError(f"codec {codec!r} is unknown; use one of {', '.join(CODECS)}")
     import ray
 
     torch.set_num_threads(1)
@@ -163,12 +196,11 @@ def run_on_ray(
     arrivals = sim.arrivals
     simulated = {t.tid: t for m in metrics for t in m.left}
 
-    split = split_at(graph, balanced_cuts(graph, k))
-    parts = [p for p in sorted(split.parts, key=lambda p: p.index)]
+    stages = layer_stages(graph, k)
     semantic = trained.modules["semantic"]
     assert isinstance(semantic, SemanticEnsemble)
     nets: dict[str, list[Any]] = {
-        "layer": parts,
+        "layer": [st.part for st in stages.stages],
         "semantic": list(semantic.nets),
         "compressed": [trained.modules["compressed"]],
     }
@@ -185,7 +217,8 @@ def run_on_ray(
         real = _replay(
             ray,
             nets,
-            graph,
+            stages,
+            codec,
             semantic.inverse,
             trained,
             arrivals,
@@ -197,13 +230,14 @@ def run_on_ray(
         )
     finally:
         ray.shutdown()
-    return _report(policy, cfg, real, trained.accuracy, mips)
+    return {**_report(policy, cfg, real, trained.accuracy, mips), "codec": codec}
 
 
 def _replay(
     ray: Any,
     nets: dict[str, list[Any]],
-    graph: Any,
+    stages: Stages,
+    codec: str,
     inverse: torch.Tensor,
     trained: Any,
     arrivals: list[tuple[int, int, str, int]],
@@ -213,23 +247,31 @@ def _replay(
     seed: int,
     warm_workers: int,
 ) -> list[RealTask]:
-    @ray.remote(num_cpus=0)
-    def run_part(part: Any, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        torch.set_num_threads(1)
-        with torch.no_grad():
-            return {**values, **part(values)}
+    limit = wire.DEFAULT_MAX_BYTES
 
     @ray.remote(num_cpus=0)
-    def run_net(net: Any, x: torch.Tensor) -> torch.Tensor:
+    def run_part(part: Any, keep: tuple[str, ...], body: bytes) -> bytes:
         torch.set_num_threads(1)
-        with torch.no_grad():
-            return net(x)
+        values = codecs.decode(body, limit)
+        with torch.inference_mode():
+            values.update(part({n: values[n] for n in part.input_names}))
+        return codecs.encode({n: values[n] for n in keep}, codec)[0]
 
     @ray.remote(num_cpus=0)
-    def combine(*scores: torch.Tensor) -> torch.Tensor:
-        return torch.cat(scores, dim=1)[:, inverse].argmax(1)
+    def run_net(net: Any, body: bytes) -> bytes:
+        torch.set_num_threads(1)
+        with torch.inference_mode():
+            scores = net(codecs.decode(body, limit)["x"])
+        return codecs.encode({"scores": scores}, codec)[0]
+
+    @ray.remote(num_cpus=0)
+    def combine(*bodies: bytes) -> bytes:
+        scores = [codecs.decode(b, limit)["scores"] for b in bodies]
+        return codecs.encode({"pred": torch.cat(scores, dim=1)[:, inverse].argmax(1)}, codec)[0]
 
     refs = {d: [ray.put(n) for n in ns] for d, ns in nets.items()}
+    keeps = handed_on(stages)
+    graph = stages.graph
 
     # Start the worker pool before timing: overlapping sleeps force one process per slot,
     # each importing torch, so later tasks find warm workers instead of spawning them.
@@ -242,7 +284,7 @@ def _replay(
     ray.get(
         [
             run_net.options(resources={f"host{h}": 1.0}).remote(
-                refs["compressed"][0], trained.x_test[:2]
+                refs["compressed"][0], codecs.encode({"x": trained.x_test[:2]}, codec)[0]
             )
             for h in sorted({h for h in rec.hosts.values()})
         ]
@@ -263,9 +305,9 @@ def _replay(
                 pending,
                 done,
                 simulated,
-                graph,
                 start + interval * interval_s - time.perf_counter(),
                 trained.modules,
+                graph.output_names[0],
             )
         for tid, decision, batch in by_interval.get(interval, []):
             cids = rec.tasks.get(tid, [])
@@ -277,15 +319,16 @@ def _replay(
             t0 = time.perf_counter()
             opts = [{"resources": {f"host{h}": 1.0}} for h in hosts]
             if decision == "layer":
-                ref: Any = {graph.input_names[0]: x}
-                for part, o in zip(refs["layer"], opts):
-                    ref = run_part.options(**o).remote(part, ref)
+                ref: Any = codecs.encode({graph.input_names[0]: x}, codec)[0]
+                for part, keep, o in zip(refs["layer"], keeps, opts):
+                    ref = run_part.options(**o).remote(part, keep, ref)
             else:
-                outs = [run_net.options(**o).remote(n, x) for n, o in zip(refs[decision], opts)]
+                body = codecs.encode({"x": x}, codec)[0]
+                outs = [run_net.options(**o).remote(n, body) for n, o in zip(refs[decision], opts)]
                 ref = combine.remote(*outs) if decision == "semantic" else outs[0]
             pending[ref] = (tid, decision, t0, x, y, hosts)
     while pending:
-        _collect(ray, pending, done, simulated, graph, 60.0, trained.modules)
+        _collect(ray, pending, done, simulated, 60.0, trained.modules, graph.output_names[0])
     return done
 
 
@@ -294,9 +337,9 @@ def _collect(
     pending: dict[Any, Any],
     done: list[RealTask],
     simulated: dict[int, TaskRecord],
-    graph: Any,
     timeout: float,
     local_models: dict[str, Any],
+    output: str,
 ) -> None:
     if not pending:
         time.sleep(max(timeout, 0.0))
@@ -305,9 +348,9 @@ def _collect(
     for ref in ready:
         t1 = time.perf_counter()
         tid, decision, t0, x, y, hosts = pending.pop(ref)
-        out = ray.get(ref)
-        if decision == "layer":
-            out = out[graph.output_names[0]]
+        body = ray.get(ref)
+        values = codecs.decode(body, wire.DEFAULT_MAX_BYTES)
+        out = values[output] if decision == "layer" else next(iter(values.values()))
         pred = out if out.dim() == 1 else out.argmax(1)
         with torch.no_grad():
             local = local_models[decision](x).argmax(1)
@@ -321,6 +364,7 @@ def _collect(
                 int((pred == y).sum()),
                 len(y),
                 bool(torch.equal(pred, local)),
+                len(body),
             )
         )
 
