@@ -15,6 +15,8 @@ import subprocess
 import sys
 from importlib.metadata import requires
 
+import pytest
+
 from edgesplit.cli import FULL_ONLY, error_line
 
 #: Import names of the packages the device tier must not need.
@@ -102,6 +104,7 @@ print(json.dumps({"heavy": [m for m in HEAVY if m in sys.modules], "equal": equa
 """
 
 
+@pytest.mark.slow
 def test_serving_and_running_a_split_request_pulls_in_no_heavy_package() -> None:
     code = f"HEAVY = {list(HEAVY)!r}\n" + SERVE_AND_INFER
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
