@@ -1,25 +1,30 @@
-"""``make demo``: a real split-inference run with dynamic rescheduling (Luger 2023, ch. 3-7).
+"""``make demo``: a 3-tier split run on the engine, placement and codec re-planned live.
 
-What it does, with no arguments, in about a minute and a half:
+What it does, with no arguments, in about two minutes on two cores:
 
-1. starts the cloud tier (FastAPI on uvicorn) on a free loopback port;
-2. runs the edge agent on AlexNet for 60 s under a condition schedule (bandwidth
-   2 -> 20 -> 5 Mbit/s, RTT 20 ms, edge clock 0.4 -> 0.4 -> 0.6 GHz, emulated by time
-   dilation), re-planning for the lowest predicted latency (OL) whenever the measured
-   bandwidth or the clock moves by more than 20 %; a live table shows the split,
-   predicted against measured latency, and cost (eq. 4.4, rented edge);
-3. measures every split point under one fixed setting (latency parts per split point,
-   OL/OC/CL marked);
-4. writes ``results/demo/``: ``requests.csv`` (Table 6.1 columns) and ``requests.jsonl``,
-   ``sweep.csv``, ``summary.json``, ``latency_parts.png``, ``split_over_time.png``;
-5. stops the server gracefully.
+1. writes a topology (device → edge → cloud) to a temporary file and starts the edge and
+   the cloud as two real ``edgesplit serve --topology FILE --as NAME`` processes on free
+   loopback ports; the edge runs at half this host's speed (``speed_factor: 0.5``), and
+   the edge → cloud link is shaped by the servers to 50 Mbit/s with a 20 ms RTT;
+2. profiles AlexNet on this host and times the wire codecs on its tensors (the cost model);
+3. runs requests for 60 s from this process, the device, under a condition schedule
+   (``examples/conditions-demo.yaml``: device → edge bandwidth 2 → 20 → 5 Mbit/s, RTT
+   20 ms, device clock 0.4 → 0.6 GHz, emulated by time dilation). The rescheduler re-plans
+   when the bandwidth it measures on any link, the clock, or a device's measured compute
+   moves by more than 20 %: the planner is the solver registry's ``exhaustive`` placement
+   over the three devices, searched jointly with the lossless codec of each link
+   (``none`` or ``zstd``, :mod:`edgesplit.plan.codec_choice`), for the lowest predicted
+   latency. A switch happens between requests; every output is checked against local
+   inference (bitwise: one torch thread on every tier, lossless codecs);
+4. writes ``results/demo/``: ``requests.csv`` (Table 6.1 columns, eq. 3.1–3.4 with the
+   device as Luger's edge) and ``requests.jsonl``, ``records.jsonl`` (the engine's
+   per-request records: stages, hops, bytes before and after the codec), ``plans.csv``,
+   ``summary.json``, ``latency_parts.png`` (measured time per device and link for each
+   plan used) and ``split_over_time.png`` (nodes per tier, codec and bandwidth over time);
+5. stops both servers and prints a summary: requests, failovers, mismatches, re-plans.
 
-Options: ``python -m edgesplit.demo [--seconds S] [--model M] [--out DIR]``.
-
-Why these settings: the cloud tier runs on this same host, so offloading only pays when
-the edge is clearly slower; a Raspberry-Pi-class edge (0.4-0.6 GHz of this host's cores)
-is. Under this schedule Luger's Algorithm 1 at w = 0.5 keeps cut 6 at every step, which
-shows no re-planning, so the run optimises latency; the plots still mark OL, OC and CL.
+Options: ``python -m edgesplit.demo [--seconds S] [--model M] [--out DIR]``. Ctrl-C stops
+the servers and exits with status 130.
 """
 
 from __future__ import annotations
@@ -28,8 +33,16 @@ import argparse
 import csv
 import io
 import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +53,8 @@ from rich.live import Live
 from rich.table import Table
 
 from edgesplit.io import write_atomic, write_json
-from edgesplit.runtime.conditions import Conditions, ConditionSchedule, ConditionStep
-from edgesplit.runtime.loop import RunOptions, build_run, measure_cuts
-from edgesplit.runtime.server import BackgroundServer, ServerConfig, create_app
+from edgesplit.runtime.conditions import ConditionSchedule, ConditionStep
 from edgesplit.runtime.session import SessionStep
-from edgesplit.system.prices import Prices
 
 #: The demo's schedule; ``examples/conditions-demo.yaml`` holds the same steps.
 DEMO_SCHEDULE = ConditionSchedule(
@@ -55,17 +65,102 @@ DEMO_SCHEDULE = ConditionSchedule(
         ConditionStep(at=40, bandwidth_mbit=5.0, clock_ghz=0.6),
     ],
 )
-SWEEP_SETTING = Conditions(bandwidth_mbit=20.0, rtt_ms=20.0, clock_ghz=0.4)
+DEVICES = ("device", "edge", "cloud")
+EDGE_SPEED = 0.5
+EDGE_CLOUD_MBIT, EDGE_CLOUD_RTT_S = 50.0, 0.02
+CODECS = ("none", "zstd")
+REF_GHZ = 2.6
 
 
-def measured_cost(m: Any) -> float:
-    """Luger eq. 4.4 (rent) on measured times: edge seconds and cloud seconds, $/h Table 4.1."""
-    return Prices().cost({"edge": m.edge_lat, "cloud": m.cloud_lat}, strategy="rent")
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
-def live_table(rows: deque[SessionStep], elapsed: float, seconds: float) -> Table:
-    table = Table(title=f"alexnet split inference, t = {elapsed:4.0f} / {seconds:.0f} s")
-    for col in ("id", "BW", "seen", "GHz", "split", "pred s", "meas s", "cost $", "note"):
+def topology_doc(ports: dict[str, int], first: Any) -> dict[str, Any]:
+    """The run's topology: the device link is shaped here (live), edge → cloud by the servers."""
+    return {
+        "format": "edgesplit.topology",
+        "devices": [
+            {"name": "device", "url": "local"},
+            {
+                "name": "edge",
+                "url": f"http://127.0.0.1:{ports['edge']}",
+                "speed_factor": EDGE_SPEED,
+            },
+            {"name": "cloud", "url": f"http://127.0.0.1:{ports['cloud']}"},
+        ],
+        "links": [
+            {
+                "a": "device",
+                "b": "edge",
+                "bandwidth": f"{first.bandwidth_mbit}mbit",
+                "rtt": f"{first.rtt_ms}ms",
+                "codecs": list(CODECS),
+                "shaping": False,
+            },
+            {
+                "a": "edge",
+                "b": "cloud",
+                "bandwidth": f"{EDGE_CLOUD_MBIT}mbit",
+                "rtt": f"{EDGE_CLOUD_RTT_S * 1e3}ms",
+                "codecs": list(CODECS),
+                "shaping": True,
+            },
+        ],
+    }
+
+
+@contextmanager
+def tiers(model: str, topology: Path, ports: dict[str, int]) -> Iterator[None]:
+    """The edge and the cloud as ``edgesplit serve`` processes; stopped on the way out."""
+    import httpx
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = []
+    for name, port in ports.items():
+        serve = ["serve", "--model", model, "--port", str(port), "--threads", "1"]
+        relay = ["--topology", str(topology), "--as", name]
+        cmd = [sys.executable, "-m", "edgesplit.cli", *serve, *relay]
+        quiet = subprocess.DEVNULL
+        procs.append(subprocess.Popen(cmd, stdout=quiet, stderr=quiet, env=env))
+    try:
+        deadline = time.monotonic() + 180
+        for proc, port in zip(procs, ports.values()):
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"edgesplit serve on port {port} did not start")
+                time.sleep(0.2)
+        yield
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def placement(plan: Any) -> str:
+    """Nodes per tier, ``device/edge/cloud``."""
+    return "/".join(str(plan.assignment.count(i)) for i in range(len(plan.devices)))
+
+
+def codec_text(plan: Any) -> str:
+    codecs = plan.meta.get("codecs") or {}
+    return ",".join(f"{k.replace('|', '-')}={v}" for k, v in sorted(codecs.items())) or "none"
+
+
+def live_table(rows: deque[SessionStep], elapsed: float, seconds: float, model: str) -> Table:
+    table = Table(title=f"{model} on device → edge → cloud, t = {elapsed:4.0f} / {seconds:.0f} s")
+    for col in ("id", "BW", "seen", "GHz", "nodes d/e/c", "codecs", "pred s", "meas s", "note"):
         table.add_column(col, justify="right", no_wrap=True)
     for s in rows:
         m = s.measurement
@@ -74,104 +169,100 @@ def live_table(rows: deque[SessionStep], elapsed: float, seconds: float) -> Tabl
             f"{s.conditions.bandwidth_mbit:g}",
             f"{s.observation.bandwidth_mbit:.1f}{s.bandwidth_source[0]}",
             f"{m.CS:g}",
-            str(m.SP),
+            placement(s.plan),
+            codec_text(s.plan),
             "" if m.predicted_lat is None else f"{m.predicted_lat:.3f}",
             f"{m.overall_lat:.3f}",
-            "" if m.cost is None else f"{m.cost:.1e}",
-            "fallback" if m.fallback else ("" if m.correct in (None, True) else "MISMATCH"),
+            "failover" if m.fallback else ("" if m.correct in (None, True) else "MISMATCH"),
         )
-    table.caption = "BW: scheduled Mbit/s; seen: m = measured, s = sensor; cost: eq. 4.4, rent"
+    table.caption = "BW: scheduled device→edge Mbit/s; seen: m = measured, s = sensor"
     return table
 
 
-def plot_latency_parts(
-    sweep: dict[int, dict[str, float]], marks: dict[str, int], pred: np.ndarray, path: Path
-) -> None:
-    import matplotlib
+def build(model: str, topology: Any, schedule: ConditionSchedule, console: Console) -> Any:
+    """Profile, time the codecs, and wire the engine, the planner and the session."""
+    from edgesplit.graph import trace
+    from edgesplit.models import ModelRequest
+    from edgesplit.plan.codec_choice import CodecModel, solve_with_codecs
+    from edgesplit.plan.problem import Problem
+    from edgesplit.predict.codec_costs import measure_graph_codecs
+    from edgesplit.predict.profile import profile_graph
+    from edgesplit.runtime.clock import ClockEmulator
+    from edgesplit.runtime.conditions import ComputeMonitor
+    from edgesplit.runtime.emulation import Emulation
+    from edgesplit.runtime.engine import Engine, link_key, make_hops
+    from edgesplit.runtime.planning import RegistryPlanner
+    from edgesplit.runtime.rescheduler import Rescheduler
+    from edgesplit.runtime.session import Session
+    from edgesplit.runtime.shaping import TokenBucketShaper
+    from edgesplit.runtime.stages import Stages, build_stages, fingerprint
+    from edgesplit.system.link import Link
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cuts = sorted(sweep)
-    edge = np.array([sweep[k]["edge_lat"] for k in cuts])
-    comm = np.array([max(sweep[k]["comm_lat"], 0.0) for k in cuts])
-    cloud = np.array([sweep[k]["cloud_lat"] for k in cuts])
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    ax.bar(cuts, edge, label="edge (eq. 3.1)", color="#4c72b0")
-    ax.bar(cuts, comm, bottom=edge, label="communication (eq. 3.3)", color="#dd8452")
-    ax.bar(cuts, cloud, bottom=edge + comm, label="cloud (eq. 3.2)", color="#55a868")
-    ax.plot(cuts, pred[cuts], "k.--", label="predicted total")
-    top = float((edge + comm + cloud).max())
-    for i, (name, k) in enumerate(marks.items()):
-        ax.annotate(name, (k, top * (1.02 + 0.07 * i)), ha="center", fontsize=9, fontweight="bold")
-        ax.axvline(k, color="grey", lw=0.8, ls=":")
-    s = SWEEP_SETTING
-    ax.set_title(
-        f"alexnet latency parts per split point ({s.bandwidth_mbit:g} Mbit/s, "
-        f"RTT {s.rtt_ms:g} ms, clock {s.clock_ghz:g} GHz; measured medians)"
+    module, example = ModelRequest(model).load()
+    graph = trace(module, example.single("the demo"), name=model)
+    x = torch.randn(graph.tensor(graph.input_names[0]).shape)
+    prof = profile_graph(graph, x, threads=1, repeats=5, warmup=2)
+    host = np.array(prof.seconds(graph, calibrate=True))
+    record = measure_graph_codecs(graph, [x], repeats=3, compute_s=float(host.sum()))
+    console.print(
+        f"profiled {len(host)} nodes ({host.sum() * 1e3:.1f} ms per unsplit inference on this "
+        f"host, 1 thread); zstd on its tensors, median ratio "
+        f"{float(np.median(list(record.zstd_ratio.values()))):.2f}"
     )
-    ax.set_xlabel("split point (nodes on the edge)")
-    ax.set_ylabel("seconds")
-    ax.set_ylim(0, top * 1.3)
-    ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    write_atomic(path, buf.getvalue())
-
-
-def plot_split_over_time(steps: list[SessionStep], t0: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t = np.array([s.measurement.start - t0 for s in steps])
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
-    ax1.step(t, [s.measurement.SP for s in steps], where="post", color="#c44e52", label="split")
-    ax1.set_ylabel("split point")
-    tw = ax1.twinx()
-    tw.step(
-        t,
-        [s.conditions.bandwidth_mbit for s in steps],
-        where="post",
-        color="#4c72b0",
-        alpha=0.6,
-        label="bandwidth",
+    first = schedule.at(0)
+    problem = Problem(
+        graph,
+        DEVICES,
+        np.array([host, host / EDGE_SPEED, host]),
+        {
+            frozenset((0, 1)): Link.of(first.bandwidth_mbit * 1e6, first.rtt_ms / 1e3, CODECS),
+            frozenset((1, 2)): Link.of(EDGE_CLOUD_MBIT * 1e6, EDGE_CLOUD_RTT_S, CODECS),
+        },
+        (0.0, 0.0, 0.0),
     )
-    tw.step(
-        t,
-        [s.measurement.CS for s in steps],
-        where="post",
-        color="#8172b2",
-        alpha=0.6,
-        label="clock GHz",
+
+    def joint(p: Problem) -> Any:
+        # The device reaches the cloud only through the edge's relay: for the cost model
+        # that is the two links in series (codec none; the codecs are chosen per hop).
+        a, b = p.link(0, 1), p.link(1, 2)
+        assert a is not None and b is not None
+        relay = Link.of(1 / (1 / a.rate_bps + 1 / b.rate_bps), a.rtt + b.rtt)
+        p = replace(p, links={**p.links, frozenset((0, 2)): relay}, tensor_seconds=None)
+        model_ = CodecModel.from_record(record, p)
+        return solve_with_codecs(p, "exhaustive", model_, "auto-lossless")[0]
+
+    planner = RegistryPlanner(problem, "exhaustive", ref_ghz=REF_GHZ, solver=joint)
+    links = [TokenBucketShaper(first.link), TokenBucketShaper(first.link)]
+    clock = ClockEmulator(ref_ghz=REF_GHZ, clock_ghz=first.clock_ghz)
+    emulation = Emulation({"edge": links[0]}, {"edge": links[1]}, {"device": clock})
+    cache: dict[tuple[int, ...], Stages] = {}
+
+    def stages_for(plan: Any) -> Stages:
+        if plan.assignment not in cache:
+            cache[plan.assignment] = build_stages(graph, DEVICES, plan.assignment)
+        return cache[plan.assignment]
+
+    here = build_stages(graph, DEVICES, [0] * len(graph.nodes))
+    hops = make_hops(topology, "device", None)
+    engine = Engine(
+        here, model, fingerprint(graph), "device", frozenset({"device"}), hops,
+        emulation=emulation,
+    )  # fmt: skip
+    edge_cloud = link_key("edge", "cloud")
+    session = Session(
+        engine,
+        Rescheduler(planner, threshold=0.2),
+        schedule,
+        stages_for,
+        link=link_key("device", "edge"),
+        clock=clock,
+        shapers=links,
+        sensors={edge_cloud: EDGE_CLOUD_MBIT},
+        rtts={edge_cloud: EDGE_CLOUD_RTT_S},
+        compute=ComputeMonitor(),
+        check=True,
     )
-    tw.set_ylabel("Mbit/s, GHz")
-    ax1.legend(loc="upper left", fontsize=8)
-    tw.legend(loc="upper right", fontsize=8)
-    ax2.plot(t, [s.measurement.overall_lat for s in steps], ".", label="measured (eq. 3.4)")
-    ax2.plot(t, [s.measurement.predicted_lat or np.nan for s in steps], "-", label="predicted")
-    ax2.set_ylabel("latency s")
-    ax2.set_xlabel("seconds since start")
-    ax2.legend(fontsize=8)
-    ax1.set_title("alexnet: split point chosen over time (lowest predicted latency, OL)")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    write_atomic(path, buf.getvalue())
-
-
-def sweep_csv(sweep: dict[int, dict[str, float]], pred: np.ndarray) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["SP", "edge_lat", "comm_lat", "cloud_lat", "overall_lat", "predicted_lat"])
-    for k in sorted(sweep):
-        r = sweep[k]
-        w.writerow([k, r["edge_lat"], r["comm_lat"], r["cloud_lat"], r["overall_lat"], pred[k]])
-    return buf.getvalue()
+    return session
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,117 +272,209 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results/demo"))
     args = parser.parse_args(argv)
     console = Console()
-    torch.set_num_threads(2)
-    span = DEMO_SCHEDULE.span
-    schedule = (
-        ConditionSchedule(
-            unit="seconds",
-            steps=[
-                s.model_copy(update={"at": s.at * args.seconds / 60.0}) for s in DEMO_SCHEDULE.steps
-            ],
-        )
-        if span
-        else DEMO_SCHEDULE
-    )
-    console.print(f"[bold]edgesplit demo[/]: starting the cloud tier with {args.model} ...")
-    server = BackgroundServer(create_app(ServerConfig(models=(args.model,)))).start()
     try:
-        opts = RunOptions(
-            model=args.model,
-            schedule=schedule,
-            server=server.url,
-            check=True,
-            objective="latency",
-        )
-        parts = build_run(opts)
+        return run_demo(args, console)
+    except KeyboardInterrupt:
+        print("interrupted: the edge and cloud servers were stopped; no outputs written",
+              file=sys.stderr)  # fmt: skip
+        return 130
+
+
+def run_demo(args: argparse.Namespace, console: Console) -> int:
+    from edgesplit.system.topology import load_topology
+
+    torch.set_num_threads(1)
+    span = DEMO_SCHEDULE.span
+    scale = args.seconds / 60.0 if span else 1.0
+    schedule = ConditionSchedule(
+        unit="seconds",
+        steps=[s.model_copy(update={"at": s.at * scale}) for s in DEMO_SCHEDULE.steps],
+    )
+    ports = {"edge": free_port(), "cloud": free_port()}
+    with tempfile.TemporaryDirectory(prefix="edgesplit-demo-") as tmp:
+        topo_path = Path(tmp) / "topology.json"
+        topo_path.write_text(json.dumps(topology_doc(ports, schedule.at(0)), indent=2))
+        topology = load_topology(topo_path)
         console.print(
-            f"cloud at {server.url}; profiled {len(parts.seconds)} nodes "
-            f"({parts.seconds.sum() * 1e3:.1f} ms per unsplit inference on this host); "
-            f"clock emulation: {parts.agent.clock.method}"
+            f"[bold]edgesplit demo[/]: starting edge (:{ports['edge']}, {EDGE_SPEED}x speed) and "
+            f"cloud (:{ports['cloud']}) as `edgesplit serve` processes with {args.model} ..."
         )
-        recent: deque[SessionStep] = deque(maxlen=14)
-        steps: list[SessionStep] = []
-        t0 = time.time()
-        with Live(console=console, refresh_per_second=4) as live:
+        with tiers(args.model, topo_path, ports):
+            session = build(args.model, topology, schedule, console)
+            recent: deque[SessionStep] = deque(maxlen=14)
+            steps: list[SessionStep] = []
+            t0 = time.time()
+            try:
+                with Live(console=console, refresh_per_second=4) as live:
 
-            def on_step(step: SessionStep) -> None:
-                recent.append(step)
-                steps.append(step)
-                live.update(live_table(recent, time.time() - t0, args.seconds))
+                    def on_step(step: SessionStep) -> None:
+                        recent.append(step)
+                        steps.append(step)
+                        elapsed = time.time() - t0
+                        live.update(live_table(recent, elapsed, args.seconds, args.model))
 
-            parts.session.run(duration_s=args.seconds, on_step=on_step)
-        console.print("measuring every split point at one setting for the latency-parts plot ...")
-        n = len(parts.agent.graph.nodes)
-        sweep = measure_cuts(parts, SWEEP_SETTING, range(n + 1), repeats=3)
-        parts.transport.close()
-    finally:
-        server.stop()
-    write_outputs(args.out, parts, steps, sweep, t0, console)
+                    session.run(duration_s=args.seconds, on_step=on_step)
+            finally:
+                session.engine.close()
+    write_outputs(args.out, session, steps, t0, console)
     return 0
 
 
-def write_outputs(
-    out: Path,
-    parts: Any,
-    steps: list[SessionStep],
-    sweep: dict[int, dict[str, float]],
-    t0: float,
-    console: Console,
-) -> None:
-    from edgesplit.plan.tradeoff import luger_choice, optimal_cost, optimal_latency
-    from edgesplit.runtime.rescheduler import Observation
-
-    planner = parts.planner
-    s = SWEEP_SETTING
-    compute = parts.session.compute
-    table = planner.table(
-        Observation(
-            bandwidth_mbit=s.bandwidth_mbit,
-            rtt_s=s.rtt_ms / 1000,
-            clock_ghz=s.clock_ghz,
-            edge_factor=compute.edge_factor if compute else 1.0,
-            cloud_factor=compute.cloud_factor if compute else 1.0,
+def plan_rows(steps: list[SessionStep]) -> list[dict[str, Any]]:
+    """One row per distinct plan, in order of first use: medians of what it measured."""
+    groups: dict[tuple[Any, ...], list[SessionStep]] = {}
+    for s in steps:
+        key = (s.plan.assignment, codec_text(s.plan))
+        groups.setdefault(key, []).append(s)
+    rows = []
+    for group in groups.values():
+        ok = [s for s in group if not s.measurement.fallback] or group
+        parts: dict[str, list[float]] = {}
+        for s in ok:
+            seen: dict[str, float] = {}
+            for st in s.record["stages"]:
+                part = f"{st['device']} compute"
+                seen[part] = seen.get(part, 0.0) + float(st["compute_s"])
+            for h in s.record["hops"]:
+                seen[f"{h['src']}→{h['dst']} transfer"] = float(h["transfer_s"])
+            for k, v in seen.items():
+                parts.setdefault(k, []).append(v)
+        rows.append(
+            {
+                "first_request": group[0].measurement.id,
+                "nodes_device_edge_cloud": placement(group[0].plan),
+                "codecs": codec_text(group[0].plan),
+                "requests": len(group),
+                "predicted_s": group[0].plan.predicted.get("latency_s"),
+                "measured_s": float(np.median([s.measurement.overall_lat for s in ok])),
+                "parts": {k: float(np.median(v)) for k, v in parts.items()},
+            }
         )
+    return rows
+
+
+def plot_latency_parts(rows: list[dict[str, Any]], model: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = [
+        "device compute", "device→edge transfer", "edge compute",
+        "edge→cloud transfer", "cloud compute",
+    ]  # fmt: skip
+    colours = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b2"]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    xs = np.arange(len(rows))
+    bottom = np.zeros(len(rows))
+    for name, colour in zip(order, colours):
+        vals = np.array([r["parts"].get(name, 0.0) for r in rows])
+        ax.bar(xs, vals, bottom=bottom, label=name, color=colour)
+        bottom += vals
+    ax.plot(xs, [r["predicted_s"] or np.nan for r in rows], "k.--", label="predicted total")
+    ax.set_xticks(xs, [f"{r['nodes_device_edge_cloud']}\n{r['codecs']}" for r in rows], fontsize=7)
+    ax.set_xlabel("plan (nodes on device/edge/cloud, codec per link), in order of first use")
+    ax.set_ylabel("seconds (measured medians)")
+    ax.set_title(f"{model}: where each re-planned placement spends its time")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_atomic(path, buf.getvalue())
+
+
+def plot_split_over_time(steps: list[SessionStep], t0: float, model: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = np.array([s.measurement.start - t0 for s in steps])
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    on_device = [s.plan.assignment.count(0) for s in steps]
+    up_to_edge = [s.plan.assignment.count(0) + s.plan.assignment.count(1) for s in steps]
+    ax1.step(t, on_device, where="post", color="#4c72b0", label="nodes on the device")
+    ax1.step(t, up_to_edge, where="post", color="#55a868", label="nodes on device + edge")
+    zstd = [i for i, s in enumerate(steps) if "zstd" in codec_text(s.plan)]
+    if zstd:
+        ax1.plot(t[zstd], np.array(up_to_edge)[zstd], "x", color="k", ms=4, label="zstd on a link")
+    ax1.set_ylabel("nodes")
+    tw = ax1.twinx()
+    tw.step(t, [s.conditions.bandwidth_mbit for s in steps], where="post", color="#dd8452",
+            alpha=0.6, label="device→edge Mbit/s")  # fmt: skip
+    tw.set_ylabel("Mbit/s")
+    ax1.legend(loc="upper left", fontsize=8)
+    tw.legend(loc="upper right", fontsize=8)
+    ax2.plot(t, [s.measurement.overall_lat for s in steps], ".", label="measured (eq. 3.4)")
+    ax2.plot(t, [s.measurement.predicted_lat or np.nan for s in steps], "-", label="predicted")
+    ax2.set_ylabel("latency s")
+    ax2.set_xlabel("seconds since start")
+    ax2.legend(fontsize=8)
+    ax1.set_title(f"{model}: placement over device → edge → cloud re-planned live (lowest latency)")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_atomic(path, buf.getvalue())
+
+
+def plans_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["first_request", "nodes_device_edge_cloud", "codecs", "requests",
+                "predicted_s", "measured_s"])  # fmt: skip
+    for r in rows:
+        w.writerow([r["first_request"], r["nodes_device_edge_cloud"], r["codecs"],
+                    r["requests"], r["predicted_s"], r["measured_s"]])  # fmt: skip
+    return buf.getvalue()
+
+
+def write_outputs(
+    out: Path, session: Any, steps: list[SessionStep], t0: float, console: Console
+) -> None:
+    model = session.engine.model
+    rows = session.recorder.rows
+    session.recorder.save(out / "requests.csv", out / "requests.jsonl")
+    write_atomic(
+        out / "records.jsonl",
+        "".join(json.dumps({"id": s.measurement.id, **s.record}) + "\n" for s in steps),
     )
-    marks = {
-        "OL": optimal_latency(table),
-        "OC": optimal_cost(table),
-        "CL": luger_choice(table, 0.5),
-        "OL meas": min(sweep, key=lambda k: sweep[k]["overall_lat"]),
-    }
-    recorder = parts.session.recorder
-    recorder.save(out / "requests.csv", out / "requests.jsonl")
-    write_atomic(out / "sweep.csv", sweep_csv(sweep, table.latency_s))
-    plot_latency_parts(sweep, marks, table.latency_s, out / "latency_parts.png")
-    plot_split_over_time(steps, t0, out / "split_over_time.png")
-    rows = recorder.rows
+    plans = plan_rows(steps)
+    write_atomic(out / "plans.csv", plans_csv(plans))
+    plot_latency_parts(plans, model, out / "latency_parts.png")
+    plot_split_over_time(steps, t0, model, out / "split_over_time.png")
+    events = session.rescheduler.events
     summary = {
-        "model": parts.agent.model,
+        "model": model,
+        "tiers": {"device": "this process", "edge": "edgesplit serve", "cloud": "edgesplit serve"},
         "requests": len(rows),
-        "fallbacks": sum(m.fallback for m in rows),
+        "failovers": sum(m.fallback for m in rows),
         "mismatches": sum(m.correct is False for m in rows),
-        "clock_method": parts.agent.clock.method,
-        "shaper": "in-process token bucket + user-space RTT",
+        "clock_method": session.clock.method,
+        "shaper": "token bucket per direction (device link: this process; edge-cloud: servers)",
         "replans": [
-            {"at_request": e.at_request, "reason": e.reason, "cut": e.cut}
-            for e in parts.rescheduler.events
+            {
+                "at_request": e.at_request,
+                "reason": e.reason,
+                "nodes_device_edge_cloud": placement(e.plan),
+                "codecs": codec_text(e.plan),
+            }
+            for e in events
         ],
-        "sweep_setting": s.model_dump(),
-        "compute_factors": {
-            "edge": compute.edge_factor if compute else 1.0,
-            "cloud": compute.cloud_factor if compute else 1.0,
-        },
-        "marks": marks,
-        "median_overall_s_by_split": {
-            str(k): float(np.median([m.overall_lat for m in rows if k == m.SP]))
-            for k in sorted({m.SP for m in rows})
-        },
+        "compute_factors": dict(session.compute.factors),
+        "plans": plans,
     }
     write_json(out / "summary.json", summary)
+    switches = sum(
+        1 for a, b in zip(steps, steps[1:]) if (a.plan.assignment, codec_text(a.plan))
+        != (b.plan.assignment, codec_text(b.plan))
+    )  # fmt: skip
     console.print(
-        f"[bold green]done[/]: {len(rows)} requests, {summary['fallbacks']} fallbacks, "
-        f"{summary['mismatches']} mismatches, {len(summary['replans'])} re-plans; "
-        f"marks at {s.bandwidth_mbit:g} Mbit/s: {json.dumps(marks)}; outputs in {out}/"
+        f"[bold green]done[/]: {len(rows)} requests, {summary['failovers']} failovers, "
+        f"{summary['mismatches']} mismatches, {len(events)} re-plans "
+        f"({switches} switches of placement or codec, {len(plans)} plans used); "
+        f"outputs in {out}/"
     )
 
 

@@ -36,6 +36,7 @@ from edgesplit.plan.problem import Problem
 from edgesplit.plan.two_tier import Candidates, TwoTierInputs, candidate_table
 from edgesplit.plan.types import Plan
 from edgesplit.runtime.rescheduler import Observation
+from edgesplit.system.link import Link
 from edgesplit.system.prices import Prices
 
 
@@ -124,7 +125,7 @@ class RegistryPlanner:
     """``Observation -> Plan`` by a registry solver over ``problem`` (any number of devices).
 
     Per observation: every link in ``obs.links`` (``a|b`` -> Mbit/s) gets that bandwidth
-    (its RTT stays the problem's); every device's seconds row is multiplied by its
+    (its RTT and allowed codecs stay the problem's); every device's seconds row is multiplied by its
     measured factor; with ``ref_ghz`` the source device's row is stretched by
     ``ref_ghz / obs.clock_ghz`` (eq. 4.1 with exponent −1, as :class:`TwoTierPlanner`).
     Then :func:`edgesplit.plan.registry.solve` runs ``algorithm`` with ``opts``, or
@@ -156,7 +157,9 @@ class RegistryPlanner:
                 continue
             i, j = p.device_index(a), p.device_index(b)
             old = p.link(i, j)
-            p = p.with_link(i, j, bandwidth_bps=mbit * 1e6, rtt_s=old.rtt if old else obs.rtt_s)
+            rtt, codecs = (old.rtt, old.codecs) if old else (obs.rtt_s, ("none",))
+            links = {**p.links, frozenset((i, j)): Link.of(mbit * 1e6, rtt, codecs)}
+            p = replace(p, links=links, tensor_seconds=None)
         scale = np.array([obs.factor(d) for d in p.devices], dtype=float)
         if self.ref_ghz is not None:
             scale[p.source] *= max(1.0, self.ref_ghz / obs.clock_ghz)

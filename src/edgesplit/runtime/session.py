@@ -59,7 +59,8 @@ class Session:
     ``stages_for(plan)`` turns a plan into the engine's stages (the front end's wiring:
     emulated clock on the device's parts); ``link`` is the device's first link (the one
     the schedule shapes), ``sensors`` the other links' nominal Mbit/s (the sensor value
-    until a hop measures them); ``probe`` returns the first hop's RTT in seconds.
+    until a hop measures them) and ``rtts`` their known RTTs (s); ``probe`` returns the
+    first hop's RTT in seconds.
     """
 
     def __init__(
@@ -74,6 +75,7 @@ class Session:
         shapers: Sequence[TokenBucketShaper] = (),
         probe: Callable[[], float] | None = None,
         sensors: Mapping[str, float] | None = None,
+        rtts: Mapping[str, float] | None = None,
         recorder: Recorder | None = None,
         inputs: Callable[[int], torch.Tensor] | None = None,
         compute: ComputeMonitor | None = None,
@@ -88,6 +90,7 @@ class Session:
         self.shapers = list(shapers)
         self.probe = probe
         self.sensors = dict(sensors or {})
+        self.rtts = dict(rtts or {})
         self.monitors = {key: LinkMonitor() for key in {link, *self.sensors}}
         self.recorder = recorder or Recorder()
         self.compute = compute
@@ -177,7 +180,7 @@ class Session:
         for hop in record["hops"]:
             key = link_key(hop["src"], hop["dst"])
             monitor = self.monitors.setdefault(key, LinkMonitor())
-            monitor.observe_hop(hop, rtt_s if key == self.link else 0.0)
+            monitor.observe_hop(hop, rtt_s if key == self.link else self.rtts.get(key, 0.0))
         if self.compute is None:
             return
         busy: dict[str, float] = {}
