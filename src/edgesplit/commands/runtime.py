@@ -58,6 +58,9 @@ def serve(
         None, help="join this Ray cluster ('auto', 'ray://h:10001'); default: a private one"
     ),
     ray_cpus: int = typer.Option(2, help="logical CPUs of the private local Ray"),
+    wire_port: int = typer.Option(
+        0, help="port of the engine's WebSocket transport (0: a free one, named at /v1/wire)"
+    ),
     topology: Path | None = typer.Option(
         None, help="topology file: this server's next hops for the engine's relay (with --as)"
     ),
@@ -114,7 +117,7 @@ def serve(
         serve_replicated(config, options)
         return
     err_console.print(f"serving {', '.join(model)} on http://{host}:{port} ({device})")
-    run_server(config, host=host, port=port, insecure=insecure)
+    run_server(config, host=host, port=port, insecure=insecure, wire_port=wire_port)
 
 
 def _cache_bytes(text: str) -> int:
@@ -314,6 +317,9 @@ def run_plan(
         help="stop the run when a tier fails (by default the request finishes locally and "
         "offloading resumes once the tier answers /healthz)",
     ),
+    transport: str = typer.Option(
+        "ws", help="tier-to-tier transport: ws (persistent WebSockets) or http (POST /v1/stage)"
+    ),
     inputs: list[str] | None = InputOpt,
     input_shape: str | None = InputShapeOpt,
     example: str | None = ExampleOpt,
@@ -332,10 +338,12 @@ def run_plan(
     from edgesplit.graph.trace import flat_inputs
     from edgesplit.models import ModelRequest
     from edgesplit.plan.types import load_plan
-    from edgesplit.runtime.engine import engine_for
+    from edgesplit.runtime.engine import TRANSPORTS, engine_for
     from edgesplit.runtime.stages import build_stages, fingerprint, fingerprint_mismatch
 
     failover = not no_failover
+    if transport not in TRANSPORTS:
+        raise InputError(f"--transport is {transport!r}; use one of {', '.join(TRANSPORTS)}")
     requests = requests_given or 1
     plan = load_plan(plan_file)
     source = f"plan file {str(plan_file)!r}"
@@ -388,7 +396,7 @@ def run_plan(
             raise InputError(f"{source}: {mismatch}")
     stages = build_stages(graph, plan.devices, plan.assignment)
     try:
-        engine = engine_for(stages, plan.model, mine, topo, token, links, here, failover)
+        engine = engine_for(stages, plan.model, mine, topo, token, links, here, failover, transport)
     except InputError as err:
         where = f"topology file {str(topology)!r}" if topology else "--remote"
         raise InputError(f"{source} on {where}: {err}") from None

@@ -26,7 +26,8 @@ Luger 2023's split of a request's latency (eq. 3.1–3.4: edge, communication an
 time, the communication time being the round trip less the cloud's own), applied per
 stage and per hop; unlike eq. 3.2 it subtracts a duration the receiver measured itself,
 never the receiver's wall-clock stamps.
-The transport is a seam (:class:`StageTransport`): HTTP with safetensors bodies today.
+The transport is a seam (:class:`StageTransport`): WebSocket messages by default
+(:mod:`.binwire`), or ``POST /v1/stage`` with safetensors bodies.
 
 Failover (on by default). A hop that cannot be reached, times out, or answers 5xx (a
 relay's 502 when a tier past it died) raises :class:`HopFailed` naming the device that
@@ -378,14 +379,25 @@ def check_request(stages: Stages, request: StageRequest, me: str | None) -> str:
     return request.to
 
 
+#: The tier-to-tier transports ``make_hops`` builds: WebSockets (the default) or HTTP.
+TRANSPORTS = ("ws", "http")
+
+
 def make_hops(
-    topology: Any, me: str, token: str | None, timeout_s: float = 60.0
+    topology: Any, me: str, token: str | None, timeout_s: float = 60.0, transport: str = "ws"
 ) -> dict[str, StageTransport]:
     """Target device -> the transport to the first device on a shortest path to it.
 
     Paths follow ``me``'s topology links through servers only (breadth first, ties by
-    the topology's device order); a device no path reaches has no entry.
+    the topology's device order); a device no path reaches has no entry. ``transport``:
+    ``ws`` (:class:`edgesplit.runtime.binwire.WireStageTransport`, persistent WebSocket
+    connections, HTTP where a server has none) or ``http`` (:class:`HTTPStageTransport`).
     """
+    if transport not in TRANSPORTS:
+        raise InputError(f"--transport is {transport!r}; use one of {', '.join(TRANSPORTS)}")
+    from edgesplit.runtime.binwire import WireStageTransport
+
+    kind = WireStageTransport if transport == "ws" else HTTPStageTransport
     first: dict[str, str] = {}
     frontier = [me]
     seen = {me}
@@ -400,7 +412,7 @@ def make_hops(
                 nxt.append(dev.name)
         frontier = nxt
     transports = {
-        name: HTTPStageTransport(me, name, topology.device(name).url, token, timeout_s)
+        name: kind(me, name, topology.device(name).url, token, timeout_s)
         for name in sorted(set(first.values()))
     }
     return {target: transports[hop] for target, hop in first.items()}
@@ -421,6 +433,55 @@ def split_values(
     if missing:
         raise TransportError(f"the walk ended without outputs {missing}")
     return {n: values[n] for n in names}
+
+
+def open_stage(
+    store: Any, request: StageRequest, me: str | None, topology: Any
+) -> tuple[Stages, str]:
+    """A server's checks of a stage request before any tensor is decoded.
+
+    Returns the plan's stages and the device this server plays. Raises
+    :class:`FingerprintError` (409), UnknownModelError (404) and InputError (4xx).
+    """
+    store.model(request.model)  # a model not served is a 404 naming it
+    mismatch = fingerprint_mismatch(store.fingerprint(request.model), request.fingerprint)
+    if mismatch:
+        raise FingerprintError(mismatch)
+    stages = store.plan_stages(request.model, request.devices, request.assignment)
+    target = check_request(stages, request, me)
+    if topology is not None:
+        check_codecs(topology, {k: c for k, c in request.codecs.items() if me in k.split("|")})
+    return stages, target
+
+
+def continue_stage(
+    store: Any,
+    stages: Stages,
+    request: StageRequest,
+    target: str,
+    received: Mapping[str, torch.Tensor],
+    hops: Mapping[str, StageTransport],
+    emu: Emulation,
+) -> tuple[dict[str, torch.Tensor], str, dict[str, Any]]:
+    """A server's walk from the request's cursor: the reply values, their codec, the report."""
+    log = Log(tiers={target: {**tier_info(str(store.device)), **emu.describe(target)}})
+    have = dict(received)
+    cursor = walk(
+        stages,
+        request,
+        frozenset({target}),
+        have,
+        hops,
+        order.take_turns(
+            request.order, target, lambda i, values: store.run_stage(stages, i, values), log.turns
+        ),
+        log,
+        emu,
+    )
+    back = reply_values(stages, cursor, have, set(received))
+    caller = request.stack[-1] if request.stack else target
+    codec = request.codecs.get(link_key(target, caller), "none")
+    return back, codec, {"cursor": cursor, **log.to_dict()}
 
 
 def serve_stage(
@@ -447,34 +508,11 @@ def serve_stage(
     request = StageRequest.from_json(meta[CONTROL])
     paced_in_s = emu.receive(request.stack[-1] if request.stack else None, len(body))
     t0 = time.perf_counter()
-    store.model(request.model)  # a model not served is a 404 naming it
-    mismatch = fingerprint_mismatch(store.fingerprint(request.model), request.fingerprint)
-    if mismatch:
-        raise FingerprintError(mismatch)
-    stages = store.plan_stages(request.model, request.devices, request.assignment)
-    target = check_request(stages, request, me)
-    if topology is not None:
-        check_codecs(topology, {k: c for k, c in request.codecs.items() if me in k.split("|")})
+    stages, target = open_stage(store, request, me, topology)
     received = codecs.decode(body, max_bytes)
     decode_s = time.perf_counter() - t0
-    log = Log(tiers={target: {**tier_info(str(store.device)), **emu.describe(target)}})
-    have = dict(received)
-    cursor = walk(
-        stages,
-        request,
-        frozenset({target}),
-        have,
-        hops,
-        order.take_turns(
-            request.order, target, lambda i, values: store.run_stage(stages, i, values), log.turns
-        ),
-        log,
-        emu,
-    )
-    back = reply_values(stages, cursor, have, set(received))
-    caller = request.stack[-1] if request.stack else target
-    codec = request.codecs.get(link_key(target, caller), "none")
-    report = {"cursor": cursor, "decode_s": decode_s, "paced_in_s": paced_in_s, **log.to_dict()}
+    back, codec, report = continue_stage(store, stages, request, target, received, hops, emu)
+    report = {**report, "decode_s": decode_s, "paced_in_s": paced_in_s}
     t1 = time.perf_counter()
     out, _ = codecs.encode(back, codec, {REPORT: json.dumps(report)})
     t2 = time.perf_counter()
@@ -661,10 +699,12 @@ def engine_for(
     codecs_by_link: Mapping[str, str] | None = None,
     here: frozenset[str] | None = None,
     failover: bool = True,
+    transport: str = "ws",
 ) -> Engine:
     """An engine for ``stages`` on ``topology``; InputError if a plan device or codec does not fit.
 
     Every plan device must be a topology device, and every codec allowed on its link.
+    ``transport``: the hops' transport (:data:`TRANSPORTS`, see :func:`make_hops`).
     The local device's clock and its shaped links come from the topology (:mod:`.emulation`).
     """
     for name in stages.devices:
@@ -672,7 +712,7 @@ def engine_for(
             topology.device(name)
     check_codecs(topology, codecs_by_link or {})
     local = topology.local
-    hops = make_hops(topology, local, token)
+    hops = make_hops(topology, local, token, transport=transport)
     here = here or frozenset({local})
     return Engine(
         stages,

@@ -11,9 +11,10 @@ Endpoints
         metadata names the plan and a stage cursor; runs this device's stages, forwards
         to the next hops of the server's own topology (``serve --topology --as``), answers
         the tensors the caller needs. A plan for another model fingerprint is a 409.
-    ``WS /v1/ws``  The fast tier-to-tier transport (:mod:`.fastwire`): one persistent
-        WebSocket, a JSON header then one binary message per tensor, for ``/v1/part``
-        and ``/v1/infer`` requests; the same token (at the handshake), store and bounds.
+    ``GET /v1/wire``  The port of the engine's fast tier-to-tier transport
+        (:mod:`.binwire`): a WebSocket server of the same process carrying ``/v1/stage``
+        requests as a JSON header and one binary message per tensor; same token, store
+        and bounds. ``edgesplit serve`` and :class:`BackgroundServer` start it.
     ``POST /offload``  Listing 1's JSON/base64 form (see :mod:`.wire`); an optional
         ``"end"`` field in ``input_data`` works as ``end`` above.
     ``GET /v1/models``, ``GET /healthz`` (the RTT probe), ``GET /metrics`` (Prometheus),
@@ -55,7 +56,7 @@ from edgesplit.errors import (
     UnknownModelError,
 )
 from edgesplit.models import ModelRequest
-from edgesplit.runtime import decode_sessions, engine, fastwire, wire
+from edgesplit.runtime import binwire, decode_sessions, engine, wire
 from edgesplit.runtime.emulation import Emulation
 from edgesplit.runtime.shapes import INPUT_SHAPES
 from edgesplit.runtime.store import DEFAULT_CACHE_BYTES, ModelStore
@@ -251,8 +252,11 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
         return await admitted("part", request, work)
 
     # Next hops from this server's own topology; tests may swap in in-process transports.
+    # A request relays on the transport it came by: HTTP here, WebSockets in .binwire.
     app.state.hops = (
-        engine.make_hops(config.topology, config.name, config.token) if config.name else {}
+        engine.make_hops(config.topology, config.name, config.token, transport="http")
+        if config.name
+        else {}
     )
     # Stage requests wait on next hops and shaped links: they hold a thread, not a compute
     # slot; their compute takes one of the emulation's max_concurrency slots (.emulation).
@@ -366,7 +370,7 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
         authorise(request)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    fastwire.mount(app, store, config, limiter, state, metrics)
+    binwire.mount(app, config, metrics)
     decode_sessions.mount(app, store, config, limiter)
     app.state.store = store
     app.state.config = config
@@ -405,9 +409,9 @@ class BackgroundServer:
             log_level="warning",
             timeout_graceful_shutdown=30,
             lifespan="off",
-            ws_max_size=fastwire.ws_max_size(app),
         )
         self.server = uvicorn.Server(config)
+        self.wire: binwire.WireServer | None = getattr(app.state, "wire", None)
         self._thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True
         )
@@ -417,6 +421,8 @@ class BackgroundServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 30.0) -> BackgroundServer:
+        if self.wire is not None:
+            self.wire.start(self.host)
         self._thread.start()
         deadline = time.monotonic() + timeout_s
         while not self.server.started:
@@ -429,6 +435,8 @@ class BackgroundServer:
         self.server.should_exit = True
         self._thread.join(timeout=60)
         self._sock.close()
+        if self.wire is not None:
+            self.wire.stop()
 
     def __enter__(self) -> BackgroundServer:
         return self.start()
@@ -438,21 +446,25 @@ class BackgroundServer:
 
 
 def serve(
-    config: ServerConfig, host: str = "127.0.0.1", port: int = 8000, insecure: bool = False
+    config: ServerConfig,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    insecure: bool = False,
+    wire_port: int = 0,
 ) -> None:
-    """Run the cloud tier in the foreground until SIGINT/SIGTERM (graceful)."""
+    """Run the cloud tier in the foreground until SIGINT/SIGTERM (graceful).
+
+    ``wire_port``: the engine's WebSocket transport (:mod:`.binwire`); 0 takes a free port.
+    """
     import uvicorn
 
     check_bind(host, config.token, insecure)
     app = create_app(config)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="info",
-        timeout_graceful_shutdown=30,
-        ws_max_size=fastwire.ws_max_size(app),
-    )
+    app.state.wire.start(host, wire_port)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+    finally:
+        app.state.wire.stop()
 
 
 class ServerProcess:
