@@ -11,6 +11,7 @@ imported inside the command only.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,6 @@ from edgesplit.commands.common import (
     TrustOpt,
     WeightsOpt,
     console,
-    err_console,
     model_request,
     print_json,
 )
@@ -332,17 +332,16 @@ def _across(
         run = client.generate(ids, n_tokens)
     except TransportError as err:
         # A tier failing (with --no-failover) is not bad input: one line, exit 1.
-        err_console.print("error: " + " ".join(str(err).split()), markup=False, highlight=False)
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)
         raise typer.Exit(1) from None
     finally:
         client.close()
     for r in run.records:
         if r.rebuilt:
-            err_console.print(
+            print(
                 f"warning: tier {r.failed_device} failed at step {r.step}; sessions rebuilt "
                 f"({', '.join(r.where)}), {r.replayed_steps} steps replayed",
-                markup=False,
-                highlight=False,
+                file=sys.stderr,
             )
     decode = run.records[1:]
     per_token = sum(r.seconds for r in decode) / max(len(decode), 1)
