@@ -62,7 +62,9 @@ def three_tier(tmp_path_factory) -> Iterator[Path]:
         path.write_text(text)
         topo = load_topology(path)
         for name, app in apps.items():
-            app.state.hops = make_hops(topo, name, None)
+            # A request relays on the transport it came by (HTTP or WebSockets).
+            app.state.hops = make_hops(topo, name, None, transport="http")
+            app.state.wire_hops = make_hops(topo, name, None, transport="ws")
         yield path
 
 
@@ -123,6 +125,18 @@ def test_infer_is_bitwise_equal_and_takes_plan_and_topology_objects(three_tier) 
             dep.infer()
     with pytest.raises(InputError, match="closed"):
         dep.infer(x)
+    # The codec the plan recorded (plan --codec) is used; HTTP works as the WebSockets do.
+    recorded = Plan.from_dict(
+        {**plan.to_dict(), "meta": {**plan.meta, "codecs": {"edge|cloud": "zstd"}}}
+    )
+    with Deployment(recorded, topo, transport="http") as dep:
+        result = dep.infer(x)
+        with torch.inference_mode():
+            assert torch.equal(result.output, dep.module(x))
+        assert {(h["src"], h["dst"], h["codec"]) for h in result.record["hops"]} == {
+            ("device", "edge", "none"),
+            ("edge", "cloud", "zstd"),
+        }
 
 
 @pytest.mark.slow

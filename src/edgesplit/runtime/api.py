@@ -137,10 +137,12 @@ class Deployment:
 
     ``plan``: a plan file or :class:`~edgesplit.plan.types.Plan`; ``topology``: a topology
     file or :class:`~edgesplit.system.topology.Topology` whose ``local`` device is this
-    process. ``codecs``: link ``"a|b"`` (or ``"a-b"``) -> codec, default ``none``;
-    ``token``: the servers' bearer token; ``failover``: finish a failed hop's request here
-    (default) instead of raising :class:`~edgesplit.errors.TransportError`; ``model``: a
-    :class:`~edgesplit.models.ModelRequest` replacing the plan's recorded model options.
+    process. ``codecs``: link ``"a|b"`` (or ``"a-b"``) -> codec, over the codecs the plan
+    recorded (``plan --codec``), default ``none``; ``token``: the servers' bearer token;
+    ``failover``: finish a failed hop's request here (default) instead of raising
+    :class:`~edgesplit.errors.TransportError`; ``model``: a
+    :class:`~edgesplit.models.ModelRequest` replacing the plan's recorded model options;
+    ``transport``: the hops' transport (``ws`` or ``http``, default the engine's).
     """
 
     def __init__(
@@ -153,6 +155,7 @@ class Deployment:
         failover: bool = True,
         trust_model_code: bool = False,
         model: ModelRequest | None = None,
+        transport: str | None = None,
     ) -> None:
         from edgesplit.errors import TransportError
         from edgesplit.runtime.engine import engine_for, link_key
@@ -161,23 +164,27 @@ class Deployment:
         self.plan, source = _plan_of(plan)
         self.topology, where = _topology_of(topology)
         self.graph, self.module, self.example = model_of(self.plan, source, trust_model_code, model)
-        links = {}
-        for key, codec in (codecs or {}).items():
-            a, sep, b = key.partition("|") if "|" in key else key.partition("-")
+        recorded = self.plan.meta.get("codecs") or {}
+        if not isinstance(recorded, dict):
+            raise InputError(f"{source}: meta.codecs must map links to codecs; re-run plan -o")
+        links: dict[str, str] = {}
+        for key, codec in [*recorded.items(), *(codecs or {}).items()]:
+            a, sep, b = str(key).partition("|") if "|" in str(key) else str(key).partition("-")
             if not sep:
                 raise InputError(f"codecs key {key!r}: write 'A|B' or 'A-B' with two devices")
-            links[link_key(a, b)] = codec
+            links[link_key(a, b)] = str(codec)
         self.stages = build_stages(self.graph, self.plan.devices, self.plan.assignment)
+        chosen: dict[str, Any] = {} if transport is None else {"transport": transport}
         try:
             self.engine: Engine = engine_for(
                 self.stages,
                 self.plan.model,
                 fingerprint(self.graph),
                 self.topology,
-                token,
-                links,
-                None,
-                failover,
+                token=token,
+                codecs_by_link=links,
+                failover=failover,
+                **chosen,
             )
         except InputError as err:
             raise InputError(f"{source} on {where}: {err}") from None
