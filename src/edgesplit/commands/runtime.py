@@ -67,10 +67,15 @@ def serve(
     as_device: str | None = typer.Option(
         None, "--as", help="the topology device this server is (with --topology)"
     ),
+    decode_sessions: int = typer.Option(16, help="decode sessions open at once (generate)"),
+    decode_kv: str = typer.Option("1GiB", help="KV-cache bytes all decode sessions may reserve"),
+    decode_ttl: float = typer.Option(120.0, help="seconds an idle decode session is kept"),
 ) -> None:
     """Run the cloud tier: finishes split inferences sent by `edgesplit run` (Ctrl-C stops)."""
+    from edgesplit.runtime.decode_sessions import SessionLimits
     from edgesplit.runtime.server import ServerConfig, check_bind
     from edgesplit.runtime.server import serve as run_server
+    from edgesplit.units import parse_bytes
 
     check_bind(host, token, insecure)  # refuse before any model is loaded
     import torch
@@ -95,6 +100,7 @@ def serve(
         max_queue=max_queue,
         token=token,
         part_cache_bytes=_cache_bytes(part_cache),
+        decode=SessionLimits(decode_sessions, int(parse_bytes(decode_kv)), decode_ttl),
     )
     if ray_replicas is not None:
         from edgesplit.runtime.serve_ray import RayOptions, serve_replicated
