@@ -2,9 +2,9 @@
 
 AlexNet at cut 10 through ``edgesplit serve`` in a child process. At request 50 the
 server is killed; a new one is started on the same port in the background at once (it
-takes seconds to load). Meanwhile the agent finishes requests locally (rows marked
-``fallback``) and probes the server at most every 0.5 s; it resumes offloading when the
-new one answers. Goal (issue #4): 200 results, every one ``torch.equal`` to local
+takes seconds to load). Meanwhile the engine (a two-tier plan, one hop, as ``edgesplit
+run`` runs it) finishes requests locally (failover; rows marked ``fallback``) and probes
+the server at most every 0.5 s; it resumes offloading when the new one answers. Goal (issue #4): 200 results, every one ``torch.equal`` to local
 inference, the fallback rows marked. Output: results/bench/runtime_fault.json and the
 per-request CSV results/bench/runtime_fault.csv.
 """
@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 
 from edgesplit.graph import trace
+from edgesplit.graph.partition import assemble_output
 from edgesplit.io import write_json
 from edgesplit.models import build
-from edgesplit.runtime.agent import AgentConfig, EdgeAgent, RequestContext
-from edgesplit.runtime.measure import Recorder
+from edgesplit.runtime.loop import EDGE, cut_stages, two_tier_engine
+from edgesplit.runtime.measure import Recorder, RowContext, from_record
 from edgesplit.runtime.server import ServerProcess
-from edgesplit.runtime.transport import HTTPTransport
 
 CUT = 10
 KILL_AT = 50
@@ -41,12 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     module, x0 = build(model)
     graph = trace(module, x0, name=model)
     server = ServerProcess((model,), args=("--threads", "1")).start()
-    agent = EdgeAgent(
-        graph,
-        HTTPTransport(server.url, timeout_s=5),
-        config=AgentConfig(retries=1, backoff_s=0.05, resume_after_s=0.5),
-    )
-    ctx = RequestContext(bandwidth_mbit=1000.0)
+    engine = two_tier_engine(graph, server.url, model=model)
+    engine.probe_every_s = 0.5
+    engine.switch(cut_stages(graph, cut))
     recorder = Recorder()
     equal = 0
     restarter: threading.Thread | None = None
@@ -57,13 +54,16 @@ def main(argv: list[str] | None = None) -> int:
                 restarter = threading.Thread(target=server.start)
                 restarter.start()
             x = torch.randn(x0.shape, generator=torch.Generator().manual_seed(i))
-            out, m = agent.infer(x, cut, i, ctx)
+            outs, record = engine.infer([x])
             with torch.inference_mode():
-                equal += bool(torch.equal(out, graph.module(x)))
-            recorder.add(m)
+                equal += bool(torch.equal(assemble_output(graph, outs), graph.module(x)))
+            recorder.add(
+                from_record(record, EDGE, RowContext(i, "", 0.0, cut, 1000.0, 0.0, 2.6, model))
+            )
     finally:
         if restarter is not None:
             restarter.join()
+        engine.close()
         server.stop()
     rows = recorder.rows
     fallback_ids = [m.id for m in rows if m.fallback]

@@ -3,11 +3,12 @@ a mask, integer tensors on the wire) runs as a two-device plan, one part on a se
 
 from __future__ import annotations
 
+from edgesplit.graph.partition import assemble_output
 from edgesplit.graph.trace import flat_inputs
 from edgesplit.graph.verify import outputs_equal
 from edgesplit.models import ModelRequest
 from edgesplit.models.loader import trace_request
-from edgesplit.runtime.multihop import execute_plan
+from edgesplit.runtime.loop import cut_stages, two_tier_engine
 from edgesplit.runtime.server import ServerConfig, create_app
 from edgesplit.runtime.transport import in_process
 
@@ -21,16 +22,15 @@ def test_a_two_input_hf_model_runs_across_a_served_request():
     graph, module, ex = trace_request(request)
     assert len(graph.input_names) == 2
     remote = in_process(create_app(ServerConfig(models=(request,))))
+    engine = two_tier_engine(graph, "http://testserver", model=request.name, client=remote.client)
     try:
         n = len(graph.nodes)
         for cut in (0, 1, n // 2, n):
-            assignment = [0 if i < cut else 1 for i in range(n)]
-            out, hops = execute_plan(
-                graph, assignment, ("edge", "cloud"), {"cloud": remote},
-                flat_inputs(module, graph, ex.args, ex.kwargs),
-            )  # fmt: skip
-            assert outputs_equal(out, ex.run(module)), f"cut {cut}"
-            assert all(h.device == "cloud" for h in hops)
+            engine.switch(cut_stages(graph, cut))
+            outs, record = engine.infer(flat_inputs(module, graph, ex.args, ex.kwargs))
+            assert not record["failover"], record["failed_device"]
+            assert outputs_equal(assemble_output(graph, outs), ex.run(module)), f"cut {cut}"
+            assert [h["dst"] for h in record["hops"]] == (["cloud"] if cut < n else [])
     finally:
         remote.close()
 

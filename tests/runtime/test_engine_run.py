@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from edgesplit.errors import InputError
+from edgesplit.runtime.clock import ClockEmulator
 from edgesplit.runtime.conditions import ConditionSchedule
 from edgesplit.runtime.engine import HopFailed, HTTPStageTransport, StageReply, StageRequest
 from edgesplit.runtime.loop import RetryingHop, RunOptions, build_run
@@ -222,3 +223,12 @@ def test_server_killed_and_restarted_every_result_exact(store) -> None:  # type:
     assert [m.fallback for m in rows] == [False] * 4 + [True] * 4 + [False] * 4
     assert all(m.correct for m in rows) and [m.id for m in rows] == list(range(12))
     assert {m.error for m in rows if m.fallback} == {"cloud"}
+
+
+def test_clock_dilation_stretches_only_when_slower() -> None:
+    clock = ClockEmulator(ref_ghz=2.0, clock_ghz=1.0)
+    assert clock.factor == 2.0 and not clock.clamped
+    assert clock.run(lambda: 7) == 7
+    clock.set(3.0)
+    assert clock.factor == 1.0 and clock.clamped
+    assert clock.method == "time-dilation"

@@ -12,12 +12,13 @@ import pytest
 import torch
 
 from edgesplit.errors import InputError
+from edgesplit.graph.partition import assemble_output
 from edgesplit.runtime import wire
-from edgesplit.runtime.agent import EdgeAgent, RequestContext
+from edgesplit.runtime.loop import cut_stages, two_tier_engine
 from edgesplit.runtime.serve_ray import APP_NAME, RayOptions, RayServer
 from edgesplit.runtime.server import ServerConfig, create_app
 from edgesplit.runtime.store import ModelStore
-from edgesplit.runtime.transport import HTTPTransport, in_process
+from edgesplit.runtime.transport import in_process
 
 pytestmark = [
     pytest.mark.slow,
@@ -97,24 +98,24 @@ def test_two_replicas_are_running(ray_server: RayServer) -> None:
     assert replicas.get("RUNNING") == 2
 
 
-def test_agent_through_ray_serve_equals_local_inference(
+def test_engine_through_ray_serve_equals_local_inference(
     ray_server: RayServer, store: ModelStore
 ) -> None:
     lm = store.model("mnist_cnn")
-    transport = HTTPTransport(ray_server.url, token=TOKEN, timeout_s=30)
-    agent = EdgeAgent(lm.graph, transport, model="mnist_cnn")
+    engine = two_tier_engine(lm.graph, ray_server.url, model="mnist_cnn", token=TOKEN)
     torch.manual_seed(1)
     try:
-        for i, cut in enumerate(range(len(lm.graph.nodes))):  # every cut that offloads
+        for cut in range(len(lm.graph.nodes)):  # every cut that offloads
             x = torch.randn(1, 1, 28, 28)
-            out, m = agent.infer(x, cut, i, RequestContext(bandwidth_mbit=100.0))
+            engine.switch(cut_stages(lm.graph, cut))
+            outs, record = engine.infer([x])
             with torch.inference_mode():
                 ref = lm.graph.module(x)
-            assert not m.fallback, m.error
-            assert m.cloud_lat > 0
-            assert torch.equal(out, ref)
+            assert not record["failover"], record["failed_device"]
+            assert record["hops"][0]["remote_s"] > 0
+            assert torch.equal(assemble_output(lm.graph, outs), ref)
     finally:
-        transport.close()
+        engine.close()
 
 
 def _bad_requests() -> list[tuple[str, dict[str, object], bytes, dict[str, str]]]:

@@ -116,13 +116,14 @@ class _MixedDtypes(torch.nn.Module):
         return self.b(mixed)
 
 
-def test_server_and_agent_carry_every_dtype_at_every_cut(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_server_and_engine_carry_every_dtype_at_every_cut(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import sys
     import types
 
+    from edgesplit.graph.partition import assemble_output
     from edgesplit.models import ModelRequest
     from edgesplit.models.inputs import InputSpec
-    from edgesplit.runtime.agent import EdgeAgent, RequestContext
+    from edgesplit.runtime.loop import cut_stages, two_tier_engine
     from edgesplit.runtime.server import ServerConfig, create_app
     from edgesplit.runtime.store import ModelStore
     from edgesplit.runtime.transport import in_process
@@ -139,11 +140,14 @@ def test_server_and_agent_carry_every_dtype_at_every_cut(monkeypatch) -> None:  
     with torch.inference_mode():
         reference = graph.module(x)
     transport = in_process(create_app(ServerConfig(models=(request,)), store=store))
-    agent = EdgeAgent(graph, transport, model=request.name)
+    engine = two_tier_engine(
+        graph, "http://testserver", model=request.name, client=transport.client
+    )
     try:
         for cut in range(len(graph) + 1):
-            out, m = agent.infer(x, cut, cut, RequestContext(bandwidth_mbit=100.0))
-            assert not m.fallback, m.error
-            assert torch.equal(out, reference), f"cut {cut}"
+            engine.switch(cut_stages(graph, cut))
+            outs, record = engine.infer([x])
+            assert not record["failover"], record["failed_device"]
+            assert torch.equal(assemble_output(graph, outs), reference), f"cut {cut}"
     finally:
         transport.close()

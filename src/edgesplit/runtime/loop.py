@@ -117,6 +117,43 @@ class RetryingHop:
         self.hop.close()
 
 
+def cut_stages(graph: Graph, cut: int) -> Stages:
+    """The stages of a two-tier cut: nodes ``[0, cut)`` on ``edge``, the rest on ``cloud``."""
+    n = len(graph.nodes)
+    if not 0 <= cut <= n:
+        raise InputError(f"--cut {cut} is out of range for {graph.name!r}; use 0..{n}")
+    return build_stages(graph, (EDGE, CLOUD), [0] * cut + [1] * (n - cut))
+
+
+def two_tier_engine(
+    graph: Graph,
+    url: str,
+    *,
+    model: str | None = None,
+    client: Any = None,
+    token: str | None = None,
+    failover: bool = True,
+    emulation: Emulation | None = None,
+) -> Engine:
+    """An engine for two-tier cuts of ``graph`` against the server at ``url`` (one hop).
+
+    It starts on the all-local cut; :meth:`Engine.switch` with :func:`cut_stages` moves
+    the cut. ``client``: an httpx-style client to post with (a Starlette ``TestClient``
+    runs the server app in-process). Used by the benchmarks and tests of the two-tier path.
+    """
+    hop = HTTPStageTransport(EDGE, CLOUD, url, token=token, client=client)
+    return Engine(
+        cut_stages(graph, len(graph.nodes)),
+        model or graph.name,
+        fingerprint(graph),
+        EDGE,
+        frozenset({EDGE}),
+        {CLOUD: hop},
+        failover=failover,
+        emulation=emulation,
+    )
+
+
 def fixed_planner(graph: Graph, cut: int, inner: TwoTierPlanner) -> Planner:
     """Always ``cut``, with the planner's predictions for it (so rows still show them)."""
     n = len(graph.nodes)

@@ -1,6 +1,10 @@
-"""The transport seam between the edge agent and a remote tier (httpx ``BaseTransport`` style).
+"""The thesis' client transport to a remote tier (``/v1/infer``, ``/offload``; httpx style).
 
-:class:`Transport` is the one interface the agent depends on. :class:`HTTPTransport`
+The engine moves tensors with its stage transports (:mod:`edgesplit.runtime.engine`);
+this module keeps the single-cut client of ``POST /v1/infer`` and the thesis'
+``/offload`` for interoperability, benchmarks and tests, and the shared helpers
+(:func:`http_client`, :func:`probe_rtt`, :class:`ServerRejected`).
+:class:`Transport` is the interface of such a single-cut client. :class:`HTTPTransport`
 talks to a server over sockets; :func:`in_process` wraps the FastAPI app in a
 Starlette ``TestClient`` so the very same code runs with no sockets (tests, demo).
 Both may carry a :class:`~edgesplit.runtime.shaping.TokenBucketShaper`, which paces
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -57,7 +61,7 @@ class InferReply:
 
 
 class Transport(Protocol):
-    """What the edge agent needs from a remote tier."""
+    """A single-cut client of a remote tier (HTTP here, ``/v1/ws`` in :mod:`.fastwire`)."""
 
     def infer(
         self,
@@ -141,22 +145,6 @@ class HTTPTransport:
         if timings:
             params["timings"] = "true"
         return self._safetensors_reply("/v1/infer", body, params)
-
-    def run_part(
-        self,
-        model: str,
-        assignment: Sequence[int],
-        part: int,
-        tensors: Mapping[str, torch.Tensor],
-    ) -> InferReply:
-        """``POST /v1/part``: run part ``part`` of a DAG plan's assignment remotely."""
-        body = wire.encode_tensors(tensors)
-        params: dict[str, Any] = {
-            "model": model,
-            "assignment": ",".join(map(str, assignment)),
-            "part": part,
-        }
-        return self._safetensors_reply("/v1/part", body, params)
 
     def _safetensors_reply(self, path: str, body: bytes, params: dict[str, Any]) -> InferReply:
         """POST a safetensors body; decode the tensors, cloud stamps and node times."""
