@@ -190,6 +190,11 @@ def test_bad_plan_topology_and_codec_are_one_line_input_errors(tmp_path) -> None
     errors.append(err)
     with pytest.raises(InputError, match="codecs key"):
         Deployment(plan, topo, codecs={"deviceedge": "none"})
+    exits = Plan.from_dict(
+        {**plan.to_dict(), "exits": {"outputs": ["softmax"], "rule": "index", "index": 1}}
+    )
+    with pytest.raises(InputError, match="'exits'.*edgesplit run-plan"):
+        Deployment(exits, topo)
     with pytest.raises(InputError, match="missing.yaml"):
         Deployment(plan, tmp_path / "missing.yaml")
     assert all("\n" not in str(e.value) for e in errors)

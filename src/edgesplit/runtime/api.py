@@ -162,6 +162,12 @@ class Deployment:
         from edgesplit.runtime.stages import build_stages, fingerprint
 
         self.plan, source = _plan_of(plan)
+        for field in ("schedule", "exits"):
+            if getattr(self.plan, field, None) is not None:
+                raise InputError(
+                    f"{source} has {field!r} (a Gao schedule or early-exit rules); run it with "
+                    "`edgesplit run-plan`, a Deployment runs cuts and placements"
+                )
         self.topology, where = _topology_of(topology)
         self.graph, self.module, self.example = model_of(self.plan, source, trust_model_code, model)
         recorded = self.plan.meta.get("codecs") or {}
@@ -234,3 +240,12 @@ class Deployment:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def decoder(plan: Any, topology: Any, **options: Any) -> Any:
+    """A decoder plan (``generate --save-plan``) on a topology: ``generate(prompt_ids,
+    tokens)`` per generation, then ``close()``; options as
+    :class:`edgesplit.runtime.decode.DecoderDeployment` (token, failover, model)."""
+    from edgesplit.runtime.decode import DecoderDeployment
+
+    return DecoderDeployment(plan, topology, **options)
