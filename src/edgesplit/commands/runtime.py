@@ -537,11 +537,17 @@ def _run_requests(
     graph = engine.stages.graph
     records: list[dict[str, Any]] = []
     equal_all = True
+
+    def timed(i: int) -> tuple[float, Any, float]:
+        start = time.perf_counter() - t0
+        result = engine.infer(inputs(i))
+        return start, result, time.perf_counter() - t0
+
     t0 = time.perf_counter()
     with RecordWriter(csv_path, jsonl_path) as writer:
-        for i, (outs, record) in pipelined(lambda i: engine.infer(inputs(i)), n, concurrency):
+        for i, (start, (outs, record), end) in pipelined(timed, n, concurrency):
             xs = inputs(i)
-            record = {"id": i, **record}
+            record = {"id": i, "start_s": start, "end_s": end, **record}
             if check or i == 0:
                 with torch.inference_mode():
                     ref = module(*xs) if i or given else ex.run(module)

@@ -4,6 +4,9 @@ A record (plain JSON) holds:
 
 ``id``, ``total_s``
     the request's number and its end-to-end seconds on the device the run started on;
+``start_s``, ``end_s`` (``run-plan``)
+    when the request started and ended, in seconds since the run began (the device's
+    clock): with ``--concurrency K`` they show the requests overlapping;
 ``stages``
     per stage: ``stage``, ``device`` and ``compute_s``, measured by the machine that ran it
     (stretched by the device's emulated clock), and ``wait_s``, the queueing for the
