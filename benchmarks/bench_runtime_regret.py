@@ -74,15 +74,9 @@ def main(argv: list[str] | None = None) -> int:
                 m0 = measured[chosen]
                 # One measured request feeds back (ComputeMonitor with alpha = 1).
                 feedback = ComputeMonitor(alpha=1.0)
-                feedback.observe(
-                    m0["edge_lat"],
-                    m0["cloud_lat"],
-                    float(table.edge_s[chosen]),
-                    float(table.cloud_s[chosen]),
-                )
-                obs1 = replace(
-                    obs, edge_factor=feedback.edge_factor, cloud_factor=feedback.cloud_factor
-                )
+                feedback.observe("edge", m0["edge_lat"], float(table.edge_s[chosen]))
+                feedback.observe("cloud", m0["cloud_lat"], float(table.cloud_s[chosen]))
+                obs1 = replace(obs, factors=dict(feedback.factors))
                 chosen1 = choose(parts.planner.table(obs1), "latency")
                 if chosen1 not in measured:
                     measured |= measure_cuts(parts, s.conditions, [chosen1], repeats, s.index)
@@ -103,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                         "chosen_after_feedback": chosen1,
                         "best_measured": best,
                         "measured_splits": len(measured),
-                        "edge_factor": feedback.edge_factor,
-                        "cloud_factor": feedback.cloud_factor,
+                        "edge_factor": feedback.factors.get("edge", 1.0),
+                        "cloud_factor": feedback.factors.get("cloud", 1.0),
                         "chosen_latency_s": measured[chosen]["overall_lat"],
                         "best_latency_s": lbest,
                         "predicted_latency_s": float(table.latency_s[chosen]),
@@ -118,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{len(measured)} run, regret {regret * 100:6.2f} % "
                     f"(after feedback {regret1 * 100:6.2f} %)"
                 )
-            parts.transport.close()
+            parts.close()
             per_model[model] = rows
     summary = {m: statistics.median(r["regret"] for r in rows) for m, rows in per_model.items()}
     after = {
