@@ -101,6 +101,15 @@ COPY_BELOW = 64 * 1024
 RECV_BUFSIZE = 1 << 20
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop where it is installed (uvicorn's own choice), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def bearer_ok(given: str | None, token: str | None) -> bool:
     """Whether an ``Authorization`` header value carries ``token`` (always, without one)."""
     if token is None:
@@ -270,7 +279,7 @@ class WireServer:
         sock.listen(128)
         self.port = int(sock.getsockname()[1])
         self._pool = ThreadPoolExecutor(self.admit, thread_name_prefix="edgesplit-wire")
-        loop = self._loop = asyncio.new_event_loop()
+        loop = self._loop = new_event_loop()
         ready = threading.Event()
 
         async def main() -> None:
