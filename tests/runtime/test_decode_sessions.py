@@ -286,6 +286,22 @@ def test_generate_across_two_serve_processes_equals_unsplit_greedy(cli, processe
 
 
 @pytest.mark.slow
+def test_the_python_api_generates_a_saved_decoder_plan_across_the_servers(
+    cli, processes, tmp_path: Path, prompt: torch.Tensor, reference
+) -> None:  # type: ignore[no-untyped-def]
+    from edgesplit.runtime import api
+
+    _, _, path = processes
+    plan = tmp_path / "decoder-plan.json"
+    saved = cli(*GENERATE, "--tokens", "2", "--tiers", "device,edge,cloud", "--save-plan", plan)
+    assert saved.code == 0, saved.stderr
+    with api.decoder(plan, path) as dep:  # the model comes back from the plan's options
+        run = dep.generate(prompt, TOKENS)
+    assert torch.equal(run.tokens, reference)
+    assert all(r.where == ("device", "edge", "cloud") for r in run.records)
+
+
+@pytest.mark.slow
 def test_killing_a_tier_mid_generation_rebuilds_it_and_keeps_the_greedy_output(
     cli, processes, module: torch.nn.Module, prompt: torch.Tensor, reference
 ) -> None:  # type: ignore[no-untyped-def]

@@ -246,9 +246,11 @@ def generate(
     split_per_token = sum(r.seconds for r in decode) / max(len(decode), 1)
     ref_per_token = sum(r.seconds for r in ref.records[1:]) / max(len(decode), 1)
     if save_plan:
-        _calibrated_plan(
+        measured = _calibrated_plan(
             shape, gen, split.cuts, names, link, ids.shape[1], ids.shape[0], model
-        ).save(save_plan)
+        )
+        options = {"model_options": request.describe(example_inputs)}
+        measured.model_copy(update=options).save(save_plan)
     doc = {
         "model": model,
         "family": shape.family,

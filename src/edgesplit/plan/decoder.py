@@ -38,7 +38,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -140,6 +140,8 @@ class DecoderPlan(BaseModel):
 
     format: Literal["edgesplit.decoder_plan"] = "edgesplit.decoder_plan"
     model: str
+    #: How to rebuild the model (its config, weights): ``ModelRequest.describe``'s record.
+    model_options: dict[str, Any] = Field(default_factory=dict)
     family: str
     layers: int
     cuts: tuple[int, ...]

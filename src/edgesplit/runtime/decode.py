@@ -426,3 +426,75 @@ class DecodeClient:
         for link in self.links.values():
             if hasattr(link, "shutdown"):
                 link.shutdown()
+
+
+class DecoderDeployment:
+    """A decoder plan (``edgesplit generate --save-plan``) on a topology, device side.
+
+    ::
+
+        with DecoderDeployment("decoder-plan.json", "topology.yaml") as dep:
+            run = dep.generate(prompt_ids, 32)     # run.tokens: (batch, 32) greedy ids
+
+    The plan names the tier of each part and records the model's options, from which this
+    process rebuilds the model (``model=`` replaces them; code needs ``trust_model_code``).
+    Tier ``i`` of the plan must be a device of the topology; its ``local`` device is this
+    process. ``failover`` and ``token`` are :class:`DecodeClient`'s.
+    """
+
+    def __init__(
+        self,
+        plan: Any,
+        topology: Any,
+        *,
+        token: str | None = None,
+        failover: bool = True,
+        trust_model_code: bool = False,
+        model: Any = None,
+    ) -> None:
+        import threading
+
+        from edgesplit.models import ModelRequest
+        from edgesplit.plan.decoder import DecoderPlan, load_decoder_plan
+        from edgesplit.system.topology import Topology, load_topology
+
+        self.plan = plan if isinstance(plan, DecoderPlan) else load_decoder_plan(plan)
+        topo = topology if isinstance(topology, Topology) else load_topology(topology)
+        source = "decoder plan" if isinstance(plan, DecoderPlan) else f"plan file {str(plan)!r}"
+        request = model or ModelRequest.from_record(
+            self.plan.model, self.plan.model_options, source, trust_model_code
+        )
+        module = request.load()[0]
+        shape = describe(module)
+        if (shape.family, shape.layers) != (self.plan.family, self.plan.layers):
+            raise InputError(
+                f"{source} is for a {self.plan.layers}-block {self.plan.family} model, but "
+                f"{self.plan.model!r} builds a {shape.layers}-block {shape.family}; re-plan it"
+            )
+        devices = [topo.device(t.name) for t in self.plan.tiers]
+        self.client = DecodeClient(
+            module,
+            self.plan.model,
+            self.plan.cuts,
+            [Tier(d.name, None if d.local else d.url) for d in devices],
+            token=token,
+            relay={frozenset((link.a, link.b)) for link in topo.links},
+            failover=failover,
+            here=topo.local,
+        )
+        self._lock = threading.Lock()
+
+    def generate(self, prompt_ids: torch.Tensor, tokens: int) -> DecodeRun:
+        """Greedy ``tokens`` after ``prompt_ids`` ``(batch, N)`` int64, across the tiers."""
+        with self._lock:
+            return self.client.generate(prompt_ids, tokens)
+
+    def close(self) -> None:
+        with self._lock:
+            self.client.close()
+
+    def __enter__(self) -> DecoderDeployment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
