@@ -1,14 +1,16 @@
-"""Measured against predicted latency of real early-exit runs, per exit (issue 7 figure).
+"""Measured against predicted latency of real early-exit runs on the engine, per exit (issue 7 figure).
 
-The agent (this process, the mobile tier), an edge server and a cloud server process run
-the paper's BranchyNet on loopback with a plan that uses all three tiers: trunk segment 1
-on the mobile device, segments 2-3 on the edge, 4-5 in the cloud, each side branch on the
-tier of its junction. All three processes are this machine with one torch thread, so the
-prediction uses per-type regressions fitted to a one-thread profile of this machine for
-every tier (speed factors 1) and links of 10 Gbit/s (loopback moves bytes far faster than
-HTTP handles requests). Eq. 4.6 has no per-message cost; the same run measures the loopback
-HTTP round trip (``GET /health``) and reports ``predicted + round trips x RTT`` as well.
-Every result is checked ``torch.equal`` to the unsplit BranchyNet. ``--quick``: 5 requests.
+This process (the mobile tier), an edge and a cloud ``edgesplit serve`` process run the
+paper's BranchyNet on loopback with a plan that uses all three tiers: trunk segment 1 on
+the mobile device, segments 2-3 on the edge, 4-5 in the cloud, each side branch on the
+tier of its junction; the edge relays the cloud's stages (mobile -> edge -> cloud). Exit
+``k`` runs on the engine with the ``index`` rule: nothing past the exit is computed or
+sent. All three processes are this machine with one torch thread, so the prediction uses
+per-type regressions fitted to a one-thread profile of this machine for every tier
+(speed factors 1) and links of 10 Gbit/s (loopback moves bytes far faster than a request
+costs). Eq. 4.6 has no per-message cost; the same run measures the loopback round trip
+(``GET /healthz``) and reports ``predicted + hops x RTT`` as well. Every result is checked
+``torch.equal`` to ``forward_exit``. ``--quick``: 5 requests.
 """
 
 from __future__ import annotations
@@ -24,18 +26,12 @@ import torch
 from _common import save
 
 from edgesplit.earlyexit.instance import EarlyExitInstance, load_instance_problem
-from edgesplit.earlyexit.problem import CLOUD, EDGE, MOBILE
-from edgesplit.earlyexit.runtime import EarlyExitAgent, EarlyExitExecutor, _runs
-from edgesplit.earlyexit.server import http_send, launch, write_spec
+from edgesplit.earlyexit.problem import CLOUD, EDGE, MOBILE, to_plan
+from edgesplit.earlyexit.run import launch, runnable_plan
 from edgesplit.experiments.zuo2024 import ASSUMED_ACCURACIES
-
-
-def round_trips(ex: EarlyExitExecutor, k: int) -> int:
-    trips = 0
-    for run in _runs(ex, ex.exit_parts(k), MOBILE):
-        if ex.info[run[0]].tier != MOBILE:
-            trips += 1 + sum(ex.info[r[0]].tier == CLOUD for r in _runs(ex, run, EDGE))
-    return trips
+from edgesplit.runtime.exits import link_bytes, open_exits, with_rule
+from edgesplit.runtime.stages import fingerprint
+from edgesplit.system.topology import Topology
 
 
 def main() -> None:
@@ -58,43 +54,45 @@ def main() -> None:
     for k, br in enumerate(problem.branches, start=1):
         for i in br:
             genes[i] = seg_tier[k]
-    ex = EarlyExitExecutor(graph, problem, genes)
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = {"instance": inst.model_dump(), "accuracies": ASSUMED_ACCURACIES,
-                "genes": genes, "weights": None}  # fmt: skip
-        path = write_spec(Path(tmp) / "spec.json", spec)
-        with launch(path) as urls:
-            agent = EarlyExitAgent(ex, http_send(urls))
-            with httpx.Client() as client:
-                rtts = []
-                for _ in range(50):
-                    t0 = time.perf_counter()
-                    client.get(urls[EDGE] + "/health")
-                    rtts.append(time.perf_counter() - t0)
-            rtt = statistics.median(rtts[5:])
-            rows = []
-            for k in range(1, problem.n_exits + 1):
-                for _ in range(3):
-                    agent.infer(x, exit=k)
-                times, equal = [], True
-                for _ in range(requests):
-                    r = agent.infer(x, exit=k)
-                    equal &= torch.equal(r.logits, net.forward_exit(x, k))
-                    times.append(r.seconds)
-                pred = problem.latency(k, genes)["total_s"]
-                trips = round_trips(ex, k)
-                rows.append({
-                    "exit": k, "tiers": sorted({("mobile", "edge", "cloud")[genes[i]] for i in problem.chain(k)}),
-                    "measured_median_ms": statistics.median(times) * 1000,
-                    "predicted_eq46_ms": pred * 1000,
-                    "round_trips": trips,
-                    "predicted_with_rtt_ms": (pred + trips * rtt) * 1000,
-                    "measured_over_predicted_with_rtt": statistics.median(times) / (pred + trips * rtt),
-                    "overhead_per_round_trip_ms": (
-                        (statistics.median(times) - pred) / trips * 1000 if trips else None
-                    ),
-                    "torch_equal": equal,
-                })  # fmt: skip
+    plan = runnable_plan(to_plan(problem, genes, "hand"), problem, graph, None, 0.6)
+    fp = fingerprint(graph)
+    with tempfile.TemporaryDirectory() as tmp, launch(plan, Path(tmp), 1e10, 1e10) as topo_doc:
+        topo = Topology.model_validate(topo_doc)
+        with httpx.Client() as client:
+            rtts = []
+            for _ in range(50):
+                t0 = time.perf_counter()
+                client.get(topo.device("edge").url + "/healthz")
+                rtts.append(time.perf_counter() - t0)
+        rtt = statistics.median(rtts[5:])
+        rows = []
+        for k in range(1, problem.n_exits + 1):
+            spec = with_rule(plan.exits, index=k)
+            runner = open_exits(plan, graph, fp, topo, spec=spec, failover=False)
+            name = spec["outputs"][k - 1]
+            for _ in range(3):
+                runner.infer([x])
+            times, equal, hops, sent = [], True, 0, {}
+            for _ in range(requests):
+                outs, record = runner.infer([x])
+                equal &= torch.equal(outs[name], net.forward_exit(x, k))
+                times.append(record["total_s"])
+                hops, sent = len(record["hops"]), link_bytes(record)
+            runner.close()
+            pred = problem.latency(k, genes)["total_s"]
+            rows.append({
+                "exit": k, "tiers": sorted({("mobile", "edge", "cloud")[genes[i]] for i in problem.chain(k)}),
+                "measured_median_ms": statistics.median(times) * 1000,
+                "predicted_eq46_ms": pred * 1000,
+                "round_trips": hops,
+                "link_bytes": sent,
+                "predicted_with_rtt_ms": (pred + hops * rtt) * 1000,
+                "measured_over_predicted_with_rtt": statistics.median(times) / (pred + hops * rtt),
+                "overhead_per_round_trip_ms": (
+                    (statistics.median(times) - pred) / hops * 1000 if hops else None
+                ),
+                "torch_equal": equal,
+            })  # fmt: skip
     save(
         "earlyexit_runtime",
         {
