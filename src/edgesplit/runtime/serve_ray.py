@@ -6,7 +6,11 @@ replicas behind one address. This module deploys the app built by
 deployment. Each replica builds its own app in ``__serve_build_asgi_app__`` at replica
 start, so it loads its models once; Ray's HTTP proxy spreads requests over the replicas
 (power-of-two-choices on queue length). The bearer-token rule, body limit and 4xx
-answers are those of the plain server because the app is the same.
+answers are those of the plain server because the app is the same, and so are the parts
+and the wire: each replica's store splits with the one partition mechanism, keeps its own
+part cache (``ServerConfig.part_cache_bytes`` bounds each replica's), relays the engine's
+stages and decodes every codec of :mod:`edgesplit.runtime.codecs`; nothing here splits or
+serialises on its own.
 
 Ray is imported only here, so the plain server never pays for it. Complexity: one Ray
 actor per replica plus Serve's controller and proxy; per request, the proxy hop adds one
