@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -100,6 +100,28 @@ class Emulation:
         """Pace ``nbytes`` sent to a ``peer`` that did not shape them; None when not shaped."""
         shaper = self.outbound.get(peer)
         return None if shaper is None else shaper.transmit(nbytes)
+
+    def pace_hop(
+        self, peer: str, hop: Mapping[str, Any], report: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """A hop's record once its shaped directions are paced: ``shaped``, ``paced_out_s``
+        and ``paced_back_s`` added, the pacing done here added to ``round_trip_s`` and
+        ``transfer_s``.
+
+        The receiver paced the request (``paced_in_s`` in its ``report``) or, where it
+        does not shape, this end paces it now; the reply is paced here, on arrival.
+        """
+        out = dict(hop)
+        out_s = report.get("paced_in_s")
+        late = self.send_late(peer, int(out["sent_wire_bytes"])) if out_s is None else None
+        back_s = self.receive(peer, int(out["reply_wire_bytes"]))
+        extra = (late or 0.0) + (back_s or 0.0)
+        out["round_trip_s"] += extra
+        out["transfer_s"] += extra
+        out_s = out_s if out_s is not None else late
+        out.update(shaped=out_s is not None or back_s is not None, paced_out_s=out_s,
+                   paced_back_s=back_s)  # fmt: skip
+        return out
 
     def compute(self, device: str, fn: Callable[[], T]) -> tuple[T, float, float]:
         """Run ``fn`` as ``device`` in one of this process's compute slots.

@@ -328,30 +328,11 @@ def walk(
                 f"{hop.dst!r} ran no stage from stage {cursor} (on {st.device!r}); start it "
                 f"with edgesplit serve --topology FILE --as {hop.dst} to relay"
             )
-        log.hops.append(_paced(emu, hop.dst, reply))
+        log.hops.append(emu.pace_hop(hop.dst, reply.hop, reply.log))
         log.merge(reply.log)
         have.update(reply.tensors)
         cursor = reply.cursor
     return cursor
-
-
-def _paced(emu: Emulation, dst: str, reply: StageReply) -> dict[str, Any]:
-    """The hop's record once its shaped directions are paced (see :mod:`.emulation`).
-
-    The receiver paced the request (``paced_in_s`` in its report) or, where it does not
-    shape, this end paces it now; the reply is paced here. Both land in ``transfer_s``.
-    """
-    hop = dict(reply.hop)
-    out_s = reply.log.get("paced_in_s")
-    late = emu.send_late(dst, int(hop["sent_wire_bytes"])) if out_s is None else None
-    back_s = emu.receive(dst, int(hop["reply_wire_bytes"]))
-    extra = (late or 0.0) + (back_s or 0.0)
-    hop["round_trip_s"] += extra
-    hop["transfer_s"] += extra
-    out_s = out_s if out_s is not None else late
-    hop.update(shaped=out_s is not None or back_s is not None, paced_out_s=out_s,
-               paced_back_s=back_s)  # fmt: skip
-    return hop
 
 
 def reply_values(
