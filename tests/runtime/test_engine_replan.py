@@ -230,3 +230,51 @@ def test_a_switch_happens_between_requests_on_the_engine(store) -> None:  # type
     with torch.inference_mode():
         ref = graph.module(x)
     assert torch.equal(outs[graph.output_names[0]], ref)
+
+
+def test_run_plan_replans_a_saved_plan_on_a_bandwidth_step(cli, live, store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    n = len(store.model("mnist_cnn").graph.nodes)
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(
+        json.dumps(Plan("mnist_cnn", "hand", ("device", "cloud"), (0,) * n).to_dict())
+    )
+    topology = tmp_path / "topology.yaml"
+    topology.write_text(
+        "devices:\n"
+        "  - {name: device, url: local, speed_factor: 0.05}\n"
+        f"  - {{name: cloud, url: '{live.url}'}}\n"
+        "links:\n"
+        "  - {a: device, b: cloud, bandwidth: 1mbit, rtt: 1ms}\n"
+    )
+    conditions = tmp_path / "conditions.yaml"
+    conditions.write_text(
+        "unit: requests\n"
+        "steps:\n"
+        "  - {at: 0, bandwidth_mbit: 0.001, rtt_ms: 1, clock_ghz: 0.05}\n"
+        "  - {at: 3, bandwidth_mbit: 1000}\n"
+    )
+    res = cli(
+        "run-plan", str(plan_file), "--topology", str(topology), "--transport", "http",
+        "--replan", "exhaustive", "--conditions", str(conditions), "-n", "6", "--check",
+        "--json",
+    )  # fmt: skip
+    doc = res.json()
+    assert res.returncode == 0 and doc["equal_to_local"] is True
+    # Later re-plans may follow from the measured compute speeds (a device's factor).
+    reasons = [e["reason"].split()[0] for e in doc["replans"]]
+    assert reasons[:2] == ["given", "bandwidth"] and doc["replans"][1]["at_request"] == 3
+    records = doc["records"]
+    assert [r["id"] for r in records] == list(range(6))
+    assert all(not r["hops"] for r in records[:3])  # the saved plan: all on the device
+    assert records[3]["hops"] and records[3]["plan"]["nodes"]["cloud"] > 0
+    # Every request ran on the plan its record names.
+    assert all(bool(r["hops"]) == (r["plan"]["nodes"]["cloud"] > 0) for r in records)
+
+
+def test_replan_options_need_replan(cli, assert_input_error, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text("{}")
+    res = cli("run-plan", str(plan_file), "--replan-every", "5")
+    assert_input_error(res, "--replan")

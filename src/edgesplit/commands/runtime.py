@@ -326,6 +326,15 @@ def run_plan(
     transport: str = typer.Option(
         "ws", help="tier-to-tier transport: ws (persistent WebSockets) or http (POST /v1/stage)"
     ),
+    replan: str | None = typer.Option(
+        None, help="re-plan live with this solver (exhaustive, mincut, ilp, relax, heuristic)"
+    ),
+    replan_every: float | None = typer.Option(
+        None, help="with --replan: also re-plan every this many seconds"
+    ),
+    conditions: Path | None = typer.Option(
+        None, help="with --replan: condition schedule for the local device's first link"
+    ),
     inputs: list[str] | None = InputOpt,
     input_shape: str | None = InputShapeOpt,
     example: str | None = ExampleOpt,
@@ -348,9 +357,13 @@ def run_plan(
     from edgesplit.runtime.stages import build_stages, fingerprint, fingerprint_mismatch
 
     failover = not no_failover
+    if replan is None and (replan_every is not None or conditions is not None):
+        raise InputError("--replan-every and --conditions need --replan ALGORITHM")
+    if replan is not None and concurrency > 1:
+        raise InputError("--replan switches plans between requests; use --concurrency 1")
+    requests = requests_given or 1
     if transport not in TRANSPORTS:
         raise InputError(f"--transport is {transport!r}; use one of {', '.join(TRANSPORTS)}")
-    requests = requests_given or 1
     plan = load_plan(plan_file)
     source = f"plan file {str(plan_file)!r}"
     if topology is not None and remote:
@@ -418,6 +431,13 @@ def run_plan(
             file=sys.stderr,
         )
     example_inputs = flat_inputs(module, graph, ex.args, ex.kwargs)
+    if replan is not None:
+        from edgesplit.runtime.conditions import ConditionSchedule
+        from edgesplit.runtime.replan import replanning
+
+        sched = ConditionSchedule.load(conditions) if conditions else None
+        engine = replanning(engine, plan, topo, replan, example_inputs, schedule=sched,
+                            interval_s=replan_every)  # fmt: skip
     given = file_inputs(inputs_file, graph, module, example_inputs) if inputs_file else None
     n = requests_given or (len(given) if given else 1)
     try:
@@ -435,6 +455,7 @@ def run_plan(
         "topology": str(topology) if topology else None,
         "codecs": links,
         "stages": stages.describe(),
+        **({"replans": engine.events} if replan is not None else {}),
         **doc,
     }
     if as_json:

@@ -116,6 +116,12 @@ class Rescheduler:
             return f"rtt {b.rtt_s * 1e3:.1f}->{obs.rtt_s * 1e3:.1f} ms"
         return ""
 
+    def adopt(self, plan: Plan, obs: Observation) -> None:
+        """Start from a given plan (a saved one), made for ``obs``; logged as ``given``."""
+        with self._lock:
+            self._plan, self._basis, self._planned_at = plan, obs, time.monotonic()
+            self.events.append(Replan(0, "given", obs, plan.cut, plan))
+
     def plan_for_request(self, obs: Observation, request: int) -> Plan:
         """The plan this request runs on, re-planning first when a trigger fires."""
         with self._lock:

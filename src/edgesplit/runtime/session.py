@@ -138,9 +138,8 @@ class Session:
         self.engine.switch(self.stages_for(plan), codecs)
         self.plan = plan
 
-    def step(self) -> SessionStep:
-        i = self._next_id
-        self._next_id += 1
+    def before(self, i: int) -> tuple[Conditions, Observation, str, Plan]:
+        """Set the emulated world for request ``i``, observe, maybe re-plan and switch."""
         cond = self.schedule.at(i if self.schedule.unit == "requests" else self.elapsed())
         for shaper in self.shapers:
             shaper.set(cond.link)
@@ -148,6 +147,12 @@ class Session:
         obs, source = self.observe(cond)
         plan = self.rescheduler.plan_for_request(obs, i)
         self.switch_to(plan)
+        return cond, obs, source, plan
+
+    def step(self) -> SessionStep:
+        i = self._next_id
+        self._next_id += 1
+        cond, obs, source, plan = self.before(i)
         x = self.inputs(i)
         stamp = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         start = time.time()
@@ -170,13 +175,17 @@ class Session:
             plan=plan.algorithm,
         )
         m = from_record(record, self.engine.local, ctx)
-        if not m.fallback:
-            self._learn(record, plan, obs.rtt_s)
+        self.learn(record, plan, obs.rtt_s)
         self.recorder.add(m)
         return SessionStep(cond, obs, source, m, output, plan, record)
 
-    def _learn(self, record: dict[str, Any], plan: Plan, rtt_s: float) -> None:
-        """Feed the measured hops and compute back (per link, per device)."""
+    def learn(self, record: dict[str, Any], plan: Plan, rtt_s: float) -> None:
+        """Feed a request's measured hops and compute back (per link, per device).
+
+        A failed-over request measured the failover, not the plan: it teaches nothing.
+        """
+        if record.get("failover"):
+            return
         for hop in record["hops"]:
             key = link_key(hop["src"], hop["dst"])
             monitor = self.monitors.setdefault(key, LinkMonitor())
