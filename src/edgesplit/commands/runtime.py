@@ -255,7 +255,16 @@ def run(
         "note",
     ):
         table.add_column(col, justify="right")
-    result = run_split(opts, requests=requests, duration_s=duration)
+    import sys
+
+    from edgesplit.errors import TransportError
+
+    try:
+        result = run_split(opts, requests=requests, duration_s=duration)
+    except TransportError as err:
+        # The cloud failing with --no-failover is not bad input: one line, exit 1.
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)
+        raise typer.Exit(1) from None
     result.recorder.layer_rows = layers
     result.recorder.save(csv_path, jsonl_path)
     summary = result.summary()
