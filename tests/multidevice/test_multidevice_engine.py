@@ -9,8 +9,10 @@ and the record says so).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -131,3 +133,28 @@ def test_a_device_that_never_sends_cannot_stall_the_server(
     turns = record["turns"]
     assert [t["ticket"] for t in turns] == [1, 3]
     assert turns[0]["timed_out"] and turns[1]["timed_out"]
+
+
+def test_solve_plan_refuses_devices_without_a_model(
+    cli: Any, assert_input_error: Any, tmp_path: Path
+) -> None:
+    instance = tmp_path / "explicit.yaml"
+    instance.write_text(
+        "devices:\n  - name: sensor\n    uplink_mbps: 1\n    layers: [a, b]\n"
+        "    cut_bytes: [8, 4, 2]\n    local: {source: explicit, seconds: [0.1, 0.1]}\n"
+        "    server: {source: explicit, seconds: [0.01, 0.01]}\n"
+    )
+    out = tmp_path / "plan.json"
+    assert_input_error(cli("multidevice", "solve", instance, "--plan", out), "sensor")
+    assert not out.exists()
+
+
+def test_a_schedule_whose_order_misses_a_segment_is_bad_input(
+    problem: MecProblem, cli: Any, assert_input_error: Any, tmp_path: Path
+) -> None:
+    doc = interleaved(problem).to_dict()
+    doc["schedule"]["order"] = doc["schedule"]["order"][:-1]
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(doc))
+    topo = Path(__file__).resolve().parents[2] / "examples/topology-gao.yaml"
+    assert_input_error(cli("run-plan", path, "--topology", topo), "schedule", "order")
