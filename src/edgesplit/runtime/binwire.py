@@ -91,6 +91,9 @@ MAX_HEADER_BYTES = 1024 * 1024
 MAX_TENSORS = 1024
 MAX_RANK = 16
 
+#: Headers longer than this are parsed on a worker thread, not on the event loop.
+INLINE_HEADER = 64 * 1024
+
 #: Open connections one server accepts at once.
 MAX_CONNECTIONS = 64
 
@@ -337,7 +340,11 @@ class WireServer:
                 pending = None
                 doc: dict[str, Any] = {}
                 try:
-                    doc = parse_header(text)
+                    if len(text) > INLINE_HEADER:  # a long parse never holds the loop
+                        assert self._loop is not None
+                        doc = await self._loop.run_in_executor(self._pool, parse_header, text)
+                    else:
+                        doc = parse_header(text)
                     specs = parse_specs(doc.get("tensors"), self.max_bytes)
                 except InputError as err:
                     await self._refuse(conn, doc.get("id"), err)  # its frames are skipped
@@ -384,14 +391,14 @@ class WireServer:
             self._inflight -= 1
             self.metrics.inflight.dec()
         self.metrics.requests.labels("wire", "200").inc()
-        await conn.send(json.dumps(reply))
+        await conn.send(reply)
         for buf in buffers:
             await conn.send(buf)
 
     def _work(
         self, doc: dict[str, Any], specs: list[TensorSpec], frames: list[bytes], t0: float
-    ) -> tuple[dict[str, Any], list[memoryview]]:
-        """A worker thread's part: check, decode, walk on (relaying), encode."""
+    ) -> tuple[str, list[memoryview]]:
+        """A worker thread's part: check, decode, walk on (relaying), encode the reply."""
         state, config = self.app.state, self.config
         control = doc.get("stage")
         if not isinstance(control, str):
@@ -415,7 +422,7 @@ class WireServer:
         report = {**report, "decode_s": decode_s, "paced_in_s": paced_in_s}
         reply = {"id": doc.get("id"), "ok": True, "report": report, "meta": out_meta}
         reply |= {"tensors": out_specs, "processing_s": t2 - t0, "encode_s": t2 - t1}
-        return reply, buffers
+        return json.dumps(reply), buffers
 
     async def _refuse(self, conn: Any, request_id: object, err: Exception) -> None:
         status = 503 if isinstance(err, Busy) else _status(err)
