@@ -256,3 +256,16 @@ def test_profile_record_loads_back(mnist_codec_profile: Path) -> None:
     _, x = build("mnist_cnn")
     frame = zstandard.ZstdCompressor(level=1).compress(x.numpy().tobytes())
     assert prof.codecs.zstd_ratio["x"] == pytest.approx(len(frame) / (x.numel() * 4), rel=1e-12)
+
+
+def test_codec_solver_is_the_replanning_hook(alexnet_graph: Graph) -> None:
+    """The callable the re-planner takes: the joint plan, its codec in meta, priced exactly."""
+    problem = edge_cloud(alexnet_graph, 5e6)
+    solver = cc.codec_solver(record(record_compute(problem), problem.graph), "auto")
+    plan = solver(problem)
+    (codec,) = plan.meta["codecs"].values()
+    assert plan.meta["codecs"] == {"cloud|edge": codec} and codec != "none"
+    mine = oracle(problem, plan.assignment, {frozenset((0, 1)): codec})
+    assert plan.predicted["latency_s"] == pytest.approx(mine, rel=1e-9)
+    with pytest.raises(InputError, match="--codec must be one of"):
+        cc.codec_solver(record(1.0, problem.graph), "gzip")

@@ -185,10 +185,9 @@ def plan(
         raise InputError(f"--objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
     if not 0.0 <= weight <= 1.0:
         raise InputError(f"--weight must lie in [0, 1], not {weight}")
-    from edgesplit.plan.codec_choice import CHOICES
+    from edgesplit.plan.codec_choice import check_choice
 
-    if codec not in CHOICES:
-        raise InputError(f"--codec must be one of {', '.join(CHOICES)}, not {codec!r}")
+    check_choice(codec)
     request = model_request(model, inputs, input_shape, example, weights, model_config)
     graph, module, example_inputs = load_graph(request, granularity)
     ex = example_inputs
@@ -278,26 +277,16 @@ def _plan_with_codecs(
     from dataclasses import replace
 
     from edgesplit.plan import codec_choice as cc
-    from edgesplit.plan.planner import analyse, plan_from_table
+    from edgesplit.plan.planner import analyse
 
-    model = cc.CodecModel.from_record(record, problem)
     if not two_tier:
-        chosen, _ = cc.solve_with_codecs(problem, algorithm or "exhaustive", model, choice)
+        chosen = cc.codec_solver(record, choice, algorithm or "exhaustive")(problem)
         doc = {"model": problem.graph.name, "devices": list(problem.devices)}
         return None, chosen, {**doc, "chosen": chosen.to_dict()}
-    codec, cut, tables = cc.choose_two_tier(problem, model, choice, tradeoff)
-    result = analyse(problem, tradeoff, table=tables[codec])
-    plan = plan_from_table(
-        tables[codec], cut, algorithm="two-tier", objective=problem.objective,
-        meta=result.chosen.meta,
-    )  # fmt: skip
-    meta = {
-        **plan.meta,
-        "codec_choice": choice,
-        "codecs": cc.codecs_meta(problem, plan.assignment, dict.fromkeys(problem.links, codec)),
-    }
-    chosen = replace(plan, meta=meta)
-    result = replace(result, chosen=chosen)
+    model = cc.CodecModel.from_record(record, problem)
+    chosen, tables = cc.two_tier_plan(problem, model, choice, tradeoff)
+    codec = next(iter(chosen.meta["codecs"].values()), "none")
+    result = replace(analyse(problem, tradeoff, table=tables[codec]), chosen=chosen)
     best = {
         c: {"cut": (k := int(t.latency_s.argmin())), "latency_s": float(t.latency_s[k])}
         for c, t in tables.items()

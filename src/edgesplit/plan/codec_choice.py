@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -94,10 +94,15 @@ class CodecModel:
         return sum(self.wire[codec]) / raw if raw > 0 else 1.0
 
 
-def allowed(problem: Problem, choice: str) -> dict[frozenset[int], tuple[str, ...]]:
-    """The codecs each link of ``problem`` may use under ``choice`` (``none`` first)."""
+def check_choice(choice: str) -> None:
+    """Refuse a ``--codec`` value that is neither a codec nor a choice, in one line."""
     if choice not in CHOICES:
         raise InputError(f"--codec must be one of {', '.join(CHOICES)}, not {choice!r}")
+
+
+def allowed(problem: Problem, choice: str) -> dict[frozenset[int], tuple[str, ...]]:
+    """The codecs each link of ``problem`` may use under ``choice`` (``none`` first)."""
+    check_choice(choice)
     out: dict[frozenset[int], tuple[str, ...]] = {}
     for pair, link in problem.links.items():
         a, b = sorted(pair)
@@ -289,6 +294,48 @@ def choose_two_tier(
     row = choose(joint_table(tables), problem.objective, problem.weight, tradeoff)
     size = problem.n_nodes + 1
     return pool[row // size], row % size, tables
+
+
+def two_tier_plan(
+    problem: Problem, model: CodecModel, choice: str, tradeoff: str = "luger"
+) -> tuple[Plan, dict[str, Candidates]]:
+    """The jointly chosen two-tier plan, carrying its codec, and every codec's table."""
+    from edgesplit.plan.planner import plan_from_table
+
+    codec, cut, tables = choose_two_tier(problem, model, choice, tradeoff)
+    assignment = [0 if i < cut else 1 for i in range(problem.n_nodes)]
+    meta = {
+        "weight": problem.weight,
+        "tradeoff": tradeoff,
+        **problem.meta,
+        "codec_choice": choice,
+        "codecs": codecs_meta(problem, assignment, dict.fromkeys(problem.links, codec)),
+    }
+    plan = plan_from_table(
+        tables[codec], cut, algorithm="two-tier", objective=problem.objective, meta=meta
+    )
+    return plan, tables
+
+
+def codec_solver(
+    record: CodecRecord, choice: str = "auto", algorithm: str = "", tradeoff: str = "luger"
+) -> Callable[[Problem], Plan]:
+    """``problem -> Plan`` with the codecs chosen: the re-planner's codec hook
+    (:class:`edgesplit.runtime.planning.RegistryPlanner`'s ``solver``) and ``plan --codec``.
+
+    Two devices with the input on the first and ``algorithm`` "" or "two-tier": the exact
+    joint table; otherwise :func:`solve_with_codecs` with ``algorithm`` (default exhaustive).
+    The codec seconds follow each problem's device seconds (module docstring).
+    """
+    check_choice(choice)  # an unknown choice fails now, not at the first re-plan
+
+    def solver(problem: Problem) -> Plan:
+        model = CodecModel.from_record(record, problem)
+        if problem.n_devices == 2 and problem.source == 0 and algorithm in ("", "two-tier"):
+            return two_tier_plan(problem, model, choice, tradeoff)[0]
+        return solve_with_codecs(problem, algorithm or "exhaustive", model, choice)[0]
+
+    return solver
 
 
 # -- more devices: a placement per codec combination, priced exactly -----------------------

@@ -11,7 +11,9 @@ reads the codec from the body itself. The body is one safetensors document
 Lossless codecs (``none``, ``zstd``) keep ``torch.equal`` on every dtype; the lossy ones
 (``fp16``, ``bf16``, ``int8``) restore the dtype and shape, and :func:`round_trip`
 reports their max absolute and relative error with the bytes and seconds a transfer
-record needs. The engine that sends plans through these is issue 13's remaining work.
+record needs. The engine sends each link under the plan's codec
+(:mod:`edgesplit.runtime.engine`); ``plan --codec`` chooses it with the split
+(:mod:`edgesplit.plan.codec_choice`).
 
 >>> import torch
 >>> body, meta = encode({"x": torch.ones(2, 3)}, "fp16")
