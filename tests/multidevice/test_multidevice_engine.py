@@ -158,3 +158,22 @@ def test_a_schedule_whose_order_misses_a_segment_is_bad_input(
     path.write_text(json.dumps(doc))
     topo = Path(__file__).resolve().parents[2] / "examples/topology-gao.yaml"
     assert_input_error(cli("run-plan", path, "--topology", topo), "schedule", "order")
+
+
+@pytest.mark.slow
+def test_multidevice_run_cli_devices_in_processes(cli_subprocess: Any, tmp_path: Path) -> None:
+    """`multidevice run`: one edgesplit serve, one process per device, bitwise outputs."""
+    instance = tmp_path / "two.yaml"
+    instance.write_text(
+        "profile_repeats: 1\ndevices:\n"
+        "  - {name: a, model: lenet, uplink_mbps: 1, local: {factor: 5}}\n"
+        "  - {name: b, model: lenet, uplink_mbps: 4, local: {factor: 5}}\n"
+    )
+    out = cli_subprocess(
+        "multidevice", "run", instance, "--solver", "heuristic", "-n", "2", "--json"
+    )
+    assert out.code == 0, out.stderr
+    doc = out.json()
+    assert doc["outputs_equal"] and doc["order_honoured"] and doc["rounds"] == 2
+    assert [d["name"] for d in doc["devices"]] == ["a", "b"]
+    assert doc["plan"]["schedule"]["server"] == "mec"
