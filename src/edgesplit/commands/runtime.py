@@ -75,7 +75,6 @@ def serve(
     from edgesplit.runtime.decode_sessions import SessionLimits
     from edgesplit.runtime.server import ServerConfig, check_bind
     from edgesplit.runtime.server import serve as run_server
-    from edgesplit.units import parse_bytes
 
     check_bind(host, token, insecure)  # refuse before any model is loaded
     import torch
@@ -100,7 +99,7 @@ def serve(
         max_queue=max_queue,
         token=token,
         part_cache_bytes=_cache_bytes(part_cache),
-        decode=SessionLimits(decode_sessions, int(parse_bytes(decode_kv)), decode_ttl),
+        decode=SessionLimits.of(decode_sessions, decode_kv, decode_ttl),
     )
     if ray_replicas is not None:
         from edgesplit.runtime.serve_ray import RayOptions, serve_replicated

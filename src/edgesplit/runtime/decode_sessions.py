@@ -74,6 +74,17 @@ class SessionLimits:
     max_kv_bytes: int = 1 << 30
     ttl_s: float = 120.0
 
+    @classmethod
+    def of(cls, sessions: int, kv: str, ttl_s: float) -> SessionLimits:
+        """From ``serve``'s options; ``kv`` is a size such as ``1GiB`` (InputError naming it)."""
+        from edgesplit.units import parse_bytes
+
+        try:
+            kv_bytes = int(parse_bytes(kv))
+        except InputError as err:
+            raise InputError(f"--decode-kv: {err}") from None
+        return cls(sessions, kv_bytes, ttl_s)
+
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
             raise InputError("--decode-sessions must be at least 1")
