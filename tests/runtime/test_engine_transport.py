@@ -218,6 +218,13 @@ def test_a_killed_server_fails_over_and_offloading_resumes_on_a_new_connection()
         outs, rec = engine.infer(x)
         assert torch.equal(outs[graph.output_names[0]], ref) and not rec["failover"]
         assert [h["transport"] for h in rec["hops"]] == ["ws"]
+        # Killed and restarted between requests: the pooled connection the kill closed is
+        # dropped, and the next request opens one to the new WebSocket port.
+        server.kill()
+        server.start()
+        outs, rec = engine.infer(x)
+        assert torch.equal(outs[graph.output_names[0]], ref) and not rec["failover"]
+        # Killed before a request: HopFailed, the request finishes here, marked.
         server.kill()
         outs, rec = engine.infer(x)
         assert torch.equal(outs[graph.output_names[0]], ref)

@@ -560,10 +560,19 @@ class WireStageTransport:
             raise HopFailed(self.dst, msg) from None
 
     def _take(self) -> Any:
-        """An idle connection, or a new one; None when the server has no WebSocket port."""
+        """An idle connection, or a new one; None when the server has no WebSocket port.
+
+        Idle connections the server closed meanwhile (a restart) are dropped here, so a
+        restarted tier costs no failed request.
+        """
+        from websockets.protocol import State
+
         with self._lock:
-            if self._idle:
-                return self._idle.pop()
+            while self._idle:
+                conn = self._idle.pop()
+                if conn.state is State.OPEN:
+                    return conn
+                conn.close()
             if self._fallback:
                 return None
         ws_url = self._ws_url()
