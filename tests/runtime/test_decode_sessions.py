@@ -249,6 +249,39 @@ def test_an_expired_session_is_rebuilt_on_the_same_tier(
     assert rebuilt[0].replayed_steps == 11 and rebuilt[0].where == ("device", "edge", "cloud")
 
 
+def test_a_tier_at_its_session_bound_fails_over_here_and_the_token_is_checked(
+    store: ModelStore, request_: Any, module: torch.nn.Module, prompt: torch.Tensor, reference
+) -> None:  # type: ignore[no-untyped-def]
+    limits = SessionLimits(max_sessions=1)
+    with _server(store, request_, decode=limits, token="s3cret") as srv:
+        refused = httpx.post(f"{srv.url}/v1/decode/open", json=_open_doc(module))
+        assert refused.status_code == 401 and "bearer token" in refused.json()["error"]
+        # Both remote parts on one server that holds one session: the second open is a 429,
+        # so the cloud's part runs here, marked, and the output is still the greedy one.
+        tiers = [Tier("device"), Tier("edge", srv.url), Tier("cloud", srv.url)]
+        client = DecodeClient(module, MODEL, CUTS, tiers, token="s3cret")
+        run = client.generate(prompt, TOKENS)
+        client.close()
+        assert _drained(srv)
+    assert torch.equal(run.tokens, reference)
+    assert (run.records[0].rebuilt, run.records[0].failed_device) == (True, "cloud")
+    assert all(r.where == ("device", "edge", "cloud (here)") for r in run.records)
+    assert not any(r.rebuilt for r in run.records[1:])
+
+
+def test_generate_topology_names_the_tiers_or_says_how(
+    cli, assert_input_error, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    topo = _topology("http://127.0.0.1:9", "http://127.0.0.1:9").model_dump(mode="json")
+    topo["devices"] = topo["devices"][:2]
+    topo["links"] = topo["links"][:1]
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps(topo))
+    assert_input_error(cli(*GENERATE, "--topology", path), "3 parts", "--tiers")
+    bad = cli(*GENERATE, "--topology", path, "--tiers", "device,edge,nowhere")
+    assert_input_error(bad, "nowhere")
+
+
 @pytest.fixture(scope="module")
 def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any, Path]]:
     """Two real `edgesplit serve` processes: the edge relays to the cloud (its topology)."""

@@ -388,7 +388,7 @@ def _print_across(records: Any) -> None:
     from rich.table import Table
 
     table = Table(title="per-token records across tiers (step 0 is the prefill)")
-    for col in ("step", "pos", "token", "where", "bytes sent per link", "total s", "note"):
+    for col in ("step", "pos", "token", "where", "bytes per link", "total s", "note"):
         table.add_column(col, justify="right")
     for r in records:
         note = f"rebuilt after {r.failed_device} failed" if r.rebuilt else ""
@@ -397,7 +397,7 @@ def _print_across(records: Any) -> None:
             str(r.position),
             ",".join(map(str, r.tokens)),
             ",".join(r.where),
-            ",".join(f"{h['src']}->{h['dst']} {h['sent_bytes']}" for h in r.links) or "-",
+            " ".join(f"{h['dst']}:{h['sent_bytes']}" for h in r.links) or "-",
             f"{r.seconds:.5f}",
             note,
         )

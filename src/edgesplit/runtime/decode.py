@@ -52,8 +52,9 @@ REPORT = "edgesplit.decode"
 
 
 class TierFailed(TransportError):
-    """A decode tier (or one past it) is unreachable, timed out, answered 5xx, or lost the
-    session (404: expired or restarted): the session must be rebuilt."""
+    """A decode tier (or one past it) is unreachable, timed out, answered 5xx, is at its
+    session bounds (429), or lost the session (404: expired or restarted): the session must
+    be rebuilt."""
 
     def __init__(self, device: str, message: str) -> None:
         super().__init__(message)
@@ -108,7 +109,10 @@ class HTTPDecodeLink:
             msg = str(resp.json().get("error", resp.text))
         except ValueError:
             msg = resp.text[:200]
-        if resp.status_code >= 500 or (resp.status_code == 404 and session is not None):
+        # 5xx, a lost session (404 on a step) and a tier at its session bounds (429) fail
+        # over; any other 4xx is a request this client got wrong.
+        lost = resp.status_code == 404 and session is not None
+        if resp.status_code >= 500 or resp.status_code == 429 or lost:
             failed = resp.headers.get(FAILED_HEADER, self.dst)
             raise TierFailed(failed, f"{self.dst} at {self.url} answered {resp.status_code}: {msg}")
         raise ServerRejected(resp.status_code, f"{self.dst} at {self.url}: {msg}")
