@@ -199,6 +199,10 @@ def test_sessions_are_bounded_in_count_kv_bytes_and_idle_time(
         assert too_big.status_code == 413
         wrong = {**_open_doc(module), "weights": "0" * 64}
         assert http.post("/v1/decode/open", json=wrong).status_code == 409
+        for field, value in (("cuts", ["a"]), ("cuts", [3, 1]), ("part", 5), ("max_len", 65)):
+            bad = http.post("/v1/decode/open", json={**_open_doc(module), field: value})
+            assert bad.status_code == 422, (field, value, bad.text)
+        assert http.post("/v1/decode/open", content=b"{not json").status_code == 400
 
         sid = first.json()["session"]
         x = torch.zeros(1, 1, HIDDEN)

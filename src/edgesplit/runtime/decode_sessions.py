@@ -258,8 +258,11 @@ def _open(
             f"field 'weights' {doc.get('weights')!r} is not the served {name!r} weights digest "
             f"{digest!r}; serve the same model, config and weights as the client",
         )
-    cuts = doc.get("cuts")
-    if not isinstance(cuts, list) or len(cuts) > shape.layers:
+    given = doc.get("cuts")
+    if not isinstance(given, list) or len(given) > shape.layers:
+        given = ["?"]
+    cuts: list[int] = [c for c in given if type(c) is int]
+    if len(cuts) != len(given):
         raise Refused(422, f"field 'cuts' must be a list of block indices 1..{shape.layers - 1}")
     part_index = _int(doc, "part", 0, len(cuts))
     max_len = _int(doc, "max_len", 1, shape.context)
@@ -301,7 +304,7 @@ def _relay_open(session: Session, config: Any, doc: dict[str, Any], chain: list[
     if not chain or topo is None or me is None or not isinstance(chain[0], str):
         return
     nxt = chain[0]
-    if nxt not in topo.names or topo.device(nxt).local or topo.link(me, nxt) is None:
+    if nxt == me or nxt not in topo.names or topo.device(nxt).local or not topo.link(me, nxt):
         return
     # The next hop's URL and token come from this server's own configuration only.
     link = HTTPDecodeLink(nxt, topo.device(nxt).url, config.token)
@@ -423,6 +426,11 @@ def mount(app: FastAPI, store: Any, config: Any, limiter: Any) -> SessionTable:
         async def work() -> Response:
             owner = check(request)
             session = table.get(session_id(request), owner)
+            if session.lock.locked():
+                # A session's steps are sequential: one waits for no other, none piles up.
+                raise Refused(
+                    409, "a step of this decode session is running; send the next after it"
+                )
             body = await body_of(request, config.max_body_bytes)
 
             def run() -> bytes:
