@@ -263,3 +263,26 @@ def test_an_unknown_transport_is_one_line(cli, assert_input_error, tmp_path: Pat
     n = len(ModelStore((MODEL,)).model(MODEL).graph.nodes)
     plan.write_text(json.dumps(Plan(MODEL, "hand", ("device",), tuple([0] * n)).to_dict()))
     assert_input_error(cli("run-plan", plan, "--transport", "zmq"), "--transport", "ws")
+
+
+def test_large_tensors_go_in_fragments_both_ways_and_stay_exact(tiers) -> None:
+    """A batch of 128: the input (400 KB) and the reply (737 KB) exceed one fragment."""
+    store = tiers["store"]
+    graph = store.model(MODEL).graph
+    cloud = tiers["servers"][1]
+    n = len(graph.nodes)
+    stages = build_stages(graph, ("cloud", "device"), [0] * 2 + [1] * (n - 2))
+    (x,) = store.model(MODEL).inputs
+    big = {graph.input_names[0]: torch.randn(128, *x.shape[1:])}
+    assert big[graph.input_names[0]].nbytes > binwire.FRAGMENT
+    stage = StageRequest(MODEL, ("cloud", "device"), stages.assignment,
+                         store.fingerprint(MODEL), 0, "cloud", ("device",))  # fmt: skip
+    hop = WireStageTransport("device", "cloud", cloud.url, TOKEN)
+    reply = hop.send(stage, big)
+    hop.close()
+    with torch.inference_mode():
+        ref = store.run_stage(stages, 0, big)
+    assert reply.hop["transport"] == "ws" and reply.cursor == 1
+    assert reply.hop["reply_raw_bytes"] > 2 * binwire.FRAGMENT
+    assert set(reply.tensors) == set(ref)
+    assert all(torch.equal(reply.tensors[k], ref[k]) for k in ref)

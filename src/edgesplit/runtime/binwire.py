@@ -103,6 +103,19 @@ COPY_BELOW = 64 * 1024
 #: The client's socket read size: large tensors arrive in few reads.
 RECV_BUFSIZE = 1 << 20
 
+#: A tensor larger than this goes as one message in fragments of this size (RFC 6455
+#: continuation frames, the library's): the receiver reads a fragment while the sender
+#: prepares the next (at 10 MiB this halved the round trip here, under load).
+FRAGMENT = 256 * 1024
+
+
+def fragments(buf: memoryview) -> memoryview | list[memoryview]:
+    """``buf`` as one message's payload: itself, or its slices of :data:`FRAGMENT` bytes."""
+    if buf.nbytes <= FRAGMENT:
+        return buf
+    flat = buf.cast("B")
+    return [flat[i : i + FRAGMENT] for i in range(0, flat.nbytes, FRAGMENT)]
+
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """uvloop's loop where it is installed (uvicorn's own choice), else asyncio's."""
@@ -393,7 +406,7 @@ class WireServer:
         self.metrics.requests.labels("wire", "200").inc()
         await conn.send(reply)
         for buf in buffers:
-            await conn.send(buf)
+            await conn.send(fragments(buf))
 
     def _work(
         self, doc: dict[str, Any], specs: list[TensorSpec], frames: list[bytes], t0: float
@@ -406,7 +419,7 @@ class WireServer:
         request = StageRequest.from_json(control)
         emu = state.emulation
         size = len(control) + sum(len(f) for f in frames)
-        paced_in_s = emu.receive(request.stack[-1] if request.stack else None, size)
+        paced_in_s = emu.receive(request.stack[-1] if request.stack else None, size, t0)
         t0 = time.perf_counter() if paced_in_s is not None else t0
         stages, target = open_stage(state.store, request, config.name, config.topology)
         raw = {s.name: from_frame(s, f) for s, f in zip(specs, frames, strict=True)}
@@ -610,7 +623,7 @@ class WireStageTransport:
         try:
             conn.send(header)
             for buf in buffers:
-                conn.send(buf)
+                conn.send(fragments(buf))
             text = conn.recv(timeout=self.timeout_s)
             reply = parse_header(str(text))
             if reply.get("id") != rid:
