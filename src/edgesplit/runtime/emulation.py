@@ -91,10 +91,11 @@ class Emulation:
                 clocks[dev.name] = clock
         return cls(inbound, outbound, clocks, slots)
 
-    def receive(self, peer: str | None, nbytes: int) -> float | None:
-        """Pace ``nbytes`` that came from ``peer``; seconds paced, None when not shaped."""
+    def receive(self, peer: str | None, nbytes: int, since: float | None = None) -> float | None:
+        """Pace ``nbytes`` that came from ``peer`` (arrived at ``since``, a perf_counter
+        stamp); seconds paced from their arrival, None when not shaped."""
         shaper = self.inbound.get(peer) if peer is not None else None
-        return None if shaper is None else shaper.transmit(nbytes)
+        return None if shaper is None else shaper.transmit(nbytes, since)
 
     def send_late(self, peer: str, nbytes: int) -> float | None:
         """Pace ``nbytes`` sent to a ``peer`` that did not shape them; None when not shaped."""

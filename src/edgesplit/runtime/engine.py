@@ -473,13 +473,15 @@ def serve_stage(
     hops: Mapping[str, StageTransport],
     max_bytes: int,
     emulation: Emulation | None = None,
+    arrived: float | None = None,
 ) -> tuple[bytes, dict[str, str]]:
     """A server's side of ``POST /v1/stage``: decode, check, walk on, encode the reply.
 
     Returns the reply body and the headers carrying this server's processing seconds
     (from the body's arrival, after its pacing on a shaped link, to the reply's bytes)
     and its encode seconds. ``emulation``: this server's shaped links, clock and compute
-    slots (:mod:`.emulation`); the body is paced before the processing clock starts.
+    slots (:mod:`.emulation`); the body is paced from ``arrived`` (a perf_counter stamp
+    taken when it was read) before the processing clock starts.
     Raises :class:`FingerprintError` (409) and InputError/ShapeError (4xx) on a bad request.
     """
     emu = emulation or Emulation()
@@ -487,8 +489,8 @@ def serve_stage(
     if CONTROL not in meta:
         raise InputError(f"body lacks the metadata {CONTROL!r}; send stages with the engine")
     request = StageRequest.from_json(meta[CONTROL])
-    paced_in_s = emu.receive(request.stack[-1] if request.stack else None, len(body))
-    t0 = time.perf_counter()
+    paced_in_s = emu.receive(request.stack[-1] if request.stack else None, len(body), arrived)
+    t0 = time.perf_counter() if paced_in_s is not None or arrived is None else arrived
     stages, target = open_stage(store, request, me, topology)
     received = codecs.decode(body, max_bytes)
     decode_s = time.perf_counter() - t0

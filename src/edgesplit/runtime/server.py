@@ -269,6 +269,7 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
     async def run_stage(request: Request) -> Response:
         async def work() -> Response:
             body = await read_body(request)
+            arrived = time.perf_counter()
             try:
                 out, headers = await anyio.to_thread.run_sync(
                     lambda: engine.serve_stage(
@@ -279,6 +280,7 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
                         app.state.hops,
                         config.max_body_bytes,
                         app.state.emulation,
+                        arrived,
                     ),
                     limiter=stage_threads,
                 )

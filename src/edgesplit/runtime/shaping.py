@@ -37,6 +37,8 @@ class TokenBucketShaper:
         self.chunk_bytes = chunk_bytes
         self._tokens = float(burst_bytes)
         self._stamp = time.monotonic()
+        #: When the bytes :meth:`transmit` took so far are through (``perf_counter``).
+        self._free_at = 0.0
 
     @property
     def link(self) -> Link:
@@ -88,25 +90,30 @@ class TokenBucketShaper:
             yield bytes(chunk)
         self.drain()
 
-    def transmit(self, n: int) -> float:
+    def transmit(self, n: int, since: float | None = None) -> float:
         """Carry one ``n``-byte message across the link; returns the seconds it took.
 
-        The message queues behind the bytes already taken (one bucket shared by every
-        request in flight, first come first served), starts with no saved-up credit, and
-        arrives ``rtt/2`` after its last byte is through: eq. 4.3, ``n·8/bw + rtt/2``, on an
-        idle link. One sleep to an absolute deadline, so ``time.sleep``'s oversleep is paid
-        once per message, not once per chunk (the chunked :meth:`pace` of a streamed body
-        paid it per 16 KB and lost link time to each wake-up above 2 Mbit/s).
+        The message queues behind the messages already taken (one bucket shared by every
+        request in flight, first come first served), starts with no saved-up credit (the
+        bucket of :meth:`pace` with no burst: a virtual clock of when the link is next
+        free), and arrives ``rtt/2`` after its last byte is through: eq. 4.3,
+        ``n·8/bw + rtt/2``, on an idle link. ``since`` (a ``time.perf_counter()`` stamp,
+        at most now): when the bytes really arrived, so that the time a receiver took to
+        pick them up counts as link time instead of adding to it. One sleep to an absolute
+        deadline, so
+        ``time.sleep``'s oversleep is paid once per message, not once per chunk (the
+        chunked :meth:`pace` of a streamed body paid it per 16 KB).
         """
-        t0 = time.perf_counter()
+        now = time.perf_counter()
+        start = now if since is None else min(since, now)
+        rate = self._link.rate_bps / 8
         with self._lock:
-            self._refill()
-            self._tokens = min(self._tokens, 0.0) - n
-            through = -self._tokens / (self._link.rate_bps / 8)
-            deadline = t0 + through + self._link.rtt / 2
+            end = max(self._free_at, start) + n / rate
+            self._free_at = end
+            deadline = end + self._link.rtt / 2
         while (left := deadline - time.perf_counter()) > 0:
             time.sleep(left)
-        return time.perf_counter() - t0
+        return time.perf_counter() - start
 
     def half_rtt(self) -> None:
         if self._link.rtt > 0:
