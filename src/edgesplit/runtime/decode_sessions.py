@@ -26,7 +26,8 @@ freed. Each session id is 192 random bits (``secrets``) and is bound to a digest
 ``Authorization`` header that opened it: a step or close with another header, like an
 unknown or expired id, is the same 404, so ids cannot be probed. The id travels in a
 header, never in the URL (access logs). Over the count or the KV budget: 429 with
-``Retry-After``; one session larger than the whole budget: 413; bad fields: 422.
+``Retry-After``; one session larger than the whole budget: 413; bad fields: 422; a step
+sent while another step of the same session runs: 409 (a session's steps are sequential).
 """
 
 from __future__ import annotations
