@@ -183,7 +183,7 @@ def build(model: str, topology: Any, schedule: ConditionSchedule, console: Conso
     """Profile, time the codecs, and wire the engine, the planner and the session."""
     from edgesplit.graph import trace
     from edgesplit.models import ModelRequest
-    from edgesplit.plan.codec_choice import CodecModel, solve_with_codecs
+    from edgesplit.plan.codec_choice import codec_solver
     from edgesplit.plan.problem import Problem
     from edgesplit.predict.codec_costs import measure_graph_codecs
     from edgesplit.predict.profile import profile_graph
@@ -221,15 +221,16 @@ def build(model: str, topology: Any, schedule: ConditionSchedule, console: Conso
         (0.0, 0.0, 0.0),
     )
 
+    joint_codecs = codec_solver(record, "auto-lossless", "exhaustive")
+
     def joint(p: Problem) -> Any:
         # The device reaches the cloud only through the edge's relay: for the cost model
         # that is the two links in series (codec none; the codecs are chosen per hop).
         a, b = p.link(0, 1), p.link(1, 2)
         assert a is not None and b is not None
         relay = Link.of(1 / (1 / a.rate_bps + 1 / b.rate_bps), a.rtt + b.rtt)
-        p = replace(p, links={**p.links, frozenset((0, 2)): relay}, tensor_seconds=None)
-        model_ = CodecModel.from_record(record, p)
-        return solve_with_codecs(p, "exhaustive", model_, "auto-lossless")[0]
+        links = {**p.links, frozenset((0, 2)): relay}
+        return joint_codecs(replace(p, links=links, tensor_seconds=None))
 
     planner = RegistryPlanner(problem, "exhaustive", ref_ghz=REF_GHZ, solver=joint)
     links = [TokenBucketShaper(first.link), TokenBucketShaper(first.link)]
