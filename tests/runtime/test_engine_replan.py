@@ -238,7 +238,15 @@ def test_run_plan_replans_a_saved_plan_on_a_bandwidth_step(cli, live, store, tmp
     n = len(store.model("mnist_cnn").graph.nodes)
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(
-        json.dumps(Plan("mnist_cnn", "hand", ("device", "cloud"), (0,) * n).to_dict())
+        json.dumps(
+            Plan(
+                "mnist_cnn",
+                "hand",
+                ("device", "cloud"),
+                (0,) * n,
+                meta={"codec_choice": "auto-lossless"},
+            ).to_dict()
+        )
     )
     topology = tmp_path / "topology.yaml"
     topology.write_text(
@@ -246,7 +254,7 @@ def test_run_plan_replans_a_saved_plan_on_a_bandwidth_step(cli, live, store, tmp
         "  - {name: device, url: local, speed_factor: 0.05}\n"
         f"  - {{name: cloud, url: '{live.url}'}}\n"
         "links:\n"
-        "  - {a: device, b: cloud, bandwidth: 1mbit, rtt: 1ms}\n"
+        "  - {a: device, b: cloud, bandwidth: 1mbit, rtt: 1ms, codecs: [none, zstd]}\n"
     )
     conditions = tmp_path / "conditions.yaml"
     conditions.write_text(
@@ -269,6 +277,8 @@ def test_run_plan_replans_a_saved_plan_on_a_bandwidth_step(cli, live, store, tmp
     assert [r["id"] for r in records] == list(range(6))
     assert all(not r["hops"] for r in records[:3])  # the saved plan: all on the device
     assert records[3]["hops"] and records[3]["plan"]["nodes"]["cloud"] > 0
+    # The plan chose its codecs (auto-lossless): re-plans choose among none and zstd.
+    assert all(set(r["plan"]["codecs"].values()) <= {"zstd"} for r in records)
     # Every request ran on the plan its record names.
     assert all(bool(r["hops"]) == (r["plan"]["nodes"]["cloud"] > 0) for r in records)
 

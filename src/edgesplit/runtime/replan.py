@@ -19,7 +19,11 @@ The problem (choices written down here):
 * links: the topology's (rate, RTT, allowed codecs). Two devices the topology does not
   link talk through the relay: their link is the path's links in series (rates add as
   1/r, RTTs add; codec ``none``, as the codecs are per hop);
-* objective latency, no prices (a topology has none), the input on the local device.
+* objective latency, no prices (a topology has none), the input on the local device;
+* a plan made with ``plan --codec auto`` or ``auto-lossless`` (``meta.codec_choice``) is
+  re-planned with its codecs, jointly (:func:`edgesplit.plan.codec_choice.codec_solver`,
+  codec costs timed on this host's tensors when the run starts); other plans keep the
+  codecs the run was started with.
 
 ``--conditions FILE`` steps the local device's first link (the token buckets this process
 holds for it: the direction it receives, and the one it sends when the server does not
@@ -182,7 +186,17 @@ def replanning(
     clock = engine.emulation.clocks.get(local)
     if clock is None:
         clock = engine.emulation.clocks[local] = ClockEmulator(REF_GHZ, REF_GHZ)
-    planner = RegistryPlanner(problem, algorithm, ref_ghz=clock.ref_ghz)
+    choice = plan.meta.get("codec_choice")
+    solver = None
+    if choice in ("auto", "auto-lossless"):
+        # The plan chose its codecs (plan --codec auto): re-plan them with the placement.
+        from edgesplit.plan.codec_choice import codec_solver
+        from edgesplit.predict.codec_costs import measure_graph_codecs
+
+        host = float(sum(prof.seconds(graph)))
+        record = measure_graph_codecs(graph, list(example), repeats=3, compute_s=host)
+        solver = codec_solver(record, str(choice), algorithm)
+    planner = RegistryPlanner(problem, algorithm, ref_ghz=clock.ref_ghz, solver=solver)
     schedule = schedule or ConditionSchedule.constant(
         first.rate_bps / 1e6, first.rtt * 1e3, clock.clock_ghz
     )
