@@ -63,6 +63,12 @@ def solve_cmd(
     plan_out: str | None = typer.Option(
         None, "--plan", help="write the schedule as a plan that `edgesplit run-plan` runs"
     ),
+    delay_model: str | None = typer.Option(
+        None,
+        "--delay-model",
+        help="for 'gao' delay sources: 'paper' (eq. 1-2, conv only) or a `fit-delay -o` file "
+        "[default: fit on this host]",
+    ),
     trust_model_code: bool = TrustOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -70,8 +76,10 @@ def solve_cmd(
     from edgesplit.io import write_json
     from edgesplit.multidevice.instance import load_problem
     from edgesplit.multidevice.solve import solve
+    from edgesplit.predict.gao import delay_models
 
-    problem = load_problem(instance, trust_model_code)
+    models = delay_models(delay_model) if delay_model is not None else None
+    problem = load_problem(instance, trust_model_code, models)
     schedule = solve(problem, solver, time_limit=time_limit)
     doc = {**schedule.to_dict(), "instance": instance, "problem": _problem_meta(problem)}
     plan = _plan(problem, schedule) if plan_out else None
@@ -139,9 +147,18 @@ def fit_delay(
     models: list[str] = typer.Argument(..., help="zoo models whose layers are measured"),
     samples: int = typer.Option(40, "--samples", help="random single-layer blocks to measure"),
     repeats: int = typer.Option(5, "--repeats", help="timed repeats per layer"),
+    output: str | None = typer.Option(
+        None, "-o", "--output", help="save the fit as a predictor (`solve --delay-model FILE`)"
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Fit Gao's polynomial delay model (eq. 1-2) on this host; report held-out R² and MAE."""
+    """Fit Gao's polynomial delay model (eq. 1-2) on this host; report held-out R² and MAE.
+
+    Every layer is timed by the one profiler: wall clock, median of ``--repeats`` after
+    warm-up, on 1 torch thread (see edgesplit.predict.gao).
+    """
+    import os
+
     from edgesplit.commands.common import load_graph
     from edgesplit.multidevice.instance import PROFILE_THREADS
     from edgesplit.predict.gao import fit_with_holdout, sample_layers
@@ -161,8 +178,15 @@ def fit_delay(
         "samples": len(nodes),
         "timer": "wall clock (time.perf_counter)",
         "threads": PROFILE_THREADS,
+        "load_average": os.getloadavg()[0],
         **report.to_dict(),
     }
+    if output:
+        from edgesplit.predict.store import save_predictor
+
+        held = {k: v for k, v in report.to_dict().items() if k != "coefficients"}
+        save_predictor(report.model, output, holdout={**held, "models": models})
+        doc["output"] = output
     if as_json:
         print_json(doc)
     else:

@@ -115,8 +115,10 @@ def load_instance(path: str | Path) -> MultiDeviceInstance:
 class _Costs:
     """Graphs, profiles and the fitted Gao model, shared by all devices of an instance."""
 
-    def __init__(self, instance: MultiDeviceInstance) -> None:
+    def __init__(self, instance: MultiDeviceInstance, delay_model: Any = None) -> None:
         self.instance = instance
+        # {"local": GaoDelayModel, "server": ...} from --delay-model (predict.gao.delay_models)
+        self.delay_model: dict[str, Any] | None = delay_model
         self.graphs: dict[str, Any] = {}
         self.inputs: dict[str, Any] = {}
         self.profiles: dict[str, list[float]] = {}
@@ -156,7 +158,9 @@ class _Costs:
             self.threads[key] = prof.host.threads
         return self.profiles[key]
 
-    def predicted(self, model: str) -> list[float]:
+    def predicted(self, model: str, side: str) -> list[float]:
+        if self.delay_model is not None:
+            return [float(v) for v in self.delay_model[side].predict(self.graph(model).nodes)]
         if self.gao is None:
             from edgesplit.predict.gao import fit_with_holdout, sample_layers
 
@@ -190,14 +194,27 @@ class _Costs:
         base = (
             self.measured(spec.model, side.profile)
             if side.source == "profile"
-            else self.predicted(spec.model)
+            else self.predicted(spec.model, label)
         )
         return [s * side.factor for s in base]
 
 
-def build_problem(instance: MultiDeviceInstance) -> MecProblem:
-    """Turn an instance into per-layer costs (profiling or fitting on this host if asked)."""
-    costs = _Costs(instance)
+def build_problem(
+    instance: MultiDeviceInstance, delay_model: tuple[dict[str, Any], str] | None = None
+) -> MecProblem:
+    """Turn an instance into per-layer costs (profiling or fitting on this host if asked).
+
+    ``delay_model`` (:func:`edgesplit.predict.gao.delay_models`) replaces the on-the-spot
+    fit of every ``gao`` source by a saved or the paper's built-in model.
+    """
+    if delay_model is not None and not any(
+        side.source == "gao" for d in instance.devices for side in (d.local, d.server)
+    ):
+        raise InputError(
+            "--delay-model applies to 'gao' delay sources, and no device has one; "
+            "set local.source (or server.source) to gao in the instance"
+        )
+    costs = _Costs(instance, delay_model[0] if delay_model else None)
     slowdown = 1.0 / (1.0 - instance.server_load)
     devices = []
     local_factor: list[float] = []
@@ -248,13 +265,19 @@ def build_problem(instance: MultiDeviceInstance) -> MecProblem:
         meta["input_shapes"] = shapes
     if costs.gao_report is not None:
         meta["gao_fit"] = costs.gao_report
+    if delay_model is not None:
+        meta["delay_model"] = delay_model[1]
     if costs.threads:
         meta["profiling"] = {"timer": "wall clock", "torch_threads": costs.threads}
     return MecProblem(tuple(devices), server_load=instance.server_load, meta=meta)
 
 
-def load_problem(path: str | Path, trust_model_code: bool = False) -> MecProblem:
-    """:func:`load_instance` then :func:`build_problem`.
+def load_problem(
+    path: str | Path,
+    trust_model_code: bool = False,
+    delay_model: tuple[dict[str, Any], str] | None = None,
+) -> MecProblem:
+    """:func:`load_instance` then :func:`build_problem` (``delay_model``: see there).
 
     A device's ``package.module:callable`` model is code and is refused unless
     ``trust_model_code`` (data files are data).
@@ -265,7 +288,7 @@ def load_problem(path: str | Path, trust_model_code: bool = False) -> MecProblem
     for d in instance.devices:
         if d.model:
             check_trusted(d.model, f"multidevice file {str(path)!r}", trust_model_code)
-    return build_problem(instance)
+    return build_problem(instance, delay_model)
 
 
 def explicit_instance(problem: MecProblem) -> dict[str, Any]:

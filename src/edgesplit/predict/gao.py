@@ -21,6 +21,24 @@ scaled to unit norm) so that no layer is ever predicted to take negative time; a
 in ``predict`` but not in ``fit`` falls back to the ``other`` polynomial. Fitting is
 O(n · p²) for n layers and p ≤ 4 terms. Follows the scikit-learn estimator contract:
 ``__init__`` only stores, ``fit`` returns ``self``, learned state ends in ``_``.
+
+**How the delays are timed.** Every measured delay that a fit sees, on every path
+(``multidevice fit-delay``, the ``profile`` and ``gao`` sources of ``multidevice
+solve/run/freeze``, ``reproduce gao2019``), comes from the one profiler
+:func:`edgesplit.predict.profile.profile_graph`: wall clock (``time.perf_counter``) around
+each layer run as its own part, median of ``repeats`` after warm-up passes, on
+``PROFILE_THREADS`` = 1 torch intra-op thread (the count each device process of
+``multidevice run`` executes on). No path times with thread or process CPU time: with more
+than one torch thread the caller's spin-wait was charged to the layer (alexnet 104 ms per
+layer sum at 2 threads against 31 ms at 1; held-out R² 0.39 against 0.95).
+
+**Saved and built-in models.** A fitted model saves as predictor type ``gao``
+(:meth:`GaoDelayModel.to_dict`, read back by :func:`edgesplit.predict.store.load_predictor`;
+``multidevice fit-delay -o``). :meth:`GaoDelayModel.paper` is the paper's own set: eq. 1
+(Orange Pi, ``local``) or eq. 2 (i5 server, ``server``), converted from milliseconds to
+seconds. The paper publishes coefficients for convolution only, so the built-in set
+predicts 0 s for every other layer; ``multidevice solve --delay-model paper|FILE`` uses
+either for the instance's ``gao`` sources (:func:`delay_models`).
 """
 
 from __future__ import annotations
@@ -35,12 +53,16 @@ import numpy as np
 from scipy.optimize import nnls
 
 from edgesplit.errors import InputError, NotFittedError
-from edgesplit.graph.types import Node
+from edgesplit.graph.types import Graph, Node
 
 #: Eq. 1 and eq. 2 of the paper (conv layers, result in milliseconds): coefficients of
 #: G²K²OI, G²K²I and G²O for the Orange Pi (local) and the i5 server.
 PAPER_CONV_LOCAL_MS = (0.3e-5, 2.6e-5, 4.8e-5)
 PAPER_CONV_SERVER_MS = (3e-7, 7.4e-7, 25.8e-7)
+#: The paper's held-out quality of the conv model (§II-B): R² 99.58 %, MAE 2.78 ms.
+PAPER_FIT = {"r2": 0.9958, "mae_s": 2.78e-3}
+#: Number of polynomial terms of each family (see the module docstring).
+FAMILY_TERMS = {"conv": 3, "linear": 4, "pool": 3, "other": 3}
 
 
 def _numel(shape: Sequence[int]) -> float:
@@ -138,6 +160,54 @@ class GaoDelayModel:
     def score(self, X: Sequence[Node], y: Sequence[float]) -> float:
         """Coefficient of determination R² on ``(X, y)``."""
         return r2(np.asarray(y, dtype=float), self.predict(X))
+
+    def predict_graph(self, graph: Graph) -> np.ndarray:
+        """Per-node seconds of ``graph`` (the planner predictor protocol of predict/store.py)."""
+        return self.predict(graph.nodes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fitted state as predictor type ``gao`` (JSON; never pickle)."""
+        if not hasattr(self, "coef_"):
+            raise NotFittedError("GaoDelayModel is not fitted; call fit(nodes, seconds) first")
+        return {
+            "type": "gao",
+            "params": self.get_params(),
+            "coefficients": {k: [float(c) for c in v] for k, v in self.coef_.items()},
+            "n_samples": self.n_samples_,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> GaoDelayModel:
+        """Read back :meth:`to_dict`; ValueError naming the family whose terms are wrong."""
+        model = cls(**doc.get("params", {}))
+        coef = doc.get("coefficients")
+        if not isinstance(coef, dict) or "other" not in coef:
+            raise ValueError("field 'coefficients' must map families to terms, 'other' included")
+        model.coef_ = {}
+        for fam, terms in coef.items():
+            if fam not in FAMILY_TERMS or len(terms) != FAMILY_TERMS[fam]:
+                raise ValueError(
+                    f"coefficients.{fam} must be one of {sorted(FAMILY_TERMS)} with "
+                    f"{FAMILY_TERMS.get(fam, '?')} terms"
+                )
+            model.coef_[fam] = np.asarray(terms, dtype=float)
+        model.n_samples_ = int(doc.get("n_samples") or 0)
+        return model
+
+    @classmethod
+    def paper(cls, side: str) -> GaoDelayModel:
+        """The paper's eq. 1 (``local``: Orange Pi) or eq. 2 (``server``: i5), in seconds.
+
+        Convolution only, as published; every other family predicts 0 s.
+        """
+        if side not in ("local", "server"):
+            raise InputError(f"side must be local or server, not {side!r}")
+        conv = PAPER_CONV_LOCAL_MS if side == "local" else PAPER_CONV_SERVER_MS
+        model = cls()
+        model.coef_ = {fam: np.zeros(n) for fam, n in FAMILY_TERMS.items()}
+        model.coef_["conv"] = np.asarray(conv) * 1e-3
+        model.n_samples_ = 0
+        return model
 
 
 def features_other(node: Node) -> np.ndarray:
@@ -241,3 +311,24 @@ def sample_layers(
         prof = profile_graph(g, x, threads=threads, repeats=repeats, warmup=1)
         secs.extend(prof.seconds(g))
     return nodes, secs
+
+
+def delay_models(value: str) -> tuple[dict[str, GaoDelayModel], str]:
+    """The ``--delay-model`` of ``multidevice solve``: models per side and a description.
+
+    ``paper`` is the built-in eq. 1 (local) / eq. 2 (server) set; anything else is a
+    predictor file of type ``gao`` (``multidevice fit-delay -o FILE``), used for both sides
+    (each side's ``factor`` still applies, as for a fit made on the spot).
+    """
+    if value == "paper":
+        sides = {side: GaoDelayModel.paper(side) for side in ("local", "server")}
+        return sides, "paper eq. 1 (local) and eq. 2 (server), conv layers only"
+    from edgesplit.predict.store import load_predictor
+
+    model = load_predictor(value)
+    if not isinstance(model, GaoDelayModel):
+        raise InputError(
+            f"--delay-model {value!r} is a {type(model).__name__} predictor, not a Gao one; "
+            "give 'paper' or a file written by `edgesplit multidevice fit-delay -o FILE`"
+        )
+    return {"local": model, "server": model}, f"predictor file {value}"

@@ -27,10 +27,12 @@ class GraphPredictor(Protocol):
 
 def _classes() -> dict[str, Any]:
     from edgesplit.predict.coefficients import PreDNNOffModel
+    from edgesplit.predict.gao import GaoDelayModel
     from edgesplit.predict.layer_regression import LayerTypeRegressor
     from edgesplit.predict.profile_predictor import ProfilePredictor
 
     return {
+        "gao": GaoDelayModel,
         "layer_regression": LayerTypeRegressor,
         "prednnoff": PreDNNOffModel,
         "profile": ProfilePredictor,
@@ -50,7 +52,7 @@ class PredictorFile(BaseModel):
 
     format: Literal["edgesplit.predictor"]
     version: Literal[1] = Field(description="re-fit with `edgesplit fit-predictor` if older")
-    type: Literal["layer_regression", "prednnoff", "profile"]
+    type: Literal["gao", "layer_regression", "prednnoff", "profile"]
     params: dict[str, Any] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] | None = None
     fallback: dict[str, Any] | None = None
@@ -59,6 +61,7 @@ class PredictorFile(BaseModel):
     seconds: dict[str, float] | None = None
     holdout: Any = None
     profiles: list[str] | None = None
+    coefficients: dict[str, list[float]] | None = None  # gao: terms per layer family
 
 
 def load_predictor(path: str | Path) -> GraphPredictor:
