@@ -439,17 +439,18 @@ def run_plan(
             file=sys.stderr,
         )
     example_inputs = flat_inputs(module, graph, ex.args, ex.kwargs)
+    runner: Any = engine
     if replan is not None:
         from edgesplit.runtime.conditions import ConditionSchedule
         from edgesplit.runtime.replan import replanning
 
         sched = ConditionSchedule.load(conditions) if conditions else None
-        engine = replanning(engine, plan, topo, replan, example_inputs, schedule=sched,
+        runner = replanning(engine, plan, topo, replan, example_inputs, schedule=sched,
                             interval_s=replan_every)  # fmt: skip
     given = file_inputs(inputs_file, graph, module, example_inputs) if inputs_file else None
     n = requests_given or (len(given) if given else 1)
     try:
-        doc = _run_requests(engine, module, ex, example_inputs, n, check, csv_path,
+        doc = _run_requests(runner, module, ex, example_inputs, n, check, csv_path,
                             jsonl_path, concurrency, given)  # fmt: skip
     except TransportError as err:
         # A tier failing mid-run is not bad input: one line, exit 1.
@@ -463,7 +464,7 @@ def run_plan(
         "topology": str(topology) if topology else None,
         "codecs": links,
         "stages": stages.describe(),
-        **({"replans": engine.events} if replan is not None else {}),
+        **({"replans": runner.events} if replan is not None else {}),
         **doc,
     }
     if as_json:
