@@ -296,7 +296,7 @@ def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, A
     edge.args = (*CONFIG_ARGS, "--topology", str(path), "--as", "edge")
     try:
         with ThreadPoolExecutor(2) as pool:
-            list(pool.map(lambda p: p.start(), (edge, cloud)))
+            list(pool.map(lambda p: p.start(timeout_s=600), (edge, cloud)))
         yield edge, cloud, path
     finally:
         edge.kill()
