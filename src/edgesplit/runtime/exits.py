@@ -35,6 +35,8 @@ import torch
 
 from edgesplit.errors import InputError
 from edgesplit.graph import Graph
+from edgesplit.models.branchy import entropy
+from edgesplit.plan.types import ExitSpec, check_spec
 from edgesplit.runtime.stages import SKIP, Stages, build_stages
 
 RULES = ("index", "requirement", "entropy")
@@ -72,12 +74,6 @@ def exit_stages(
     ]
 
 
-def entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of ``softmax(logits)`` per row (nats): BranchyNet's exit criterion."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return -(logp.exp() * logp).sum(dim=-1)
-
-
 def with_rule(
     spec: Mapping[str, Any],
     *,
@@ -86,8 +82,6 @@ def with_rule(
     thresholds: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """``spec`` with its rule replaced by the one given (at most one), validated as a plan's."""
-    from edgesplit.plan.types import ExitSpec, check_spec
-
     given = [(r, v) for r, v in zip(RULES, (index, requirement, thresholds)) if v is not None]
     if len(given) > 1:
         raise InputError("give one exit rule: --exit, --requirement or --entropy, not several")
