@@ -19,7 +19,10 @@ Cloud (Luger §4.2). One all-in-cloud measurement T and the fact that the all-in
 cloud time is 0 give ``cloud(SP) = T·(1 − SP/n)``.
 
 Both follow the scikit-learn contract; ``node_seconds`` turns them into the uniform
-per-layer seconds the two-tier candidate table takes.
+per-layer seconds the two-tier candidate table takes. :func:`fit_edge_models` does the
+whole §4.1 procedure from all-in-edge runs at several clocks (one pooled power law, one
+de-normalised model per DNN); a fitted edge model saves as predictor type ``luger_edge``
+(:mod:`edgesplit.predict.store`) and ``edgesplit plan/run --edge-model FILE`` plan with it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from edgesplit.errors import InputError, NotFittedError
+from edgesplit.graph.types import Graph
 
 GHZ = 1e9
 
@@ -76,9 +80,12 @@ class LugerEdgeModel(BaseEstimator):  # type: ignore[misc]
     latencies (s) measured there; ``n_layers`` is the DNN's layer count.
     """
 
-    def __init__(self, power_law: ClockPowerLaw | None = None, n_layers: int = 1) -> None:
+    def __init__(
+        self, power_law: ClockPowerLaw | None = None, n_layers: int = 1, model: str = ""
+    ) -> None:
         self.power_law = power_law
         self.n_layers = n_layers
+        self.model = model
 
     def fit(self, X: Sequence[float], y: Sequence[float]) -> LugerEdgeModel:
         if self.power_law is None or not hasattr(self.power_law, "a_"):
@@ -90,6 +97,7 @@ class LugerEdgeModel(BaseEstimator):  # type: ignore[misc]
         order = np.argsort(clocks)
         self.upper_slope_ = float(lat[order[0]] / self.n_layers)  # lowest clock
         self.lower_slope_ = float(lat[order[1]] / self.n_layers)  # highest clock
+        self.clocks_hz_ = (float(clocks[order[0]]), float(clocks[order[1]]))
         return self
 
     def slope(self, clock_hz: float) -> float:
@@ -107,16 +115,68 @@ class LugerEdgeModel(BaseEstimator):  # type: ignore[misc]
     def node_seconds(self, clock_hz: float) -> np.ndarray:
         return np.full(self.n_layers, self.slope(clock_hz))
 
+    def predict_graph(self, graph: Graph) -> np.ndarray:
+        """Per-node edge seconds at the highest fitted clock (the predictor-file contract;
+        a planner asks :meth:`node_seconds` at the clock it observes instead)."""
+        if len(graph.nodes) != self.n_layers:
+            raise InputError(
+                f"edge model {self.model!r} has {self.n_layers} layers; graph "
+                f"{graph.name!r} has {len(graph.nodes)}: fit it on this model"
+            )
+        return self.node_seconds(self.clocks_hz_[1])
+
     def to_dict(self) -> dict[str, Any]:
-        assert self.power_law is not None
+        if self.power_law is None or not hasattr(self, "upper_slope_"):
+            raise NotFittedError("LugerEdgeModel is not fitted; nothing to save")
         return {
             "type": "luger_edge",
+            "model": self.model,
             "a": self.power_law.a_,
             "b": self.power_law.b_,
             "n_layers": self.n_layers,
             "upper_slope": self.upper_slope_,
             "lower_slope": self.lower_slope_,
+            "clocks_hz": list(self.clocks_hz_),
         }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> LugerEdgeModel:
+        """Inverse of :meth:`to_dict` (KeyError/TypeError/ValueError on a bad document)."""
+        law = ClockPowerLaw()
+        law.a_, law.b_ = float(doc["a"]), float(doc["b"])
+        n = int(doc["n_layers"])
+        if n < 1:
+            raise ValueError(f"n_layers is {n}")
+        edge = cls(power_law=law, n_layers=n, model=str(doc.get("model") or ""))
+        edge.upper_slope_ = float(doc["upper_slope"])
+        edge.lower_slope_ = float(doc["lower_slope"])
+        low, high = (float(v) for v in doc["clocks_hz"])
+        edge.clocks_hz_ = (low, high)
+        return edge
+
+
+def fit_edge_models(
+    runs: dict[str, tuple[Sequence[float], Sequence[float], int]],
+) -> tuple[ClockPowerLaw, dict[str, LugerEdgeModel]]:
+    """Luger §4.1 from all-in-edge runs: ``runs[dnn] = (clocks Hz, latencies s, layers)``.
+
+    Every DNN's slopes are normalised over its own clocks and pooled into one power law
+    (Figure 4.1); each DNN's model is then de-normalised with its lowest- and
+    highest-clock latency (eq. 4.2). O(total runs).
+    """
+    xs: list[float] = []
+    ys: list[float] = []
+    for clocks, lat, n in runs.values():
+        xs += [float(c) for c in clocks]
+        ys += [float(v) for v in normalised_slopes(clocks, lat, n)]
+    law = ClockPowerLaw().fit(xs, ys)
+    models = {}
+    for name, (clocks, lat, n) in runs.items():
+        lo, hi = int(np.argmin(clocks)), int(np.argmax(clocks))
+        models[name] = LugerEdgeModel(power_law=law, n_layers=n, model=name).fit(
+            [clocks[lo], clocks[hi]], [lat[lo], lat[hi]]
+        )
+    return law, models
 
 
 class LugerCloudModel(BaseEstimator):  # type: ignore[misc]

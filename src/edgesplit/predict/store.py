@@ -26,6 +26,7 @@ class GraphPredictor(Protocol):
 
 
 def _classes() -> dict[str, Any]:
+    from edgesplit.predict.clock import LugerEdgeModel
     from edgesplit.predict.coefficients import PreDNNOffModel
     from edgesplit.predict.gao import GaoDelayModel
     from edgesplit.predict.layer_regression import LayerTypeRegressor
@@ -34,6 +35,7 @@ def _classes() -> dict[str, Any]:
     return {
         "gao": GaoDelayModel,
         "layer_regression": LayerTypeRegressor,
+        "luger_edge": LugerEdgeModel,
         "prednnoff": PreDNNOffModel,
         "profile": ProfilePredictor,
     }
@@ -52,7 +54,7 @@ class PredictorFile(BaseModel):
 
     format: Literal["edgesplit.predictor"]
     version: Literal[1] = Field(description="re-fit with `edgesplit fit-predictor` if older")
-    type: Literal["gao", "layer_regression", "prednnoff", "profile"]
+    type: Literal["gao", "layer_regression", "luger_edge", "prednnoff", "profile"]
     params: dict[str, Any] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] | None = None
     fallback: dict[str, Any] | None = None
@@ -62,6 +64,13 @@ class PredictorFile(BaseModel):
     holdout: Any = None
     profiles: list[str] | None = None
     coefficients: dict[str, list[float]] | None = None  # gao: terms per layer family
+    # luger_edge (Luger eq. 4.1-4.2): power law a·CS^b, layers, slopes at the two clocks
+    a: float | None = None
+    b: float | None = None
+    n_layers: int | None = None
+    upper_slope: float | None = None
+    lower_slope: float | None = None
+    clocks_hz: list[float] | None = None
 
 
 def load_predictor(path: str | Path) -> GraphPredictor:

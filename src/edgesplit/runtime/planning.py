@@ -18,6 +18,9 @@ The cloud tier runs on this host too, so its seconds are the same profile times
 ``cloud_scale`` (1 by default; < 1 models a faster cloud). Measurements feed back through
 the observation's per-device ``factors`` (measured over predicted compute time), which
 multiply the edge and cloud seconds.
+With an ``edge_model`` (a fitted :class:`~edgesplit.predict.clock.LugerEdgeModel`, e.g.
+``--edge-model FILE``) the edge seconds are instead Luger's eq. 4.1–4.2 at the observed
+clock (uniform per-layer slope) and no clock ratio is applied.
 One re-plan costs O(n log n) (the planner's table and sort).
 """
 
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +41,9 @@ from edgesplit.plan.types import Plan
 from edgesplit.runtime.rescheduler import Observation
 from edgesplit.system.link import Link
 from edgesplit.system.prices import Prices
+
+if TYPE_CHECKING:  # sklearn is slow to import; the planner only calls the model
+    from edgesplit.predict.clock import LugerEdgeModel
 
 
 @dataclass(frozen=True)
@@ -64,9 +70,16 @@ class TwoTierPlanner:
         self,
         inputs: TwoTierInputs,
         settings: PlannerSettings | None = None,
+        edge_model: LugerEdgeModel | None = None,
     ) -> None:
+        if edge_model is not None and edge_model.n_layers != inputs.n:
+            raise InputError(
+                f"--edge-model was fitted on {edge_model.n_layers} layers; "
+                f"{inputs.model!r} has {inputs.n}: fit it on this model"
+            )
         self.inputs = inputs
         self.settings = settings or PlannerSettings()
+        self.edge_model = edge_model
 
     @classmethod
     def from_seconds(
@@ -75,13 +88,17 @@ class TwoTierPlanner:
         seconds: np.ndarray,
         settings: PlannerSettings | None = None,
         cloud_scale: float = 1.0,
+        edge_model: LugerEdgeModel | None = None,
     ) -> TwoTierPlanner:
         inputs = TwoTierInputs.from_graph(
             graph, [float(v) for v in seconds], [float(v) * cloud_scale for v in seconds]
         )
-        return cls(inputs, settings)
+        return cls(inputs, settings, edge_model)
 
     def edge_scale(self, clock_ghz: float) -> float:
+        """Edge-seconds multiplier at ``clock_ghz``: the clock ratio, or 1 with an edge model."""
+        if self.edge_model is not None:
+            return 1.0
         return max(1.0, self.settings.ref_ghz / clock_ghz)
 
     def table(self, obs: Observation) -> Candidates:
@@ -101,11 +118,18 @@ class TwoTierPlanner:
         edge, cloud = self.inputs.devices
         return edge, cloud
 
+    def inputs_at(self, clock_ghz: float) -> TwoTierInputs:
+        """The inputs with the edge model's eq. 4.1 seconds at ``clock_ghz`` (if any)."""
+        if self.edge_model is None:
+            return self.inputs
+        return replace(self.inputs, edge_seconds=self.edge_model.node_seconds(clock_ghz * 1e9))
+
     def _inputs(self, obs: Observation) -> TwoTierInputs:
+        inputs = self.inputs_at(obs.clock_ghz)
         cloud = obs.factor(self.devices[1])
         if cloud == 1.0:
-            return self.inputs
-        return replace(self.inputs, cloud_seconds=self.inputs.cloud_seconds * cloud)
+            return inputs
+        return replace(inputs, cloud_seconds=inputs.cloud_seconds * cloud)
 
     def __call__(self, obs: Observation) -> Plan:
         s = self.settings
