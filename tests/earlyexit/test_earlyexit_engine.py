@@ -157,7 +157,8 @@ def test_earlyexit_example_runs_under_run_plan(
         edge.start()
         out = cli_subprocess(
             "run-plan", ROOT / "examples/plan-earlyexit.json", "--topology", topo,
-            "-n", "3", "--check", "--threads", "1", "--trust-model-code", "--json",
+            "-n", "3", "--check", "--threads", "1", "--trust-model-code",
+            "--jsonl", tmp_path / "records.jsonl", "--json",
         )  # fmt: skip
     finally:
         edge.kill()
@@ -166,3 +167,6 @@ def test_earlyexit_example_runs_under_run_plan(
     result = out.json()
     assert result["bitwise_expected"] and result["equal_to_local"] and result["checked"] == 3
     assert result["rule"]["rule"] == "requirement" and result["requests"] == 3
+    rows = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [0, 1, 2] and all(r["equal"] for r in rows)
+    assert all(r["exit"] == rows[0]["exit"] for r in rows)

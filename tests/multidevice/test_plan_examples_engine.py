@@ -49,9 +49,10 @@ def test_gao_schedule_example_runs_in_planned_order(
     alexnet_server: ServerProcess, cli_subprocess: Callable[..., Any], tmp_path: Path
 ) -> None:
     topo = rewrite("topology-gao.yaml", {"mec": alexnet_server.url}, tmp_path)
+    jsonl = tmp_path / "records.jsonl"
     out = cli_subprocess(
         "run-plan", EXAMPLES / "plan-gao-schedule.json", "--topology", topo,
-        "-n", "3", "--check", "--threads", "1", "--json",
+        "-n", "3", "--check", "--threads", "1", "--jsonl", jsonl, "--json",
     )  # fmt: skip
     assert out.code == 0, out.stderr
     doc = out.json()
@@ -60,6 +61,11 @@ def test_gao_schedule_example_runs_in_planned_order(
     assert doc["planned_order"] == plan["schedule"]["order"]
     assert doc["order_honoured"] and doc["rounds_in_order"] == 3
     assert [d["name"] for d in doc["devices"]] == [r["name"] for r in plan["schedule"]["requests"]]
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    names = [r["name"] for r in plan["schedule"]["requests"]]
+    assert sorted((r["device"], r["round"]) for r in rows) == sorted(
+        (n, i) for n in names for i in range(3)
+    )
 
 
 @pytest.mark.slow

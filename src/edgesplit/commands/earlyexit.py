@@ -164,14 +164,17 @@ def run_exit_plan(
     failover: bool = True,
     check: bool = False,
     as_json: bool = False,
+    csv_path: Path | None = None,
+    jsonl_path: Path | None = None,
 ) -> None:
     """``run-plan`` of an early-exit plan: each request takes the exit its rule picks.
 
     Exit 1 when a bitwise-comparable output differs from local inference.
     """
     doc = exit_run(
-        plan, request, topo, here, links, requests, token=token, failover=failover, check=check
-    )
+        plan, request, topo, here, links, requests, token=token, failover=failover, check=check,
+        csv_path=csv_path, jsonl_path=jsonl_path,
+    )  # fmt: skip
     if as_json:
         print_json(doc)
     else:
@@ -192,13 +195,19 @@ def exit_run(
     failover: bool = True,
     check: bool = False,
     spec: dict[str, Any] | None = None,
+    csv_path: Path | None = None,
+    jsonl_path: Path | None = None,
 ) -> dict[str, Any]:
-    """Run ``requests`` requests of an early-exit plan (``spec``: another exit rule); the doc."""
+    """Run ``requests`` requests of an early-exit plan (``spec``: another exit rule); the doc.
+
+    Each request's record goes to ``csv_path``/``jsonl_path`` as it completes.
+    """
     import torch
 
     from edgesplit.commands.common import load_graph
     from edgesplit.graph.trace import flat_inputs
     from edgesplit.runtime.exits import open_exits
+    from edgesplit.runtime.records import RecordWriter
     from edgesplit.runtime.stages import fingerprint, fingerprint_mismatch
 
     graph, module, ex = load_graph(request)
@@ -217,12 +226,14 @@ def exit_run(
         reference = dict(zip(graph.output_names, _leaves(module(*xs))))
     records = []
     try:
-        for i in range(requests):
-            outs, record = runner.infer(xs)
-            name = runner.spec["outputs"][record["exit"] - 1]
-            if check or i == 0:
-                record["equal"] = bool(torch.equal(outs[name], reference[name]))
-            records.append({"id": i, **record})
+        with RecordWriter(csv_path, jsonl_path) as writer:
+            for i in range(requests):
+                outs, record = runner.infer(xs)
+                name = runner.spec["outputs"][record["exit"] - 1]
+                if check or i == 0:
+                    record["equal"] = bool(torch.equal(outs[name], reference[name]))
+                records.append({"id": i, **record})
+                writer.write(records[-1])
     finally:
         runner.close()
     return _exit_summary(plan, runner.spec, records)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -273,11 +274,19 @@ def run_schedule_plan(
     failover: bool = True,
     trust_model_code: bool = False,
     as_json: bool = False,
+    csv_path: Path | None = None,
+    jsonl_path: Path | None = None,
 ) -> None:
-    """``run-plan`` of a scheduled plan: every requesting device in a thread of this process."""
+    """``run-plan`` of a scheduled plan: every requesting device in a thread of this process.
+
+    One record per device and round goes to ``--csv``/``--jsonl`` as it completes.
+    """
+    import threading
+
     import torch
 
     from edgesplit.multidevice.run import outputs_equal, summarise
+    from edgesplit.runtime.records import RecordWriter
     from edgesplit.runtime.scheduled import new_run_id, open_device, run_threads
 
     run_id = new_run_id()
@@ -295,11 +304,16 @@ def run_schedule_plan(
         for line in {line for d in devices for line in d.engine.start()}:
             err_console.print(f"warning: {line}; running locally until it answers /healthz")
         records: list[dict[str, Any]] = []
+        lock = threading.Lock()
 
         def done(dev: Any, r: int, outs: Any, record: dict[str, Any]) -> None:
-            records.append({**record, "equal": outputs_equal(dev, outs, refs[dev.name])})
+            record = {**record, "equal": outputs_equal(dev, outs, refs[dev.name])}
+            with lock:
+                records.append(record)
+                writer.write(record)
 
-        run_threads(devices, rounds, lambda d, r: inputs[d.name], done)
+        with RecordWriter(csv_path, jsonl_path) as writer:
+            run_threads(devices, rounds, lambda d, r: inputs[d.name], done)
     finally:
         for d in devices:
             d.close()

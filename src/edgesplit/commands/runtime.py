@@ -400,12 +400,14 @@ def run_plan(
         from edgesplit.commands.multidevice import run_schedule_plan
 
         return run_schedule_plan(plan, topo, requests, token=token, failover=failover,
-                                 trust_model_code=trust_model_code, as_json=as_json)  # fmt: skip
+                                 trust_model_code=trust_model_code, as_json=as_json,
+                                 csv_path=csv_path, jsonl_path=jsonl_path)  # fmt: skip
     if plan.exits is not None:  # Pre-DNNOff: nothing computed or sent past the exit taken
         from edgesplit.commands.earlyexit import run_exit_plan
 
         return run_exit_plan(plan, request, topo, here, links, requests, token=token,
-                             failover=failover, check=check, as_json=as_json)  # fmt: skip
+                             failover=failover, check=check, as_json=as_json,
+                             csv_path=csv_path, jsonl_path=jsonl_path)  # fmt: skip
     recorded_fp = plan.meta.get("fingerprint")
     granularity = (recorded_fp if isinstance(recorded_fp, dict) else plan.meta).get(
         "granularity", "layer"
