@@ -100,9 +100,6 @@ MAX_CONNECTIONS = 64
 #: Frames up to this size get their own memory; larger ones are used in place.
 COPY_BELOW = 64 * 1024
 
-#: The client's socket read size: large tensors arrive in few reads.
-RECV_BUFSIZE = 1 << 20
-
 #: A tensor larger than this goes as one message in fragments of this size (RFC 6455
 #: continuation frames, the library's): the receiver reads a fragment while the sender
 #: prepares the next (at 10 MiB this halved the round trip here, under load).
@@ -544,10 +541,7 @@ class WireStageTransport:
 
     def _connect(self, ws_url: str) -> Any:
         from websockets.exceptions import InvalidStatus, WebSocketException
-        from websockets.sync.client import ClientConnection, connect
-
-        class _BigReads(ClientConnection):
-            recv_bufsize = RECV_BUFSIZE
+        from websockets.sync.client import connect
 
         try:
             return connect(
@@ -559,7 +553,6 @@ class WireStageTransport:
                 close_timeout=1.0,
                 ping_interval=None,
                 proxy=None,
-                create_connection=_BigReads,
                 legacy=True,  # a plain connection object, closed by close()
             )
         except InvalidStatus as err:
