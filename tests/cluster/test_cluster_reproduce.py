@@ -27,7 +27,7 @@ def test_reproduce_writes_results_with_named_fields(tmp_path, monkeypatch, one_t
     real = policies.train_surrogate
     monkeypatch.setattr(policies, "train_surrogate", lambda *a, **k: real(*a, **{**k, "epochs": 5}))
     doc = reproduce(quick=True, out=tmp_path, seeds=2, intervals=6)
-    for name in ("results.json", "table1.md", "fig4.png", "mab_training.png"):
+    for name in ("results.json", "table1.md", "comparison.md", "fig4.png", "mab_training.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert (tmp_path / "fig4.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -53,6 +53,9 @@ def test_reproduce_writes_results_with_named_fields(tmp_path, monkeypatch, one_t
     # the paper's reward column exceeds what eq. 8 allows for SplitPlace (issue 15, point 18)
     assert paper_bound("splitplace") == pytest.approx(92.36)
     assert PAPER["splitplace"]["reward"] > paper_bound("splitplace")
+    rows = (tmp_path / "comparison.md").read_text().splitlines()
+    assert sum(r.startswith("| Table 1 ") for r in rows) == len(PAPER) * 9
+    assert sum(r.startswith("| Fig. 4 ") for r in rows) == 3
     md = (tmp_path / "table1.md").read_text()
     assert all(f"| {name} |" in md for name in PAPER)
     assert doc["mab_state"]["estimates"].keys() == {"mnist", "fashionmnist", "cifar100"}

@@ -125,4 +125,4 @@ def tuli2021(
         for n, r in doc["ours"].items()
     }
     console.print(summary_table("Tuli 2021 Table 1 (ours, means over seeds)", rows))
-    console.print(f"wrote {out}/results.json, table1.md, fig4.png, mab_training.png")
+    console.print(f"wrote {out}/results.json, comparison.md, table1.md, fig4.png, mab_training.png")

@@ -13,7 +13,8 @@ parts trained on the mixed workload are reused; 1 seed with ``--quick``).
 
 Outputs under ``--out`` (default ``results/tuli2021``): ``results.json`` (everything,
 with per policy ``reward_eq8``, ``reward_omab``, ``layer_fraction``, and the load
-average), ``table1.md`` (ours beside the paper's), ``fig4.png`` (per workload: response
+average), ``table1.md`` (ours beside the paper's), ``comparison.md`` (one row per
+published Table 1 entry and Fig. 4 reward range: paper, ours, why they differ), ``fig4.png`` (per workload: response
 time, SLA violations, accuracy), ``mab_training.png`` (epsilon, O^MAB, Q). Nothing here
 is tuned towards the paper's numbers.
 """
@@ -119,7 +120,25 @@ METRICS = (
     ("reward_omab", "reward", "100 O^MAB"),
     ("layer_fraction", None, "Layer share"),
 )
-FIG4_KEYS = ("response_intervals", "sla_violation", "accuracy", "layer_fraction")
+PER_APP_KEYS = ("response_intervals", "sla_violation", "accuracy", "layer_fraction")
+FIG4_KEYS = (*PER_APP_KEYS, "reward_eq8", "reward_omab")
+# Fig. 4 text (§4): reward ranges over the three single-application workloads
+PAPER_FIG4_REWARD = {"splitplace": (89.83, 95.36), "gillis": (75.54, 83.98), "mc": (66.57, 88.31)}
+# Why a Table 1 column of ours differs from the paper's (comparison.md)
+REASONS = {
+    "energy": "units differ (paper prints MW-hr for 16 Pis over 8 h 20 min; ours kWh from "
+    "the SPEC-style Pi curves); only the order across policies compares",
+    "sched_s": "ours times the in-process split and surrogate placement of a simulator; the "
+    "paper's broker (i3 laptop) also orchestrates containers and fine-tunes",
+    "jain": "ours is over the hosts' busy fractions; the paper does not say over what",
+    "wait": "RAM rarely binds in our cluster (containers 0.3-0.8 GB), so waits stay near 0",
+    "response": "our batches make an unsplit task ~1 interval of one Pi (the paper gives no "
+    "batch size); semantic splits cost ~2.1x the work at s = 0.5 and queue at lambda = 6",
+    "sla": "follows the response times and our U(1, 8)-interval deadlines (paper unstated)",
+    "accuracy": "per-application table: mnist measured on the stand-in CNN, others assumed",
+    "reward": "eq. 8 with our normalisation (AEC costs ~25 points); the paper's column is "
+    "not eq. 8 taken literally (paper_reward_bound); compare 100 O^MAB for the scale",
+}
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:
@@ -162,7 +181,7 @@ def _evaluate(
         cell["per_app"] = {
             app: {
                 k: mean_ci([r["per_app"][app][k] for r in rows if app in r["per_app"]])
-                for k in FIG4_KEYS
+                for k in PER_APP_KEYS
             }
             for app in sorted({a for r in rows for a in r["per_app"]})
         }
@@ -214,6 +233,7 @@ def reproduce(
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", doc)
     write_atomic(out / "table1.md", markdown(doc))
+    write_atomic(out / "comparison.md", comparison(doc))
     plot_fig4(fig4, out / "fig4.png")
     plot_mab(trained.mab_history, out / "mab_training.png")
     return doc
@@ -259,6 +279,39 @@ def markdown(doc: dict[str, Any]) -> str:
             lines.append(
                 f"| {app} | {name} | " + " | ".join(_cell(row[k]) for k in FIG4_KEYS) + " |"
             )
+    return "\n".join(lines) + "\n"
+
+
+def comparison(doc: dict[str, Any]) -> str:
+    """Paper vs ours, one row per published Table 1 entry and Fig. 4 reward range."""
+    lines = [
+        "# Tuli 2021 SplitPlace: paper vs ours",
+        "",
+        "Ours: mean over seeds (results.json has the 95 % CIs and the load average). "
+        "Nothing is tuned to the paper. Our ranking is our own (docs/cluster.md).",
+        "",
+        "| Entry | Paper | Ours | Why they differ |",
+        "|---|---|---|---|",
+    ]
+    for name, row in doc["ours"].items():
+        for key, pkey, label in METRICS:
+            if pkey is None or row[key] is None:
+                continue
+            why = REASONS[pkey]
+            if key == "reward_omab":
+                why = "eq. 3-4 alone, on the paper's 0-100 scale; " + REASONS["reward"]
+            lines.append(
+                f"| Table 1 {name} {label} | {doc['paper'][name][pkey]:g} | "
+                f"{row[key][0]:.3g} | {why} |"
+            )
+    for name, (lo, hi) in PAPER_FIG4_REWARD.items():
+        vals = [doc["fig4"][app][name]["reward_omab"] for app in doc["fig4"]]
+        ours = [v[0] for v in vals if v is not None]
+        span = f"{min(ours):.2f}-{max(ours):.2f}" if ours else "-"
+        lines.append(
+            f"| Fig. 4 {name} reward range over the 3 workloads | {lo}-{hi} | {span} "
+            f"(100 O^MAB) | {REASONS['reward']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
