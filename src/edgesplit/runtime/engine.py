@@ -38,6 +38,12 @@ the parts are the same partition parts, so the output is still ``torch.equal`` t
 unsplit model. The record is marked (``failover``, ``failed_device``, ``failover_stage``)
 and later requests run here too until a health probe of the first hops succeeds, probed
 at most once per ``probe_every_s`` and only between requests.
+
+Emulation and pipelining. Each process emulates, from its own topology, the links and
+clocks of the devices it runs (:mod:`.emulation`): a shaped link's message is paced by
+its receiver on one token bucket per direction, a device's stages run under its clock in
+one compute slot. ``Engine.infer`` is safe to call from several threads, which is how
+``run-plan --concurrency K`` keeps K requests in flight (:mod:`.pipeline`).
 """
 
 from __future__ import annotations
