@@ -182,6 +182,11 @@ def test_clock_from_the_topology_stretches_the_devices_stages(tiers) -> None:
     assert emu.describe("device") == {"clock_factor": 4.0, "clock_method": "time-dilation"}
     _, wait_s, compute_s = emu.compute("device", lambda: time.sleep(0.02))
     assert compute_s >= 4 * 0.02 and wait_s >= 0
+    # A clock is against the 2.6 GHz reference (run --ref-clock's default): 1.3 GHz is 2x.
+    doc = fast.model_dump(mode="json", exclude_none=True)
+    doc["devices"][0]["clock"] = "1.3GHz"
+    clocked = Emulation.from_topology(Topology.model_validate(doc), {"device"})
+    assert clocked.describe("device")["clock_factor"] == pytest.approx(2.0)
     # The edge server runs its own stages under its own clock (speed_factor 0.5).
     engine = _engine(tiers)
     try:
