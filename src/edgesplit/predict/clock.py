@@ -27,7 +27,7 @@ de-normalised model per DNN); a fitted edge model saves as predictor type ``luge
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -156,7 +156,7 @@ class LugerEdgeModel(BaseEstimator):  # type: ignore[misc]
 
 
 def fit_edge_models(
-    runs: dict[str, tuple[Sequence[float], Sequence[float], int]],
+    runs: Mapping[str, tuple[Sequence[float], Sequence[float], int]],
 ) -> tuple[ClockPowerLaw, dict[str, LugerEdgeModel]]:
     """Luger §4.1 from all-in-edge runs: ``runs[dnn] = (clocks Hz, latencies s, layers)``.
 
