@@ -24,19 +24,36 @@ reproduce_app = typer.Typer(
 
 @reproduce_app.command("luger2023")
 def luger2023(
-    quick: bool = typer.Option(False, help="3 settings, 1 repeat (CI, < 5 minutes)"),
+    quick: bool = typer.Option(
+        False, help="3 settings, 1 repeat, alexnet and mnist_cnn, 3 clocks (< 3 minutes)"
+    ),
     out: Path = typer.Option(Path("results/luger2023"), help="output folder"),
+    repeats: int | None = typer.Option(
+        None, "--repeats", min=1, help="runs per split [default: 3; --quick: 1]"
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Luger 2023 ch. 7: OC/OL/CL on 15 bandwidth/clock settings, real runs, Table 7.1."""
+    """Luger 2023 ch. 7 on a Pi-class edge (clock pool x 0.3): Table 7.1, §7.1, Figs. 4.1-7.9."""
     from edgesplit.experiments.luger2023 import reproduce
 
-    summary = reproduce(quick=quick, out=out)
+    doc = reproduce(quick=quick, out=out, repeats=repeats)
     if as_json:
-        print_json(summary)
+        print_json(doc)
         return
     console.print((out / "table_7_1.md").read_text())
-    console.print(f"tables, CSV and figures in {out}/")
+    sec = doc["section_7_1"]
+    for model, s in sec.items():
+        ol = s["OL"]
+        console.print(
+            f"§7.1 {model}: interior {s['interior_share']:.0%}, gap vs worst "
+            f"{ol['gap_vs_worst_pct']:.1f} % (thesis {s['thesis']['gap_vs_worst_pct']}), "
+            f"top-5 {ol['top5_pct']:.0f} %, top-3 {ol['top3_pct']:.0f} %, median regret "
+            f"{ol['median_regret_pct']:.1f} %"
+        )
+    console.print(
+        f"edge clocks x {doc['edge_clock_scale']} (Pi-class); load average "
+        f"{doc['load_average']['start'][0]:.1f}; results.json, tables, CSV and figures in {out}/"
+    )
 
 
 @reproduce_app.command("samadi")
