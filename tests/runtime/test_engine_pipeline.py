@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +26,7 @@ from edgesplit.plan.types import Plan
 from edgesplit.runtime.emulation import Emulation
 from edgesplit.runtime.engine import HopFailed, engine_for
 from edgesplit.runtime.pipeline import pipelined
-from edgesplit.runtime.server import BackgroundServer, ServerConfig, create_app
+from edgesplit.runtime.server import BackgroundServer, ServerConfig, ServerProcess, create_app
 from edgesplit.runtime.shaping import TokenBucketShaper
 from edgesplit.runtime.stages import build_stages
 from edgesplit.runtime.store import ModelStore
@@ -274,3 +277,52 @@ def test_run_plan_concurrency_checks_every_output_and_writes_records_in_order(
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [r["id"] for r in rows] == list(range(7))
     assert all(r["hops"][0]["shaped"] for r in rows)
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines(keepends=True)
+    return [json.loads(line) for line in lines if line.endswith("\n")]
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_edge_with_three_requests_in_flight_keeps_every_output_exact(
+    tmp_path,
+) -> None:
+    """Real `edgesplit serve` processes; the edge is SIGKILLed mid-run at --concurrency 3."""
+    edge, cloud = ServerProcess((MODEL,)), ServerProcess((MODEL,))
+    topo = _topology(edge.url, cloud.url)  # device-edge shaped: ~25 ms a request
+    path = tmp_path / "topology.json"
+    path.write_text(json.dumps(topo.model_dump(mode="json", exclude_none=True)))
+    for tier, name in ((edge, "edge"), (cloud, "cloud")):
+        tier.args = ("--threads", "1", "--topology", str(path), "--as", name)
+    graph = ModelStore((MODEL,)).model(MODEL).graph
+    plan = tmp_path / "plan.json"
+    doc = Plan(MODEL, "hand", DEVICES, tuple(_assignment(len(graph.nodes)))).to_dict()
+    plan.write_text(json.dumps(doc))
+    jsonl = tmp_path / "records.jsonl"
+    argv = [sys.executable, "-m", "edgesplit.cli", "run-plan", str(plan), "--topology", str(path)]
+    argv += ["-n", "60", "--concurrency", "3", "--check", "--json", "--threads", "1"]
+    argv += ["--jsonl", str(jsonl)]
+    try:
+        edge.start()
+        cloud.start()
+        run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 300
+        while run.poll() is None and len(_records(jsonl)) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        edge.kill()  # SIGKILL with requests in flight
+        out, err = run.communicate(timeout=300)
+    finally:
+        edge.stop()
+        cloud.stop()
+    assert run.returncode == 0, err
+    result = json.loads(out)
+    assert (result["requests"], result["concurrency"]) == (60, 3)
+    assert result["check"]["equal"] == 60 and result["equal_to_local"] is True
+    records = result["records"]
+    assert [r["id"] for r in records] == list(range(60))
+    failed = [r for r in records if r["failover"]]
+    assert failed and {r["failed_device"] for r in failed} == {"edge"}
+    assert result["failover"]["requests"] == len(failed)
