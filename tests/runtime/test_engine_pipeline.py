@@ -71,7 +71,8 @@ def tiers() -> Iterator[dict[str, Any]]:
     """
     store = ModelStore((MODEL,))
     ports = {"edge": _free_port(), "cloud": _free_port()}
-    topo = _topology(*(f"http://127.0.0.1:{ports[n]}" for n in ("edge", "cloud")), edge=0.5)
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    topo = _topology(urls["edge"], urls["cloud"], edge=0.5)
     apps = {
         name: create_app(ServerConfig(models=(MODEL,), topology=topo, name=name), store)
         for name in ("edge", "cloud")
