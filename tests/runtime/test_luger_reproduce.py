@@ -13,12 +13,20 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edgesplit.experiments.luger2023 import EDGE_CLOCK_SCALE, fmt_pct, pct, reproduce
+from edgesplit.graph import trace
+from edgesplit.models import build
 from edgesplit.predict.clock import LugerEdgeModel
+from edgesplit.predict.profile import profile_graph
 from edgesplit.predict.store import load_predictor
+from edgesplit.runtime.conditions import ConditionSchedule
+from edgesplit.runtime.loop import RunOptions, build_run
+from edgesplit.runtime.rescheduler import Observation
+from tests.conftest import assert_input_error
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +115,37 @@ def test_figures_and_clock_model(run: tuple[dict, Path]) -> None:
 def test_undefined_ratio_is_na() -> None:
     assert pct(1.0, 0.0) is None and fmt_pct(None) == "n/a"
     assert pct(1.0, 2.0) == 50.0 and fmt_pct(50.0) == "+50.00"
+
+
+@pytest.mark.slow
+def test_plan_and_run_use_the_saved_clock_model(
+    run: tuple[dict, Path], tmp_path: Path, cli: Any
+) -> None:
+    _, out = run
+    saved = out / "clock_model_mnist_cnn.json"
+    model = load_predictor(saved)
+    assert isinstance(model, LugerEdgeModel)
+    module, x = build("mnist_cnn")
+    graph = trace(module, x, name="mnist_cnn")
+    profile = tmp_path / "mnist_cnn.json"
+    profile_graph(graph, x, threads=1, repeats=1, warmup=0).save(profile)
+    args = ("plan", "mnist_cnn", "--edge-profile", profile, "--bandwidth", "7.2mbit")
+    res = cli(*args, "--clock", "0.5GHz", "--edge-model", saved, "--json")
+    assert res.code == 0, res.stderr
+    rows = json.loads(res.stdout)["candidates"]
+    slope = model.slope(0.5e9)  # eq. 4.1: edge(SP) = slope(CS) * SP
+    assert [r["edge_s"] for r in rows] == pytest.approx([slope * r["cut"] for r in rows])
+    assert_input_error(cli(*args, "--edge-model", saved), "--clock")
+    # run: the planner's edge seconds are the same eq. 4.1 line at the observed clock.
+    opts = RunOptions(
+        model="mnist_cnn",
+        schedule=ConditionSchedule.constant(7.2, 20, 0.5),
+        edge_model=str(saved),
+        profile_repeats=1,
+    )
+    parts = build_run(opts, graph=graph)
+    try:
+        table = parts.planner.table(Observation(7.2, 0.02, 0.5))
+    finally:
+        parts.close()
+    assert list(table.edge_s) == pytest.approx([slope * k for k in range(len(table))])

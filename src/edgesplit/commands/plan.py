@@ -39,6 +39,7 @@ def _edge_cloud_problem(
     objective: str,
     weight: float,
     calibrate: bool = False,
+    edge_model: str | None = None,
 ) -> Any:
     from edgesplit.plan.problem import Problem
     from edgesplit.predict.profile import load_profile, saved_seconds
@@ -63,6 +64,18 @@ def _edge_cloud_problem(
             ref_hz = mhz * 1e6
         scale = ref_hz / parse_frequency(clock)
     edge = [s * scale for s in edge]
+    if edge_model is not None:  # Luger eq. 4.1-4.2 at --clock instead of the clock ratio
+        from edgesplit.predict.clock import load_edge_model
+
+        if clock is None:
+            raise InputError("--edge-model needs --clock (the edge clock to predict at)")
+        em = load_edge_model(edge_model)
+        if em.n_layers != len(edge):
+            raise InputError(
+                f"--edge-model {edge_model!r} was fitted on {em.n_layers} layers; "
+                f"{graph.name!r} has {len(edge)}: fit it on this model"
+            )
+        edge = [float(v) for v in em.node_seconds(parse_frequency(clock))]
     base = (
         saved_seconds(cloud_profile, graph) if cloud_profile else saved_seconds(edge_profile, graph)
     )
@@ -149,6 +162,11 @@ def plan(
         None, "--profile-clock", help="clock the edge profile ran at (default: its host's)"
     ),
     edge_power: float | None = typer.Option(None, "--edge-power", help="edge draw in watts"),
+    edge_model: str | None = typer.Option(
+        None,
+        "--edge-model",
+        help="Luger eq. 4.1-4.2 clock model (luger_edge JSON) for the edge seconds at --clock",
+    ),
     calibrate: bool = typer.Option(
         False, "--calibrate", help="rescale profile medians to sum to the end-to-end median"
     ),
@@ -208,7 +226,7 @@ def plan(
     else:
         problem = _edge_cloud_problem(
             graph, edge_profile, cloud_profile, cloud_speedup, bandwidth, rtt, clock,
-            profile_clock, strategy, edge_power, objective, weight, calibrate,
+            profile_clock, strategy, edge_power, objective, weight, calibrate, edge_model,
         )  # fmt: skip
         problem = _all_codecs_allowed(problem)
     two_tier = problem.n_devices == 2 and problem.source == 0 and algorithm in ("", "two-tier")

@@ -178,6 +178,12 @@ def run(
     ref_clock: str = typer.Option(
         "2.6GHz", help="this host's real clock (time-dilation reference)"
     ),
+    edge_model: Path | None = typer.Option(
+        None,
+        "--edge-model",
+        help="Luger eq. 4.1-4.2 clock model (luger_edge JSON, e.g. from reproduce luger2023) "
+        "for the edge seconds instead of profile x clock ratio",
+    ),
     shape: bool = typer.Option(True, help="shape the link in-process (token bucket + RTT)"),
     objective: str = typer.Option("weighted", help="latency, cost, energy or weighted"),
     weight: float = typer.Option(0.5, help="Luger w: 0 latency only .. 1 cost only"),
@@ -227,6 +233,7 @@ def run(
         fixed_cut=cut,
         schedule=sched,
         ref_ghz=ref_ghz,
+        edge_model=str(edge_model) if edge_model else None,
         shape=shape,
         objective=objective,
         weight=weight,

@@ -28,6 +28,7 @@ de-normalised model per DNN); a fitted edge model saves as predictor type ``luge
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -201,3 +202,17 @@ class LugerCloudModel(BaseEstimator):  # type: ignore[misc]
 
     def node_seconds(self) -> np.ndarray:
         return np.full(self.n_layers, self.all_in_cloud_s_ / self.n_layers)
+
+
+def load_edge_model(path: str | Path) -> LugerEdgeModel:
+    """Read a saved ``luger_edge`` predictor (``--edge-model FILE``); one-line InputError."""
+    from edgesplit.predict.store import load_predictor
+
+    model = load_predictor(path)
+    if not isinstance(model, LugerEdgeModel):
+        kind = model.to_dict().get("type")
+        raise InputError(
+            f"--edge-model {str(path)!r} is a {kind!r} predictor; give a luger_edge model "
+            "(`edgesplit reproduce luger2023` writes clock_model_<model>.json)"
+        )
+    return model

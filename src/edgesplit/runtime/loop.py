@@ -80,6 +80,7 @@ class RunOptions:
     calibrate: bool = True
     failover: bool = True
     request: ModelRequest | None = None  # the model options; None: the model's defaults
+    edge_model: str | None = None  # a luger_edge file: eq. 4.1-4.2 edge seconds (Luger §4.1)
 
 
 class RetryingHop:
@@ -229,7 +230,14 @@ def build_run(
     settings = PlannerSettings(
         objective=opts.objective, weight=opts.weight, strategy=opts.strategy, ref_ghz=opts.ref_ghz
     )
-    planner = TwoTierPlanner.from_seconds(graph, seconds, settings, cloud_scale=opts.cloud_scale)
+    edge_model = None
+    if opts.edge_model:
+        from edgesplit.predict.clock import load_edge_model
+
+        edge_model = load_edge_model(opts.edge_model)
+    planner = TwoTierPlanner.from_seconds(
+        graph, seconds, settings, cloud_scale=opts.cloud_scale, edge_model=edge_model
+    )
     policy: Planner = (
         planner if opts.fixed_cut is None else fixed_planner(graph, opts.fixed_cut, planner)
     )
