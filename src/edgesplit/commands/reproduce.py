@@ -106,14 +106,16 @@ def gao2019(
 
 @reproduce_app.command("zuo2024")
 def zuo2024(
-    quick: bool = typer.Option(False, "--quick", help="fewer GA runs, no fitted profile"),
-    out_dir: Path = typer.Option(Path("results/zuo2024"), "--out-dir"),
+    quick: bool = typer.Option(False, "--quick", help="1 GA run per variant (CI, < 3 minutes)"),
+    out: Path = typer.Option(
+        Path("results/zuo2024"), "--out", "--out-dir", help="output directory"
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Pre-DNNOff (GA, exact) against Edgent on the paper's setup; GA curve; 20 GA runs."""
+    """Pre-DNNOff (exact, GA) vs Edgent: paper, three-tier, fitted and Pi-class setups."""
     from edgesplit.experiments.zuo2024 import reproduce
 
-    doc = reproduce(out_dir, quick=quick, log=None if as_json else console.print)
+    doc = reproduce(out, quick=quick, log=None if as_json else console.print)
     if as_json:
         print_json(doc)
 

@@ -10,10 +10,19 @@ the rest on the edge, and the result returns to the device.
 * With a latency ``deadline`` instead (Edgent's own setting): the deepest exit whose best
   partition meets the deadline (:class:`~edgesplit.errors.InfeasiblePlanError` if none).
 
-For the comparison Edgent is applied to the expected requirement ``E[ac]``, as the paper
-does, and the resulting deployment is priced by eq. 4.8 over the whole requirement
-distribution. Edgent places only its chosen chain's prefix on the device; every other layer
-(deeper trunk, other side branches) lives on the edge server, which hosts the full model.
+How the baseline is applied is *our reading*: Zuo 2024 §5.2 reports Edgent's expected
+latency (207.11 ms) but does not say which requirement Edgent was given, nor how its one
+deployment is priced over a distribution of requirements. We give Edgent the expected
+requirement ``E[ac]`` (one known requirement, as Edgent needs) and price the resulting
+deployment by eq. 4.8 over the whole requirement distribution, the objective Pre-DNNOff
+minimises. Edgent places only its chosen chain's prefix on the device; every other layer
+(deeper trunk, other side branches) lives on the edge server, which hosts the full model
+(also our reading: Edgent plans one exit, and a request that needs another exit must still
+be served somewhere).
+
+That deployment is one assignment over {mobile, edge}, so Pre-DNNOff's search space
+(every assignment over its tiers, which include both) contains it: the exact optimum is
+never above Edgent's eq. 4.8 figure.
 Complexity O(P * N^2) for exits P and chain length N (each point priced by eq. 4.6).
 """
 
@@ -47,7 +56,11 @@ def solve_edgent(
     requirement: float | None = None,
     deadline_s: float | None = None,
 ) -> Plan:
-    """Edgent's exit and partition for ``requirement`` (or ``deadline_s``); see module doc."""
+    """Edgent's exit and partition for ``requirement`` (or ``deadline_s``); see module doc.
+
+    Pre-DNNOff's comparison (§5.2) passes ``requirement=E[ac]``: our reading, not stated by
+    the paper.
+    """
     if not {MOBILE, EDGE} <= set(problem.tiers):
         raise InputError("Edgent needs the mobile and edge tiers; add both to 'tiers'")
     if (requirement is None) == (deadline_s is None):

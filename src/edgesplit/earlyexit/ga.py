@@ -13,8 +13,10 @@
   indices), with probability ``cxpb`` per pair.
 * Mutation: with probability ``mutpb`` an individual has one random group mutated: one of
   its zero bits becomes 1 and the rest 0, i.e. the layer moves to another tier.
-* 50 generations by default. The paper gives no population size, crossover or mutation
-  rate, nor elitism; the defaults (60, 0.8, 0.3, no elitism) are this module's choice.
+* 50 generations by default (§5.2). The paper gives no population size, crossover or
+  mutation rate, nor elitism: the defaults (population 60, crossover 0.8, mutation 0.3,
+  no elitism) and ``c_mult`` 2 are ours, not the paper's, and so are the options beyond
+  §4.4 (``selection="tournament"``, ``elitism``, ``gene_mutpb``, ``seed_uniform``).
   The best individual ever evaluated is returned, with best and mean expected latency per
   generation (Fig. 5.2).
 
@@ -87,7 +89,11 @@ def solve_ga(
     seed_uniform: bool = False,
     seed: int = 0,
 ) -> Plan:
-    """Run §4.4's GA; the Plan's meta holds ``history`` (best/mean per generation)."""
+    """Run §4.4's GA; the Plan's meta holds ``history`` (best/mean per generation).
+
+    ``population``, ``cxpb``, ``mutpb`` and ``c_mult`` defaults are ours (the paper gives
+    none); ``generations`` 50 is the paper's.
+    """
     if selection not in ("roulette", "tournament"):
         raise InputError(f"GA selection must be roulette or tournament, not {selection!r}")
     if generations < 1 or population < 2:
