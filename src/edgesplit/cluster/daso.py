@@ -65,7 +65,7 @@ class Encoding:
         host_rate = view.mips * 1e6 * view.interval_s
         s = np.stack(
             [
-                np.minimum(view.jobs, view.cores) / view.cores,
+                np.minimum(view.jobs * view.fragment_cores, view.cores) / view.cores,
                 view.ram_used_mb / view.ram_mb,
                 view.queued_work / host_rate,
                 view.bandwidth_mbps / max(float(view.bandwidth_mbps.max()), 1e-9),
