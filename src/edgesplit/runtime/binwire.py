@@ -38,7 +38,7 @@ beyond), so the event loop only moves messages. A refused request's frames are s
 the next header and the connection keeps serving.
 
 Complexity: O(total tensor bytes) per request; the library's masking and buffering are the
-only copies.
+only copies. A tensor over :data:`FRAGMENT` bytes goes as one message in fragments.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ from edgesplit.runtime.engine import (
     HTTPStageTransport,
     StageReply,
     StageRequest,
+    _raw_bytes,
     continue_stage,
     link_key,
     make_hops,
@@ -100,9 +101,8 @@ MAX_CONNECTIONS = 64
 #: Frames up to this size get their own memory; larger ones are used in place.
 COPY_BELOW = 64 * 1024
 
-#: A tensor larger than this goes as one message in fragments of this size (RFC 6455
-#: continuation frames, the library's): the receiver reads a fragment while the sender
-#: prepares the next (at 10 MiB this halved the round trip here, under load).
+#: Fragment size of a larger tensor's message (the library's continuation frames): the
+#: receiver reads one while the sender masks the next (docs/runtime.md "Transport").
 FRAGMENT = 256 * 1024
 
 
@@ -696,7 +696,3 @@ class WireStageTransport:
     def close(self) -> None:
         self._drop_idle()
         self.http.close()
-
-
-def _raw_bytes(tensors: Mapping[str, torch.Tensor]) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors.values())
