@@ -61,7 +61,7 @@ class InferReply:
 
 
 class Transport(Protocol):
-    """A single-cut client of a remote tier (HTTP here, ``/v1/ws`` in :mod:`.fastwire`)."""
+    """A single-cut client of a remote tier (HTTP; the engine's hops are :mod:`.binwire`)."""
 
     def infer(
         self,
