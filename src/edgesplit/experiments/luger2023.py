@@ -401,10 +401,11 @@ def markdown(
         "# Luger 2023 Table 7.1, reproduced with real split runs",
         "",
         f"{n} settings (Poisson 7.2 Mbit/s; clocks: normal 1.5 GHz × {EDGE_CLOCK_SCALE}, a "
-        f"Pi-class edge), {repeats} repeat(s) each (median; [min, max] over the repeats), "
-        f"w = {WEIGHT}, RTT {RTT_MS:g} ms. Entry = (column − row)/column over the settings' "
-        "totals: positive = the row strategy is cheaper/faster than the column one; n/a = "
-        "the column total is 0. Thesis value in parentheses.",
+        f"Pi-class edge), {repeats} repeat(s) each (median"
+        + ("; [min, max] of each entry over the repeats" if repeats > 1 else "")
+        + f"), w = {WEIGHT}, RTT {RTT_MS:g} ms. Entry in % = (column − row)/column over the "
+        "settings' totals: positive = the row strategy is cheaper/faster than the column "
+        "one; n/a = the column total is 0. Thesis value in parentheses.",
         "",
     ]
     for model in MODELS:
@@ -425,7 +426,7 @@ def markdown(
                     if sp[key] is None or repeats == 1
                     else f" [{sp[key][0]:+.1f}, {sp[key][1]:+.1f}]"
                 )
-                return f"{fmt_pct(t[key])}%{rng} ({th[key]:+.2f}%)"
+                return f"{fmt_pct(t[key])}{rng} ({th[key]:+.2f})"
 
             lines += [
                 f"| {strategy} | cost | CL | {cell('cost CL/OC')} | {cell('cost CL/OL')} |",
