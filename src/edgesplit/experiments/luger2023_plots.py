@@ -135,7 +135,8 @@ def pareto(splits: list[dict[str, Any]], model: str, out: Path) -> Path:
             for s in splits if s["model"] == model
         ]  # fmt: skip
         xs, ys = zip(*sel)
-        ax.plot(xs, ys, "x", ms=8, mew=2, color=COLOURS[choice], label=f"{choice} (rent)")
+        ax.plot(xs, ys, "o", ms=SIZES[choice], mfc="none", mew=2, color=COLOURS[choice],
+                label=f"{choice} (rent)")  # fmt: skip
     ax.set_xlabel("measured latency (s)")
     ax.set_ylabel("measured cost, rent (USD)")
     ax.set_title(f"{model}: latency-cost trade-off over all settings (Fig. 7.9)")
