@@ -266,7 +266,7 @@ def run_setting(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Measure OC/OL/CL of both strategies, then everything that could beat OL (§7.1).
 
-    The first setting also runs Algorithm 1's picks at the weights of Fig. 7.1 (rent).
+    Algorithm 1's picks at the weights of Fig. 7.1 (rent) are run too (usually OC/OL/CL).
     """
     m = Measurer(parts, s, repeats)
     picks = {st: choices(parts.planner, s, st) for st in STRATEGIES}
