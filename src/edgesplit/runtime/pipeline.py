@@ -16,15 +16,16 @@ direction's busy time ``bytes·8/bw``); ``benchmarks/bench_engine_pipeline.py`` 
 it against that bound.
 
 Results come back in request order: a finished request waits for the ones before it, so
-records are written one per request, in order, as soon as their prefix is complete. An
-error in request ``i`` is raised when ``i``'s turn comes; requests not yet started are
-not started.
+records are written one per request, in order, as soon as their prefix is complete; the
+next requests do not wait for that (a ``--check`` of request i runs while i+1.. are in
+flight). An error in request ``i`` is raised when ``i``'s turn comes; requests not yet
+started are then not started.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from edgesplit.errors import InputError
@@ -35,7 +36,9 @@ T = TypeVar("T")
 def pipelined(fn: Callable[[int], T], n: int, k: int = 1) -> Iterator[tuple[int, T]]:
     """Yield ``(i, fn(i))`` for ``i`` in ``0..n-1`` in order, with up to ``k`` calls running.
 
-    ``k == 1`` calls ``fn`` inline, one request after the other, with no thread.
+    The calls start in request order on ``k`` worker threads, each as soon as one is free:
+    the consumer of the results (writing and checking records) never holds a request
+    back. ``k == 1`` calls ``fn`` inline, one request after the other, with no thread.
 
     >>> [r for _, r in pipelined(lambda i: i * i, 5, k=3)]
     [0, 1, 4, 9, 16]
@@ -47,23 +50,11 @@ def pipelined(fn: Callable[[int], T], n: int, k: int = 1) -> Iterator[tuple[int,
             yield i, fn(i)
         return
     with ThreadPoolExecutor(max_workers=k, thread_name_prefix="edgesplit-request") as pool:
-        running: dict[int, Future[T]] = {}
-        started = done = 0
+        # The pool's queue is first in, first out: request i starts before request i+1.
+        futures: list[Future[T]] = [pool.submit(fn, i) for i in range(n)]
         try:
-            while done < n:
-                pending = [f for f in running.values() if not f.done()]
-                while started < n and len(pending) < k:
-                    running[started] = pool.submit(fn, started)
-                    pending.append(running[started])
-                    started += 1
-                head = running[done]
-                if not head.done():
-                    # The head is pending: this returns once some request finishes.
-                    wait(pending, return_when=FIRST_COMPLETED)
-                    continue
-                del running[done]
-                yield done, head.result()
-                done += 1
+            for i, future in enumerate(futures):
+                yield i, future.result()
         finally:
-            for future in running.values():
+            for future in futures:
                 future.cancel()
