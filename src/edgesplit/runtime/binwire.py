@@ -67,7 +67,7 @@ from edgesplit.errors import (
     TransportError,
     UnknownModelError,
 )
-from edgesplit.runtime import wire
+from edgesplit.runtime import security, wire
 from edgesplit.runtime.engine import (
     FingerprintError,
     HopFailed,
@@ -304,6 +304,7 @@ class WireServer:
                 compression=None,
                 process_request=self._handshake,
                 ping_interval=None,
+                ssl=self.config.tls.context() if getattr(self.config, "tls", None) else None,
             ):
                 ready.set()
                 await self._stopped.wait()
@@ -553,6 +554,7 @@ class WireStageTransport:
                 close_timeout=1.0,
                 ping_interval=None,
                 proxy=None,
+                ssl=security.client_context() if ws_url.startswith("wss:") else None,  # verified
                 legacy=True,  # a plain connection object, closed by close()
             )
         except InvalidStatus as err:

@@ -40,6 +40,7 @@ from torch import nn
 from edgesplit.errors import InputError, TransportError
 from edgesplit.graph.decoder import DecoderPart, check_length, decoder_part, describe
 from edgesplit.runtime import wire
+from edgesplit.runtime.security import client_context
 from edgesplit.runtime.stages import weights_digest
 from edgesplit.runtime.transport import ServerRejected
 
@@ -94,7 +95,9 @@ class HTTPDecodeLink:
     ) -> None:
         self.dst, self.url = dst, url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._client = client or httpx.Client(timeout=timeout_s, headers=headers)
+        self._client = client or httpx.Client(
+            timeout=timeout_s, headers=headers, verify=client_context()
+        )
 
     def _post(self, path: str, session: str | None, **kw: Any) -> httpx.Response:
         headers = {SESSION_HEADER: session} if session else {}

@@ -59,6 +59,7 @@ from edgesplit.runtime.decode import (
     TierFailed,
     payload_bytes,
 )
+from edgesplit.runtime.security import hop_token
 from edgesplit.runtime.stages import weights_digest
 from edgesplit.runtime.transport import ServerRejected
 
@@ -308,7 +309,7 @@ def _relay_open(session: Session, config: Any, doc: dict[str, Any], chain: list[
     if nxt == me or nxt not in topo.names or topo.device(nxt).local or not topo.link(me, nxt):
         return
     # The next hop's URL and token come from this server's own configuration only.
-    link = HTTPDecodeLink(nxt, topo.device(nxt).url, config.token)
+    link = HTTPDecodeLink(nxt, topo.device(nxt).url, hop_token(topo.device(nxt), config.token))
     try:
         answer = link.open(doc)
     except (TierFailed, ServerRejected):

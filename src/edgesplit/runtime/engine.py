@@ -62,6 +62,7 @@ import torch
 from edgesplit.errors import InputError, ShapeError, TransportError
 from edgesplit.runtime import codecs, order, wire
 from edgesplit.runtime.emulation import Emulation
+from edgesplit.runtime.security import client_context, hop_token
 from edgesplit.runtime.stages import SKIP, Stages, fingerprint_mismatch
 from edgesplit.runtime.transport import ServerRejected
 from edgesplit.system.codecs import link_key
@@ -205,7 +206,9 @@ class HTTPStageTransport:
         self.src, self.dst, self.url = src, dst, url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         # A given client (a Starlette TestClient in tests) replaces the socket one.
-        self._client = client or httpx.Client(timeout=timeout_s, headers=headers)
+        self._client = client or httpx.Client(
+            timeout=timeout_s, headers=headers, verify=client_context()
+        )
 
     def send(self, stage: StageRequest, tensors: Mapping[str, torch.Tensor]) -> StageReply:
         codec = stage.codecs.get(link_key(self.src, self.dst), "none")
@@ -399,7 +402,9 @@ def make_hops(
                 nxt.append(dev.name)
         frontier = nxt
     transports = {
-        name: kind(me, name, topology.device(name).url, token, timeout_s)
+        name: kind(
+            me, name, topology.device(name).url, hop_token(topology.device(name), token), timeout_s
+        )
         for name in sorted(set(first.values()))
     }
     return {target: transports[hop] for target, hop in first.items()}

@@ -56,7 +56,7 @@ from edgesplit.errors import (
     UnknownModelError,
 )
 from edgesplit.models import ModelRequest
-from edgesplit.runtime import binwire, decode_sessions, engine, wire
+from edgesplit.runtime import binwire, decode_sessions, engine, openapi, security, wire
 from edgesplit.runtime.emulation import Emulation
 from edgesplit.runtime.shapes import INPUT_SHAPES
 from edgesplit.runtime.store import DEFAULT_CACHE_BYTES, ModelStore
@@ -79,6 +79,7 @@ class ServerConfig:
     name: str | None = None  # the topology device this server is (serve --as)
     part_cache_bytes: int = DEFAULT_CACHE_BYTES  # serve --part-cache: built parts' LRU bound
     decode: Any = None  # decode_sessions.SessionLimits (serve --decode-*); None: defaults
+    tls: Any = None  # security.ServerTLS (serve --tls-cert/--tls-key): HTTPS and WSS
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -374,6 +375,8 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
 
     binwire.mount(app, config, metrics)
     decode_sessions.mount(app, store, config, limiter)
+    app.add_middleware(security.BearerAuth, token=config.token)  # before anything else
+    openapi.install(app, config.token is not None)
     app.state.store = store
     app.state.config = config
     return app
@@ -406,11 +409,13 @@ class BackgroundServer:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self.host, self.port = self._sock.getsockname()[:2]
+        self.tls = getattr(app.state, "config", None) and app.state.config.tls
         config = uvicorn.Config(
             app,
             log_level="warning",
             timeout_graceful_shutdown=30,
             lifespan="off",
+            **(self.tls.uvicorn_args() if self.tls else {}),
         )
         self.server = uvicorn.Server(config)
         self.wire: binwire.WireServer | None = getattr(app.state, "wire", None)
@@ -420,7 +425,7 @@ class BackgroundServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 30.0) -> BackgroundServer:
         if self.wire is not None:
@@ -464,7 +469,14 @@ def serve(
     app = create_app(config)
     app.state.wire.start(host, wire_port)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            timeout_graceful_shutdown=30,
+            **(config.tls.uvicorn_args() if config.tls else {}),
+        )
     finally:
         app.state.wire.stop()
 

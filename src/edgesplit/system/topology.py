@@ -76,6 +76,12 @@ class TopologyDevice(BaseModel):
     speed_factor: float | None = Field(
         default=None, gt=0, description="emulated speed, times this host's"
     )
+    token_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable holding this device's bearer token, read by "
+        "whoever connects to it (default: the connecting tier's own --token)",
+    )
 
     @field_validator("url")
     @classmethod
