@@ -1,7 +1,7 @@
 """Extra time per tier-to-tier hop over a raw TCP echo of the same bytes (issue 13, point 2).
 
 A hop is one stage request to a remote identity part, sent through the engine's own
-transport objects (:class:`edgesplit.runtime.binwire.WireStageTransport`, the default,
+transport objects (:class:`edgesplit.runtime.wireclient.WireStageTransport`, the default,
 and :class:`edgesplit.runtime.engine.HTTPStageTransport`, ``POST /v1/stage``): the payload
 goes out, the same payload comes back, with encoding, decoding, the stage request's checks
 and the bearer token included, codec ``none``. The identity part is one node of

@@ -20,7 +20,8 @@ from websockets.sync.client import connect
 
 from edgesplit.plan.types import Plan
 from edgesplit.runtime import binwire
-from edgesplit.runtime.binwire import TensorSpec, WireStageTransport
+from edgesplit.runtime.binwire import TensorSpec
+from edgesplit.runtime.wireclient import WireStageTransport
 from edgesplit.runtime.engine import Engine, StageRequest, engine_for
 from edgesplit.runtime.server import BackgroundServer, ServerConfig, ServerProcess, create_app
 from edgesplit.runtime.stages import build_stages

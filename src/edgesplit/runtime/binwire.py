@@ -5,7 +5,7 @@ Issue 13 point 2, chosen by measurement (``benchmarks/bench_runtime_hop.py``, do
 the ``websockets`` library (its own asyncio server, on a thread of the same process, on a
 second port: ``serve --wire-port``, by default a free one). ``GET /v1/wire`` on the HTTP
 port names that port, so a topology keeps one URL per device. RFC 6455 gives the message
-boundaries: this module writes no framing of its own.
+boundaries: this module writes no framing of its own; the client is :mod:`.wireclient`.
 
 One stage request (:class:`~edgesplit.runtime.engine.StageRequest`) on a persistent connection
     1. a text message, the JSON header::
@@ -20,7 +20,8 @@ One stage request (:class:`~edgesplit.runtime.engine.StageRequest`) on a persist
     The reply: ``{"id", "ok": true, "report", "processing_s", "encode_s", "meta",
     "tensors"}`` then one binary message per tensor; or ``{"id", "ok": false, "status",
     "error", "failed_device"}`` with the HTTP status codes of ``POST /v1/stage`` (400, 404,
-    409, 413, 422, 500, 502, 503). ``processing_s`` is the server's own duration from the
+    408, 409, 413, 422, 500, 502, 503) and ``field``, the header field at fault (null when none
+    is). ``processing_s`` is the server's own duration from the
     last frame's arrival to the reply's frames, so the sender's transfer time is its round
     trip minus it (Luger 2023 eq. 3.1–3.4, one clock per machine, as on HTTP).
 
@@ -35,7 +36,11 @@ frame is used (413 answer); dtypes, shapes and frame lengths are checked, and te
 ``torch.frombuffer`` over the received bytes, never unpickled. Decoding, compute and encoding
 run on worker threads (at most ``max_concurrency + max_queue`` requests admitted, 503
 beyond), so the event loop only moves messages. A refused request's frames are skipped up to
-the next header and the connection keeps serving.
+the next header and the connection keeps serving. A request's frames must all arrive within
+:data:`FRAME_TIMEOUT_S` of its header (408, then close 1008: a trickling client frees its
+slot), a connection idle for :data:`IDLE_S` is closed (1001; the client's pool drops its
+connections idle half as long), a header's ``{`` count bounds its entries before it is
+parsed, and a client that leaves mid-request logs one line, never a traceback.
 
 Complexity: O(total tensor bytes) per request; the library's masking and buffering are the
 only copies. A tensor over :data:`FRAGMENT` bytes goes as one message in fragments.
@@ -46,6 +51,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
+import re
 import socket
 import threading
 import time
@@ -54,9 +61,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 import torch
 
 from edgesplit.errors import (
@@ -67,20 +72,15 @@ from edgesplit.errors import (
     TransportError,
     UnknownModelError,
 )
-from edgesplit.runtime import security, wire
+from edgesplit.runtime import wire
 from edgesplit.runtime.engine import (
     FingerprintError,
     HopFailed,
-    HTTPStageTransport,
-    StageReply,
     StageRequest,
-    _raw_bytes,
     continue_stage,
-    link_key,
     make_hops,
     open_stage,
 )
-from edgesplit.runtime.transport import ServerRejected
 from edgesplit.system import codecs
 
 #: The HTTP route that names the WebSocket port.
@@ -97,6 +97,12 @@ INLINE_HEADER = 64 * 1024
 
 #: Open connections one server accepts at once.
 MAX_CONNECTIONS = 64
+
+#: Seconds a request's frames may take after its header; seconds a connection may idle.
+FRAME_TIMEOUT_S = 30.0
+IDLE_S = 120.0
+
+log = logging.getLogger("edgesplit.wire")
 
 #: Frames up to this size get their own memory; larger ones are used in place.
 COPY_BELOW = 64 * 1024
@@ -223,6 +229,8 @@ def parse_header(text: str) -> dict[str, Any]:
     """The JSON header of one message, bounded; a JSON object."""
     if len(text) > MAX_HEADER_BYTES:
         raise InputError(f"header has {len(text)} characters, over {MAX_HEADER_BYTES}")
+    if text.count("{") > MAX_TENSORS + 64:  # entries are objects: bounded before any parse
+        raise InputError(f"field 'tensors' has over {MAX_TENSORS} entries (counted by '{{')")
     try:
         doc = json.loads(text)
     except ValueError as err:
@@ -269,6 +277,7 @@ class WireServer:
     def __init__(self, app: Any, config: Any, metrics: Any) -> None:
         self.app, self.config, self.metrics = app, config, metrics
         self.max_bytes = int(config.max_body_bytes)
+        self.frame_timeout_s = float(getattr(config, "body_timeout_s", FRAME_TIMEOUT_S))
         self.admit = int(config.max_concurrency) + int(config.max_queue)
         self.port: int | None = None
         self._inflight = 0
@@ -345,10 +354,18 @@ class WireServer:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._connections += 1
         pending: str | None = None
+        frames: list[bytes] = []
+        specs: list[TensorSpec] = []
         try:
             while True:
-                text = pending if pending is not None else await _next_text(conn)
-                pending = None
+                if pending is None:
+                    try:
+                        async with asyncio.timeout(IDLE_S):
+                            pending = await _next_text(conn)
+                    except TimeoutError:
+                        await conn.close(1001, f"idle for {IDLE_S:.0f} s")
+                        return
+                text, pending, frames, specs = pending, None, [], []
                 doc: dict[str, Any] = {}
                 try:
                     if len(text) > INLINE_HEADER:  # a long parse never holds the loop
@@ -360,13 +377,22 @@ class WireServer:
                 except InputError as err:
                     await self._refuse(conn, doc.get("id"), err)  # its frames are skipped
                     continue
-                frames: list[bytes] = []
-                while len(frames) < len(specs):
-                    msg = await conn.recv()
-                    if isinstance(msg, str):
-                        pending = msg
-                        break
-                    frames.append(msg)
+                try:
+                    async with asyncio.timeout(self.frame_timeout_s):
+                        while len(frames) < len(specs):
+                            msg = await conn.recv()
+                            if isinstance(msg, str):
+                                pending = msg
+                                break
+                            frames.append(msg)
+                except TimeoutError:
+                    slow = SlowFrames(
+                        f"field 'tensors': {len(frames)} of {len(specs)} frames arrived in "
+                        f"{self.frame_timeout_s:g} s; send a request's frames right after its header"
+                    )
+                    await self._refuse(conn, doc.get("id"), slow)
+                    await conn.close(1008, "frames too slow")
+                    return
                 if pending is not None:
                     short = InputError(
                         f"field 'tensors' declares {len(specs)} tensor frames but "
@@ -375,8 +401,18 @@ class WireServer:
                     await self._refuse(conn, doc.get("id"), short)
                     continue
                 await self._answer(conn, doc, specs, frames)
+                specs = []
         except ConnectionClosed:
-            return
+            if len(frames) < len(specs):  # an aborted upload: one line, no traceback
+                log.warning(
+                    "wire: client %s left mid-request (%d of %d frames)",
+                    conn.remote_address, len(frames), len(specs),
+                )  # fmt: skip
+        except Exception as err:  # never the library's traceback for one connection
+            log.error(
+                "wire: connection %s failed: %s: %s", conn.remote_address, type(err).__name__, err
+            )
+            await conn.close(1011, "internal error")
         finally:
             self._connections -= 1
 
@@ -436,18 +472,26 @@ class WireServer:
         return json.dumps(reply), buffers
 
     async def _refuse(self, conn: Any, request_id: object, err: Exception) -> None:
-        status = 503 if isinstance(err, Busy) else _status(err)
+        status = (
+            503 if isinstance(err, Busy) else 408 if isinstance(err, SlowFrames) else _status(err)
+        )
         message = str(err) if status != 500 else f"{type(err).__name__}: {err}"
         if status == 502 and not message.startswith("next hop failed"):
             message = f"next hop failed: {message}"
         failed = err.device if isinstance(err, HopFailed) else None
+        named = re.search(r"field '([^']+)'", message)
         doc = {"id": request_id, "ok": False, "status": status, "error": message}
+        doc["field"] = named.group(1) if named else None
         self.metrics.requests.labels("wire", str(status)).inc()
         await conn.send(json.dumps({**doc, "failed_device": failed}))
 
 
 class Busy(Exception):
     """More requests than ``max_concurrency + max_queue`` in flight (503)."""
+
+
+class SlowFrames(InputError):
+    """A request's frames did not all arrive within the frame timeout (408)."""
 
 
 async def _next_text(conn: Any) -> str:
@@ -485,216 +529,3 @@ def mount(app: Any, config: Any, metrics: Any) -> WireServer:
     # A plain Starlette route: the endpoint takes the request, with no dependency injection.
     app.router.add_route(DISCOVERY, discover, methods=["GET"], include_in_schema=False)
     return server
-
-
-class WireStageTransport:
-    """The engine's :class:`~edgesplit.runtime.engine.StageTransport` over WebSockets.
-
-    ``url`` is the device's ``http://host:port``; the WebSocket port comes from its
-    ``GET /v1/wire``. Connections are persistent and pooled: a request takes an idle one
-    (or opens one), so requests in flight from several threads (``run-plan
-    --concurrency``) each have their own. A connection that fails is dropped and the
-    request raises :class:`~edgesplit.runtime.engine.HopFailed` (failover); the next
-    request opens a new one, asking ``/v1/wire`` again (a restarted tier may have a new
-    port). A server without the WebSocket transport (``/v1/wire`` 404 or 503) is reached
-    over ``POST /v1/stage`` instead (the hop record's ``transport`` says which).
-    """
-
-    def __init__(
-        self,
-        src: str,
-        dst: str,
-        url: str,
-        token: str | None = None,
-        timeout_s: float = 60.0,
-        max_bytes: int = wire.DEFAULT_MAX_BYTES,
-    ) -> None:
-        self.src, self.dst, self.url = src, dst, url.rstrip("/")
-        self.timeout_s, self.max_bytes = timeout_s, max_bytes
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = HTTPStageTransport(src, dst, url, token, timeout_s)
-        self._idle: list[Any] = []
-        self._lock = threading.Lock()
-        self._next_id = 0
-        self._fallback = False
-        self._server_max = max_bytes  # the server's --max-body, once /v1/wire named it
-
-    def _ws_url(self) -> str | None:
-        """The WebSocket URL from ``/v1/wire``; None when the server has no such transport."""
-        try:
-            resp = self.http._client.get(f"{self.url}{DISCOVERY}", timeout=self.timeout_s)
-        except httpx.HTTPError as err:
-            msg = f"{self.dst} at {self.url}: {type(err).__name__}: {err}"
-            raise HopFailed(self.dst, msg) from None
-        if resp.status_code in (404, 503):
-            return None
-        if resp.status_code != 200:
-            raise ServerRejected(resp.status_code, f"{self.dst} at {self.url}{DISCOVERY}")
-        try:
-            doc = resp.json()
-            port, self._server_max = int(doc["port"]), int(doc["max_bytes"])
-        except (ValueError, KeyError, TypeError) as err:
-            raise HopFailed(self.dst, f"{self.url}{DISCOVERY} answered {err!r}") from None
-        parts = urlsplit(self.url)
-        scheme = "wss" if parts.scheme == "https" else "ws"
-        host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
-        return f"{scheme}://{host}:{port}/"
-
-    def _connect(self, ws_url: str) -> Any:
-        from websockets.exceptions import InvalidStatus, WebSocketException
-        from websockets.sync.client import connect
-
-        try:
-            return connect(
-                ws_url,
-                additional_headers=self._headers,
-                compression=None,
-                max_size=self.max_bytes + MAX_HEADER_BYTES,
-                open_timeout=self.timeout_s,
-                close_timeout=1.0,
-                ping_interval=None,
-                proxy=None,
-                ssl=security.client_context() if ws_url.startswith("wss:") else None,  # verified
-                legacy=True,  # a plain connection object, closed by close()
-            )
-        except InvalidStatus as err:
-            status = err.response.status_code
-            body = (err.response.body or b"").decode(errors="replace").strip()
-            if status >= 500:
-                raise HopFailed(self.dst, f"{ws_url} answered {status}: {body}") from None
-            raise ServerRejected(status, f"{self.dst} at {ws_url}: {body}") from None
-        except (OSError, WebSocketException, TimeoutError) as err:
-            msg = f"{self.dst} at {ws_url}: {type(err).__name__}: {err}"
-            raise HopFailed(self.dst, msg) from None
-
-    def _take(self) -> Any:
-        """An idle connection, or a new one; None when the server has no WebSocket port.
-
-        Idle connections the server closed meanwhile (a restart) are dropped here, so a
-        restarted tier costs no failed request.
-        """
-        from websockets.protocol import State
-
-        with self._lock:
-            while self._idle:
-                conn = self._idle.pop()
-                if conn.state is State.OPEN:
-                    return conn
-                conn.close()
-            if self._fallback:
-                return None
-        ws_url = self._ws_url()
-        if ws_url is None:
-            self._fallback = True
-            return None
-        return self._connect(ws_url)
-
-    def send(self, stage: StageRequest, tensors: Mapping[str, torch.Tensor]) -> StageReply:
-        """One stage request; its reply, with the hop's record (``transport``: ws or http)."""
-        conn = self._take()
-        if conn is None:
-            done = self.http.send(stage, tensors)
-            return StageReply(
-                done.tensors, done.cursor, done.log, {**done.hop, "transport": "http"}
-            )
-        from websockets.exceptions import ConnectionClosed, WebSocketException
-
-        codec = stage.codecs.get(link_key(self.src, self.dst), "none")
-        t0 = time.perf_counter()
-        packed, meta = codecs.pack(tensors, codec)
-        specs, buffers = to_frames(packed)
-        if sum(b.nbytes for b in buffers) > self._server_max:
-            self._put(conn)  # the server would answer 413: nothing is sent
-            raise ServerRejected(
-                413,
-                f"{self.dst} at {self.url}: the tensors take {sum(b.nbytes for b in buffers)} "
-                f"bytes, over its --max-body of {self._server_max}; raise it or send less",
-            )
-        with self._lock:
-            self._next_id += 1
-            rid = self._next_id
-        header = json.dumps({"id": rid, "stage": stage.to_json(), "meta": meta, "tensors": specs})
-        t1 = time.perf_counter()
-        try:
-            conn.send(header)
-            for buf in buffers:
-                conn.send(fragments(buf))
-            text = conn.recv(timeout=self.timeout_s)
-            reply = parse_header(str(text))
-            if reply.get("id") != rid:
-                raise InputError(f"reply to request {reply.get('id')}, not {rid}")
-            if not reply.get("ok"):
-                self._put(conn)
-                self._refused(reply)
-            out_specs = parse_specs(reply.get("tensors"), self.max_bytes)
-            frames = [conn.recv(timeout=self.timeout_s) for _ in out_specs]
-            t3 = time.perf_counter()
-            raw = {s.name: from_frame(s, f) for s, f in zip(out_specs, frames, strict=True)}
-            back = codecs.unpack(raw, meta_field(reply), self.max_bytes)
-            report = dict(reply.get("report") or {})
-            remote_s = float(reply.get("processing_s", 0.0))
-            encode_s = float(reply.get("encode_s", 0.0))
-        except ConnectionClosed as err:
-            conn.close()
-            if err.rcvd is not None and err.rcvd.code == 1009:  # message too big
-                raise ServerRejected(
-                    413, f"{self.dst}: a message is over its --max-body ({err.rcvd.reason})"
-                ) from None
-            msg = f"{self.dst} at {self.url}: connection closed ({err})"
-            raise HopFailed(self.dst, msg) from None
-        except (OSError, WebSocketException, TimeoutError) as err:
-            conn.close()
-            msg = f"{self.dst} at {self.url}: {type(err).__name__}: {err}"
-            raise HopFailed(self.dst, msg) from None
-        except (InputError, ValueError, TypeError) as err:
-            conn.close()
-            raise HopFailed(self.dst, f"{self.dst} answered an unreadable reply ({err})") from None
-        self._put(conn)
-        t4 = time.perf_counter()
-        sent = len(header) + sum(b.nbytes for b in buffers)
-        hop = {
-            "src": self.src,
-            "dst": self.dst,
-            "transport": "ws",
-            "codec": codec,
-            "tensors_sent": sorted(tensors),
-            "tensors_back": sorted(back),
-            "sent_raw_bytes": _raw_bytes(tensors),
-            "sent_wire_bytes": sent,
-            "reply_raw_bytes": _raw_bytes(back),
-            "reply_wire_bytes": len(str(text)) + sum(len(f) for f in frames),
-            "encode_s": (t1 - t0) + encode_s,
-            "decode_s": (t4 - t3) + float(report.get("decode_s", 0.0)),
-            "round_trip_s": t3 - t1,
-            "remote_s": remote_s,
-            "transfer_s": (t3 - t1) - remote_s,
-        }
-        return StageReply(back, int(report.get("cursor", stage.cursor)), report, hop)
-
-    def _put(self, conn: Any) -> None:
-        with self._lock:
-            self._idle.append(conn)
-
-    def _refused(self, reply: Mapping[str, Any]) -> None:
-        status = int(reply.get("status", 500))
-        msg = f"{self.dst} at {self.url} answered {status}: {reply.get('error')}"
-        if status >= 500:
-            raise HopFailed(str(reply.get("failed_device") or self.dst), msg)
-        raise ServerRejected(status, f"{self.dst} at {self.url}: {reply.get('error')}")
-
-    def unreachable(self) -> str | None:
-        """The HTTP app's ``/healthz`` (same process); a failed probe drops idle connections."""
-        line = self.http.unreachable()
-        if line is not None:
-            self._drop_idle()
-        return line
-
-    def _drop_idle(self) -> None:
-        with self._lock:
-            idle, self._idle, self._fallback = self._idle, [], False
-        for conn in idle:
-            conn.close()
-
-    def close(self) -> None:
-        self._drop_idle()
-        self.http.close()

@@ -80,6 +80,8 @@ class HopFailed(TransportError):
         self.device = device
         #: The stage the failed hop was sent at (set by :func:`walk`).
         self.cursor = -1
+        #: Retries made before giving up (set by :class:`edgesplit.runtime.loop.RetryingHop`).
+        self.retries = 0
 
 
 #: Header of a relay's 502 naming the device past it that failed.
@@ -380,12 +382,12 @@ def make_hops(
 
     Paths follow ``me``'s topology links through servers only (breadth first, ties by
     the topology's device order); a device no path reaches has no entry. ``transport``:
-    ``ws`` (:class:`edgesplit.runtime.binwire.WireStageTransport`, persistent WebSocket
+    ``ws`` (:class:`edgesplit.runtime.wireclient.WireStageTransport`, persistent WebSocket
     connections, HTTP where a server has none) or ``http`` (:class:`HTTPStageTransport`).
     """
     if transport not in TRANSPORTS:
         raise InputError(f"--transport is {transport!r}; use one of {', '.join(TRANSPORTS)}")
-    from edgesplit.runtime.binwire import WireStageTransport
+    from edgesplit.runtime.wireclient import WireStageTransport
 
     kind = WireStageTransport if transport == "ws" else HTTPStageTransport
     first: dict[str, str] = {}
@@ -591,6 +593,7 @@ class Engine:
         log = Log(tiers={self.local: tier})
         t0 = time.perf_counter()
         failed: tuple[str, int] | None = None
+        retried = 0  # the failed hop's retries: its row counts them (issue 14 point 7)
         if self._offloading():
             run = partial(self._run, stages)
             try:
@@ -599,7 +602,7 @@ class Engine:
                 if not self.failover:
                     raise
                 self._pause(err.device)
-                failed = (err.device, err.cursor)
+                failed, retried = (err.device, err.cursor), err.retries
         else:
             failed = (self.down or "", 0)
         if failed is not None:
@@ -619,6 +622,7 @@ class Engine:
             "failover": failed is not None,
             "failed_device": failed[0] if failed else None,
             "failover_stage": failed[1] if failed else None,
+            "failover_retries": retried,
         }
         return outs, {"total_s": total, **mark, **log.to_dict()}
 

@@ -87,7 +87,8 @@ class RetryingHop:
     """A stage transport that retries a failed hop with exponential backoff.
 
     Only then does the failure reach the engine (its failover). The reply's hop record
-    carries ``retries``. A 4xx is the request's own fault and is never retried.
+    carries ``retries``; a hop whose retries all failed carries them on its
+    :class:`~edgesplit.runtime.engine.HopFailed` (the record's ``failover_retries``). A 4xx is the request's own fault and is never retried.
     """
 
     def __init__(
@@ -102,8 +103,9 @@ class RetryingHop:
         for attempt in range(self.retries + 1):
             try:
                 reply = self.hop.send(stage, tensors)
-            except HopFailed:
+            except HopFailed as err:
                 if attempt == self.retries:
+                    err.retries = attempt  # the row records the retries a failover made
                     raise
                 time.sleep(min(self.backoff_max_s, self.backoff_s * 2**attempt))
                 continue

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from edgesplit.io import write_atomic
+from edgesplit.runtime import records
 
 
 def comm_latency(
@@ -100,7 +101,7 @@ def from_record(record: dict[str, Any], local: str, ctx: RowContext) -> Measurem
         rtt=ctx.rtt_s,
         response_size=response,
         fallback=bool(record.get("failover")),
-        retries=sum(int(h.get("retries", 0)) for h in record["hops"]),
+        retries=records.retries(record),
         predicted_lat=ctx.predicted_lat,
         cost=ctx.cost,
         plan=ctx.plan,

@@ -21,11 +21,12 @@ A record (plain JSON) holds:
     a topology link with ``shaping: true``), ``paced_out_s`` and ``paced_back_s`` (the
     seconds each direction was held on its link's token bucket, queueing included; null
     when not shaped; see :mod:`edgesplit.runtime.emulation`);
-``failover``, ``failed_device``, ``failover_stage``
+``failover``, ``failed_device``, ``failover_stage``, ``failover_retries``
     whether the request finished on the device the run started on because a tier failed
-    (or offloading was paused after one did), the device that failed, and the stage from
-    which it ran here (see :mod:`edgesplit.runtime.engine`); failover stages carry
-    ``planned``, the device the plan gave them;
+    (or offloading was paused after one did), the device that failed, the stage from
+    which it ran here (see :mod:`edgesplit.runtime.engine`) and the retries the failed
+    hop made first; failover stages carry ``planned``, the device the plan gave them.
+    The row's ``retries`` is every retry of the request (:func:`retries`);
 ``tiers``
     per device: torch thread count and device kind (whether bitwise equality can hold);
 ``check``
@@ -75,7 +76,14 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         row.update({f"check_{k}": v for k, v in check.items()})
     row["failover"] = record.get("failover", False)
     row["failed_device"] = record.get("failed_device") or ""
+    row["retries"] = retries(record)
     return row
+
+
+def retries(record: dict[str, Any]) -> int:
+    """Every retry of one request: its hops' and the failed hop's (all of which failed)."""
+    made = sum(int(h.get("retries", 0)) for h in record.get("hops", []))
+    return made + int(record.get("failover_retries") or 0)
 
 
 class RecordWriter:
