@@ -25,6 +25,13 @@ from edgesplit.commands.common import (
 )
 from edgesplit.errors import InputError
 
+TlsCaOpt = typer.Option(
+    None,
+    "--tls-ca",
+    help="PEM CA bundle that https:// tiers' certificates are verified against "
+    "(default: the system's trust store; verification is never turned off)",
+)
+
 
 def serve(
     model: list[str] = typer.Option(
@@ -70,6 +77,11 @@ def serve(
     decode_sessions: int = typer.Option(16, help="decode sessions open at once (generate)"),
     decode_kv: str = typer.Option("1GiB", help="KV-cache bytes all decode sessions may reserve"),
     decode_ttl: float = typer.Option(120.0, help="seconds an idle decode session is kept"),
+    tls_cert: Path | None = typer.Option(
+        None, help="PEM certificate chain: serve HTTPS and WSS (with --tls-key)"
+    ),
+    tls_key: Path | None = typer.Option(None, help="PEM private key of --tls-cert"),
+    tls_ca: Path | None = TlsCaOpt,
 ) -> None:
     """Run the cloud tier: finishes split inferences sent by `edgesplit run` (Ctrl-C stops)."""
     from edgesplit.runtime.decode_sessions import SessionLimits
@@ -77,6 +89,12 @@ def serve(
     from edgesplit.runtime.server import serve as run_server
 
     check_bind(host, token, insecure)  # refuse before any model is loaded
+    from edgesplit.runtime import security
+
+    tls = security.ServerTLS.of(tls_cert, tls_key)
+    security.use_ca(tls_ca)  # this server's relays verify their next hops with it
+    if tls is not None and ray_replicas is not None:
+        raise InputError("--tls-cert is not supported with --ray-replicas; serve TLS without Ray")
     import torch
 
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -100,6 +118,7 @@ def serve(
         token=token,
         part_cache_bytes=_cache_bytes(part_cache),
         decode=SessionLimits.of(decode_sessions, decode_kv, decode_ttl),
+        tls=tls,
     )
     if ray_replicas is not None:
         from edgesplit.runtime.serve_ray import RayOptions, serve_replicated
@@ -121,7 +140,8 @@ def serve(
         )
         serve_replicated(config, options)
         return
-    err_console.print(f"serving {', '.join(model)} on http://{host}:{port} ({device})")
+    scheme = "https" if tls else "http"
+    err_console.print(f"serving {', '.join(model)} on {scheme}://{host}:{port} ({device})")
     run_server(config, host=host, port=port, insecure=insecure, wire_port=wire_port)
 
 
@@ -357,9 +377,14 @@ def run_plan(
     model_config: list[str] | None = ModelConfigOpt,
     trust_model_code: bool = TrustOpt,
     as_json: bool = JsonOpt,
+    tls_ca: Path | None = TlsCaOpt,
 ) -> None:
     """Run a saved plan on the engine: its stages relay device to device along the topology."""
     import sys
+
+    from edgesplit.runtime import security
+
+    security.use_ca(tls_ca)  # https:// devices are verified against it (else system trust)
 
     import torch
 
