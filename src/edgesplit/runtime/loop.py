@@ -88,7 +88,8 @@ class RetryingHop:
 
     Only then does the failure reach the engine (its failover). The reply's hop record
     carries ``retries``; a hop whose retries all failed carries them on its
-    :class:`~edgesplit.runtime.engine.HopFailed` (the record's ``failover_retries``). A 4xx is the request's own fault and is never retried.
+    :class:`~edgesplit.runtime.engine.HopFailed` (the record's ``failover_retries``).
+    A 4xx is the request's own fault and is never retried.
     """
 
     def __init__(

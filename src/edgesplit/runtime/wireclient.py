@@ -20,7 +20,7 @@ import httpx
 import torch
 
 from edgesplit.errors import InputError
-from edgesplit.runtime import wire
+from edgesplit.runtime import security, wire
 from edgesplit.runtime.binwire import (
     DISCOVERY,
     IDLE_S,
@@ -111,6 +111,7 @@ class WireStageTransport:
                 close_timeout=1.0,
                 ping_interval=None,
                 proxy=None,
+                ssl=security.client_context() if ws_url.startswith("wss:") else None,  # verified
                 legacy=True,  # a plain connection object, closed by close()
             )
         except InvalidStatus as err:
