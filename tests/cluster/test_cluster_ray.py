@@ -5,12 +5,19 @@ from __future__ import annotations
 import pytest
 
 
+def _parts(decision: str) -> int:
+    """Fragments of a decision: ``layer:m`` is m, a full layer or semantic split 4."""
+    kind, _, m = decision.partition(":")
+    return int(m) if m else {"layer": 4, "semantic": 4, "compressed": 1}[kind]
+
+
 @pytest.mark.slow
-def test_ray_replay_runs_real_fragments_and_matches_local_networks() -> None:
+@pytest.mark.parametrize("policy", ["random", "gillis"])
+def test_ray_replay_runs_real_fragments_and_matches_local_networks(policy: str) -> None:
     from edgesplit.cluster.ray_backend import run_on_ray
 
     doc = run_on_ray(
-        "random",
+        policy,
         hosts=2,
         intervals=3,
         interval_s=0.5,
@@ -24,7 +31,7 @@ def test_ray_replay_runs_real_fragments_and_matches_local_networks() -> None:
     # the unsplit networks' predictions on the same inputs
     assert doc["all_match_local"]
     for t in doc["per_task"]:
-        assert len(t["hosts"]) == {"layer": 4, "semantic": 4, "compressed": 1}[t["decision"]]
+        assert len(t["hosts"]) == _parts(t["decision"])
         assert t["measured_s"] > 0 and t["simulated_s"] > 0
         assert t["answer_bytes"] > 0  # every answer came back as a codec body
     assert doc["codec"] == "none"

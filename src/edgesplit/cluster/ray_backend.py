@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from edgesplit.cluster.apps import AppProfile, balanced_cuts, build_profile
-from edgesplit.cluster.config import AppSpec, ClusterConfig, HostSpec, WorkloadSpec
+from edgesplit.cluster.config import AppSpec, ClusterConfig, HostSpec, WorkloadSpec, kind
 from edgesplit.cluster.interface import ClusterView, PendingContainer, Placer
 from edgesplit.cluster.metrics import IntervalMetrics, TaskRecord
 from edgesplit.cluster.policies import make_policy, prepare
@@ -188,7 +188,7 @@ def run_on_ray(
     profile: AppProfile = build_profile(app, cfg.workload.model_copy(update={"fragments": k}))
     profiles = {app.name: profile}
     learned = prepare(cfg, profiles, [policy])
-    pol = make_policy(policy, seed, learned)
+    pol = make_policy(policy, seed, learned, profiles)
     rec = _Recording(pol.placer)
     pol.placer = rec
     sim = Simulator(cfg, pol, profiles)
@@ -196,11 +196,16 @@ def run_on_ray(
     arrivals = sim.arrivals
     simulated = {t.tid: t for m in metrics for t in m.left}
 
-    stages = layer_stages(graph, k)
+    # Every layer decision the policy may take ("layer" = k parts, Gillis' "layer:m" = m).
+    chains = {
+        d: layer_stages(graph, len(frags))
+        for d, frags in profile.fragments.items()
+        if kind(d) == "layer"
+    }
     semantic = trained.modules["semantic"]
     assert isinstance(semantic, SemanticEnsemble)
     nets: dict[str, list[Any]] = {
-        "layer": [st.part for st in stages.stages],
+        **{d: [st.part for st in chain.stages] for d, chain in chains.items()},
         "semantic": list(semantic.nets),
         "compressed": [trained.modules["compressed"]],
     }
@@ -217,7 +222,7 @@ def run_on_ray(
         real = _replay(
             ray,
             nets,
-            stages,
+            chains,
             codec,
             semantic.inverse,
             trained,
@@ -236,7 +241,7 @@ def run_on_ray(
 def _replay(
     ray: Any,
     nets: dict[str, list[Any]],
-    stages: Stages,
+    chains: dict[str, Stages],
     codec: str,
     inverse: torch.Tensor,
     trained: Any,
@@ -270,8 +275,8 @@ def _replay(
         return codecs.encode({"pred": torch.cat(scores, dim=1)[:, inverse].argmax(1)}, codec)[0]
 
     refs = {d: [ray.put(n) for n in ns] for d, ns in nets.items()}
-    keeps = handed_on(stages)
-    graph = stages.graph
+    keeps = {d: handed_on(chain) for d, chain in chains.items()}
+    graph = chains["layer"].graph
 
     # Start the worker pool before timing: overlapping sleeps force one process per slot,
     # each importing torch, so later tasks find warm workers instead of spawning them.
@@ -318,9 +323,9 @@ def _replay(
             x, y = x_all[idx], y_all[idx]
             t0 = time.perf_counter()
             opts = [{"resources": {f"host{h}": 1.0}} for h in hosts]
-            if decision == "layer":
+            if kind(decision) == "layer":
                 ref: Any = codecs.encode({graph.input_names[0]: x}, codec)[0]
-                for part, keep, o in zip(refs["layer"], keeps, opts):
+                for part, keep, o in zip(refs[decision], keeps[decision], opts):
                     ref = run_part.options(**o).remote(part, keep, ref)
             else:
                 body = codecs.encode({"x": x}, codec)[0]
@@ -350,10 +355,11 @@ def _collect(
         tid, decision, t0, x, y, hosts = pending.pop(ref)
         body = ray.get(ref)
         values = codecs.decode(body, wire.DEFAULT_MAX_BYTES)
-        out = values[output] if decision == "layer" else next(iter(values.values()))
+        chain = kind(decision) == "layer"
+        out = values[output] if chain else next(iter(values.values()))
         pred = out if out.dim() == 1 else out.argmax(1)
-        with torch.no_grad():
-            local = local_models[decision](x).argmax(1)
+        with torch.no_grad():  # any layer split's reference is the unsplit layer network
+            local = local_models["layer" if chain else decision](x).argmax(1)
         done.append(
             RealTask(
                 tid,
