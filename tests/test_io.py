@@ -4,6 +4,8 @@ one InputError line naming the file (and the field), and good YAML or JSON loads
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -147,3 +149,12 @@ def test_write_atomic_leaves_no_partial_file(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         write_atomic(target, 3)  # type: ignore[arg-type]
     assert target.read_text() == "{}\n" and list(target.parent.iterdir()) == [target]
+
+
+def test_write_atomic_gives_the_user_umask_mode(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        path = write_atomic(tmp_path / "out.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
