@@ -137,18 +137,6 @@ def test_transport_maps_4xx_to_non_retryable(transport, store) -> None:  # type:
     assert info.value.status == 422 and not info.value.retryable
 
 
-@pytest.fixture()
-def tight(store) -> Iterator[BackgroundServer]:  # type: ignore[no-untyped-def]
-    app = create_app(
-        ServerConfig(
-            models=("mnist_cnn", "alexnet"), max_concurrency=1, max_queue=0, token="s3cret"
-        ),
-        store=store,
-    )
-    with BackgroundServer(app) as server:
-        yield server
-
-
 def _slow_body(data: bytes, gate: threading.Event, started: threading.Event) -> Iterator[bytes]:
     yield data[:10]
     started.set()
@@ -156,43 +144,57 @@ def _slow_body(data: bytes, gate: threading.Event, started: threading.Event) -> 
     yield data[10:]
 
 
-def test_overload_gives_503_retry_after_and_token_is_required(tight, store) -> None:  # type: ignore[no-untyped-def]
+def test_overload_gives_503_retry_after_and_token_is_required(store) -> None:  # type: ignore[no-untyped-def]
+    """A trickling upload holds body bytes, not a slot: others are served; bytes past the
+    --max-pending bound get 503 with Retry-After (issue 14 point 3)."""
     tensors, ref = crossing(store, "mnist_cnn", 3)
     body = wire.encode_tensors(tensors)
+    config = ServerConfig(
+        models=("mnist_cnn",),
+        max_concurrency=1,
+        max_queue=0,
+        token="s3cret",
+        max_body_bytes=len(body),
+        max_pending_bytes=len(body) + len(body) // 2,
+    )
     auth = {"Authorization": "Bearer s3cret"}
-    assert httpx.get(tight.url + "/v1/models").status_code == 401
-    assert (
-        httpx.get(tight.url + "/v1/models", headers={"Authorization": "Bearer x"}).status_code
-        == 401
-    )
-    gate, started = threading.Event(), threading.Event()
-    result: dict[str, httpx.Response] = {}
+    with BackgroundServer(create_app(config, store=store)) as tight:
+        assert httpx.get(tight.url + "/v1/models").status_code == 401
+        wrong = {"Authorization": "Bearer x"}
+        assert httpx.get(tight.url + "/v1/models", headers=wrong).status_code == 401
+        gate, started = threading.Event(), threading.Event()
+        result: dict[str, httpx.Response] = {}
 
-    def first() -> None:
-        result["r"] = httpx.post(
-            tight.url + "/v1/infer",
-            params={"model": "mnist_cnn", "cut": 3},
-            content=_slow_body(body, gate, started),
-            headers=auth,
-            timeout=30,
+        def first() -> None:
+            result["r"] = httpx.post(
+                tight.url + "/v1/infer",
+                params={"model": "mnist_cnn", "cut": 3},
+                content=_slow_body(body, gate, started),
+                headers={**auth, "Content-Length": str(len(body))},
+                timeout=30,
+            )
+
+        th = threading.Thread(target=first)
+        th.start()
+        assert started.wait(20)
+        time.sleep(0.2)  # the first body's bytes are reserved once its headers arrive
+        params = {"model": "mnist_cnn", "cut": 3}
+        small = wire.encode_tensors({"x": torch.zeros(4)})  # fits beside the slow one: a 4xx
+        assert (
+            httpx.post(
+                tight.url + "/v1/infer", params=params, content=small, headers=auth
+            ).status_code
+            == 422
         )
-
-    th = threading.Thread(target=first)
-    th.start()
-    assert started.wait(20)
-    deadline = time.monotonic() + 20
-    while httpx.get(tight.url + "/healthz").json()["inflight"] < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    second = httpx.post(
-        tight.url + "/v1/infer", params={"model": "mnist_cnn", "cut": 3}, content=body, headers=auth
-    )
-    assert second.status_code == 503
-    assert second.headers["retry-after"] == "1"
-    gate.set()
-    th.join(30)
-    assert result["r"].status_code == 200
-    out = wire.decode_tensors(result["r"].content)
-    assert torch.equal(out["softmax"], ref)
+        second = httpx.post(tight.url + "/v1/infer", params=params, content=body, headers=auth)
+        assert second.status_code == 503, second.text
+        assert second.headers["retry-after"] == "1"
+        assert set(second.json()) == {"error", "field"}
+        gate.set()
+        th.join(30)
+        assert result["r"].status_code == 200
+        out = wire.decode_tensors(result["r"].content)
+        assert torch.equal(out["softmax"], ref)
 
 
 def test_graceful_shutdown_finishes_the_request_in_flight(store) -> None:  # type: ignore[no-untyped-def]

@@ -21,10 +21,20 @@ Endpoints
     ``GET /openapi.json``.
 
 Bad input never takes the server down: unknown model -> 404, cut or shape or dtype wrong
--> 422, corrupt safetensors/base64/JSON -> 400, body over the limit -> 413, missing or
-wrong bearer token -> 401, more requests than ``max_concurrency + max_queue`` in flight
--> 503 with ``Retry-After`` (bounded admission instead of an unbounded queue). Received
-bytes are parsed by safetensors or base64 only; nothing is unpickled.
+-> 422, corrupt safetensors/base64/JSON -> 400, body over the limit -> 413, body too slow
+-> 408, missing or wrong bearer token -> 401, more requests than ``max_concurrency +
+max_queue`` in flight, or more body bytes held than ``max_pending_bytes`` -> 503 with
+``Retry-After`` (bounded admission instead of an unbounded queue). Every error answers one
+JSON shape ``{"error": ..., "field": ...}`` (:mod:`.admission`), FastAPI's own 422s and
+404s included. Received bytes are parsed by safetensors or base64 only; nothing is
+unpickled.
+
+Hardening (issue 14 points 1-4): bodies arrive in full before a request takes a slot
+(:class:`~.admission.BodyGate`); headers are bounded before any parse
+(:func:`~.wire.check_header`); assignments and part ids are checked against the model's
+node count before anything is built (:meth:`~.store.ModelStore.plan_part`); decoding,
+validation, building parts and compute run in worker threads, so the event loop only
+moves bytes and ``/healthz`` (liveness only, no token) answers at once.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -46,6 +57,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgesplit.errors import (
     EdgesplitError,
@@ -57,6 +69,12 @@ from edgesplit.errors import (
 )
 from edgesplit.models import ModelRequest
 from edgesplit.runtime import binwire, decode_sessions, engine, openapi, security, wire
+from edgesplit.runtime.admission import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_PENDING_BYTES,
+    BodyGate,
+    error_response,
+)
 from edgesplit.runtime.emulation import Emulation
 from edgesplit.runtime.shapes import INPUT_SHAPES
 from edgesplit.runtime.store import DEFAULT_CACHE_BYTES, ModelStore
@@ -79,6 +97,8 @@ class ServerConfig:
     name: str | None = None  # the topology device this server is (serve --as)
     part_cache_bytes: int = DEFAULT_CACHE_BYTES  # serve --part-cache: built parts' LRU bound
     decode: Any = None  # decode_sessions.SessionLimits (serve --decode-*); None: defaults
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S  # serve --body-timeout: else 408
+    max_pending_bytes: int | None = None  # serve --max-pending; None: max(512 MiB, max_body)
     tls: Any = None  # security.ServerTLS (serve --tls-cert/--tls-key): HTTPS and WSS
 
     def __post_init__(self) -> None:
@@ -88,14 +108,32 @@ class ServerConfig:
             raise InputError("--max-concurrency must be >= 1 and --max-queue >= 0")
         if self.max_body_bytes < 1024:
             raise InputError("--max-body must be at least 1024 bytes")
+        if not self.body_timeout_s > 0:
+            raise InputError("--body-timeout must be > 0 seconds")
+        if self.max_pending_bytes is not None and self.max_pending_bytes < self.max_body_bytes:
+            raise InputError("--max-pending must be at least --max-body, or no body could fit")
+
+    @property
+    def pending_bytes(self) -> int:
+        """The bound on body bytes held at once (arriving or being served)."""
+        if self.max_pending_bytes is not None:
+            return self.max_pending_bytes
+        return max(DEFAULT_PENDING_BYTES, self.max_body_bytes)
 
 
 class _HttpError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: dict[str, str] | None = None,
+        field: str = "body",
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.field = field
 
 
 def _status_of(err: EdgesplitError) -> int:
@@ -104,6 +142,68 @@ def _status_of(err: EdgesplitError) -> int:
     if isinstance(err, ShapeError):
         return 422
     return 400
+
+
+def _field_of(err: EdgesplitError) -> str:
+    return "model" if isinstance(err, UnknownModelError) else "body"
+
+
+#: Metric labels of the routes (the body gate counts its own answers by them too).
+_ENDPOINTS = {
+    "/v1/infer": "infer",
+    "/v1/part": "part",
+    "/v1/stage": "stage",
+    "/offload": "offload",
+}
+
+
+def _offload_fields(body: bytes) -> dict[str, Any]:
+    """The checked ``input_data`` of an /offload body (Listing 1); a 4xx naming the field."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise _HttpError(400, "body is not JSON; send Luger's Listing 1 document") from None
+    data = doc.get("input_data") if isinstance(doc, dict) else None
+    if not isinstance(data, dict):
+        raise _HttpError(
+            400,
+            "body must be JSON {'input_data': {'tensor', 'splitting_point', 'model'}}",
+            field="input_data",
+        )
+    for key in ("model", "splitting_point", "tensor"):
+        if key not in data:
+            raise _HttpError(400, f"field 'input_data.{key}' is missing", field=key)
+    for key in ("model", "tensor", "dtype"):
+        if key in data and not isinstance(data[key], str):
+            raise _HttpError(422, f"field {key!r} must be a string", field=key)
+    out = {**data, "splitting_point": _int_field(data, "splitting_point")}
+    out["end"] = _int_field(data, "end")
+    if "shape" in data:
+        shape = data["shape"]
+        if not isinstance(shape, list) or len(shape) > 8:
+            raise _HttpError(
+                422, "field 'shape' must be a list of at most 8 integers", field="shape"
+            )
+        out["shape"] = [_int_field({"shape": d}, "shape") for d in shape]
+    return out
+
+
+def _int_field(data: dict[str, Any], key: str) -> int | None:
+    """A JSON integer field of /offload: an int, an integral finite float or a digit string."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        value = None
+    elif (isinstance(value, float) and value.is_integer()) or (
+        isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 20
+    ):
+        value = int(value)
+    if not isinstance(value, int):
+        raise _HttpError(
+            422, f"field {key!r} must be an integer, not {str(data.get(key))[:40]!r}", field=key
+        )
+    return value
 
 
 class _Metrics:
@@ -141,26 +241,70 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
 
     @app.exception_handler(_HttpError)
     async def _http_error(_: Request, err: _HttpError) -> JSONResponse:
-        return JSONResponse({"error": err.message}, status_code=err.status, headers=err.headers)
+        return error_response(err.status, err.message, err.field, err.headers)
 
     @app.exception_handler(EdgesplitError)
     async def _edgesplit_error(_: Request, err: EdgesplitError) -> JSONResponse:
-        return JSONResponse({"error": str(err)}, status_code=_status_of(err))
+        return error_response(_status_of(err), str(err), _field_of(err))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        model = request.query_params.get("model")
+        if model is not None and model not in store.names:  # unknown model: 404 first
+            count(request.url.path, 404)
+            try:
+                store.model(model)
+            except UnknownModelError as unknown:
+                return error_response(404, str(unknown), "model")
+        first = (err.errors() or [{}])[0]
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body")]
+        field = ".".join(loc) or "body"
+        count(request.url.path, 422)
+        return error_response(422, f"{field}: {first.get('msg', 'invalid value')}", field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _starlette(_: Request, err: StarletteHTTPException) -> JSONResponse:
+        return error_response(err.status_code, str(err.detail), "path", err.headers)
+
+    def count(path: str, status: int) -> None:
+        if path in _ENDPOINTS:
+            metrics.requests.labels(_ENDPOINTS[path], str(status)).inc()
+        if status == 503:
+            metrics.rejected.inc()
+
+    # Added first, so it runs inside the auth hook: bodies are read only once authorised.
+    app.add_middleware(
+        BodyGate,
+        max_body=config.max_body_bytes,
+        max_pending=config.pending_bytes,
+        timeout_s=config.body_timeout_s,
+        retry_after_s=config.retry_after_s,
+        count=count,
+    )
 
     def segment(model: str, cut: int, end: int | None) -> Any:
-        try:
-            return store.segment(model, cut, end)
-        except UnknownModelError:
-            raise
-        except InputError as err:
-            raise _HttpError(422, str(err)) from None
+        """Nodes [cut, end) of ``model``; ranges are checked before anything is built."""
+        n = len(store.model(model).graph.nodes)
+        if not 0 <= cut <= n:
+            raise _HttpError(
+                422, f"cut {cut} is out of range for {model!r}; use 0..{n}", field="cut"
+            )
+        if end is not None and not cut <= end <= n:
+            raise _HttpError(
+                422, f"end {end} must lie in {cut}..{n} for {model!r} at cut {cut}", field="end"
+            )
+        return store.segment(model, cut, end)
 
     def authorise(request: Request) -> None:
         if config.token is None:
             return
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {config.token}".encode()):
-            raise _HttpError(401, "missing or wrong bearer token; send 'Authorization: Bearer T'")
+            raise _HttpError(
+                401,
+                "missing or wrong bearer token; send 'Authorization: Bearer T'",
+                field="authorization",
+            )
 
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -206,21 +350,27 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
         async def work() -> Response:
             body = await read_body(request)
             start = time.time()
-            seg = segment(model, cut, end)
-            tensors = wire.decode_tensors(body, config.max_body_bytes)
-            shapes = wire.decode_metadata(body).get(INPUT_SHAPES)
-            outs, times = await anyio.to_thread.run_sync(
-                lambda: store.run(seg, tensors, timings, shapes), limiter=limiter
-            )
-            stop = time.time()
-            metrics.latency.labels(model).observe(stop - start)
-            meta = {"cloud_lat_start": repr(start), "cloud_lat_stop": repr(stop)}
-            if timings:
-                meta["node_times"] = json.dumps(times)
+
+            def compute() -> bytes:  # a worker thread: checks, decoding, building, compute
+                seg = segment(model, cut, end)
+                tensors = wire.decode_tensors(body, config.max_body_bytes)
+                shapes = wire.decode_metadata(body).get(INPUT_SHAPES)
+                outs, times = store.run(seg, tensors, timings, shapes)
+                meta["cloud_lat_stop"] = repr(time.time())
+                if timings:
+                    meta["node_times"] = json.dumps(times)
+                return wire.encode_tensors(outs, meta)
+
+            meta = {"cloud_lat_start": repr(start)}
+            out = await anyio.to_thread.run_sync(compute, limiter=limiter)
+            metrics.latency.labels(model).observe(float(meta["cloud_lat_stop"]) - start)
             return Response(
-                wire.encode_tensors(outs, meta),
+                out,
                 media_type=SAFETENSORS_TYPE,
-                headers={"X-Cloud-Lat-Start": repr(start), "X-Cloud-Lat-Stop": repr(stop)},
+                headers={
+                    "X-Cloud-Lat-Start": meta["cloud_lat_start"],
+                    "X-Cloud-Lat-Stop": meta["cloud_lat_stop"],
+                },
             )
 
         return await admitted("infer", request, work)
@@ -230,25 +380,30 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
         async def work() -> Response:
             body = await read_body(request)
             start = time.time()
-            store.model(model)  # a model not served is a 404 naming it, before the assignment
-            try:
-                ids = tuple(int(a) for a in assignment.split(","))
-            except ValueError:
+            n = len(store.model(model).graph.nodes)  # unknown model: a 404 naming it, first
+            items = assignment.split(",")
+            if len(items) != n or not all(a.strip().isdigit() and len(a) < 8 for a in items):
                 raise _HttpError(
-                    422, "assignment must be comma-separated part ids, one per node"
-                ) from None
-            try:
-                seg = store.plan_part(model, ids, part)
-            except (InputError, PartitionError) as err:
-                raise _HttpError(422, str(err)) from None
-            tensors = wire.decode_tensors(body, config.max_body_bytes)
-            shapes = wire.decode_metadata(body).get(INPUT_SHAPES)
-            outs, _ = await anyio.to_thread.run_sync(
-                lambda: store.run(seg, tensors, False, shapes), limiter=limiter
-            )
-            stop = time.time()
-            meta = {"cloud_lat_start": repr(start), "cloud_lat_stop": repr(stop)}
-            return Response(wire.encode_tensors(outs, meta), media_type=SAFETENSORS_TYPE)
+                    422,
+                    f"assignment must be {n} comma-separated part ids (0..{n - 1}), one per "
+                    f"node of {model!r}",
+                    field="assignment",
+                )
+            ids = tuple(int(a) for a in items)
+
+            def compute() -> bytes:  # a worker thread: checks, decoding, building, compute
+                try:
+                    seg = store.plan_part(model, ids, part)
+                except (InputError, PartitionError) as err:
+                    raise _HttpError(422, str(err), field="assignment") from None
+                tensors = wire.decode_tensors(body, config.max_body_bytes)
+                shapes = wire.decode_metadata(body).get(INPUT_SHAPES)
+                outs, _ = store.run(seg, tensors, False, shapes)
+                meta = {"cloud_lat_start": repr(start), "cloud_lat_stop": repr(time.time())}
+                return wire.encode_tensors(outs, meta)
+
+            out = await anyio.to_thread.run_sync(compute, limiter=limiter)
+            return Response(out, media_type=SAFETENSORS_TYPE)
 
         return await admitted("part", request, work)
 
@@ -303,34 +458,32 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
         async def work() -> Response:
             body = await read_body(request)
             start = time.time()
-            try:
-                doc = json.loads(body)
-                data = doc["input_data"]
-                name, sp, text = data["model"], int(data["splitting_point"]), data["tensor"]
-            except (ValueError, KeyError, TypeError) as err:
-                raise InputError(
-                    "body must be JSON {'input_data': {'tensor', 'splitting_point', 'model'}} "
-                    f"({type(err).__name__}: {err})"
-                ) from None
-            end = data.get("end")
-            seg = segment(str(name), sp, None if end is None else int(end))
-            if len(seg.needs) != 1:
-                raise ShapeError(
-                    f"cut {sp} of {name!r} crosses {len(seg.needs)} tensors; use /v1/infer"
+
+            def compute() -> tuple[str, dict[str, Any]]:  # a worker thread: parse, check, run
+                data = _offload_fields(body)
+                name, sp, end = str(data["model"]), data["splitting_point"], data.get("end")
+                seg = segment(name, sp, end)
+                if len(seg.needs) != 1:
+                    raise ShapeError(
+                        f"cut {sp} of {name!r} crosses {len(seg.needs)} tensors; use /v1/infer"
+                    )
+                want = store.model(seg.model).graph.tensor(seg.needs[0])
+                if "shape" in data and data["shape"] != list(want.shape):
+                    raise _HttpError(
+                        422,
+                        f"field 'shape' is {data['shape']} but cut {sp} of {name!r} needs "
+                        f"{list(want.shape)}",
+                        field="shape",
+                    )
+                dtype = str(data.get("dtype", "float32"))
+                tensor = wire.b64_to_tensor(
+                    str(data["tensor"]), want.shape, dtype, config.max_body_bytes
                 )
-            want = store.model(seg.model).graph.tensor(seg.needs[0])
-            if "shape" in data and [int(d) for d in data["shape"]] != list(want.shape):
-                raise ShapeError(
-                    f"field 'shape' is {data['shape']} but cut {sp} of {name!r} needs "
-                    f"{list(want.shape)}"
-                )
-            dtype = str(data.get("dtype", "float32"))
-            tensor = wire.b64_to_tensor(str(text), want.shape, dtype, config.max_body_bytes)
-            outs, _ = await anyio.to_thread.run_sync(
-                lambda: store.run(seg, {seg.needs[0]: tensor}), limiter=limiter
-            )
+                return seg.model, store.run(seg, {seg.needs[0]: tensor})[0]
+
+            model, outs = await anyio.to_thread.run_sync(compute, limiter=limiter)
             stop = time.time()
-            metrics.latency.labels(seg.model).observe(stop - start)
+            metrics.latency.labels(model).observe(stop - start)
             return JSONResponse(
                 {
                     "outputs": {
@@ -366,7 +519,8 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
 
     @app.get("/healthz", summary="Liveness; also the agent's RTT probe")
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "inflight": state["inflight"]}
+        # On the loop and touching nothing: liveness only (load is in the token's /metrics).
+        return {"status": "ok"}
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prom(request: Request) -> Response:

@@ -248,8 +248,18 @@ class ModelStore:
 
         The part takes exactly the tensors crossing into it and answers the tensors it hands
         on, so an agent can walk a min-cut or MILP plan part by part across servers.
+
+        The assignment is checked against the model before anything is built (issue 14
+        point 2): one part id per node, each in ``0..nodes-1`` (a plan has at most one part
+        per node, which bounds the partition's work by the model), and ``index`` among them.
+        A rejected request builds and caches nothing.
         """
         graph = self.model(name).graph
+        check_assignment(name, len(graph.nodes), assignment, len(graph.nodes), "part id")
+        if index not in assignment:
+            raise InputError(
+                f"part {index} is not in the assignment; it has parts {sorted(set(assignment))}"
+            )
 
         def build() -> Segment:
             split = partition(graph, list(assignment))
@@ -288,8 +298,13 @@ class ModelStore:
     def plan_stages(
         self, name: str, devices: tuple[str, ...], assignment: tuple[int, ...]
     ) -> Stages:
-        """The engine's stages of a plan, built once and kept in the part cache."""
+        """The engine's stages of a plan, built once and kept in the part cache.
+
+        The assignment is checked against the model (one device index per node) before
+        anything is built, so a rejected plan caches nothing.
+        """
         graph = self.model(name).graph
+        check_assignment(name, len(graph.nodes), assignment, len(devices), "device index")
         return self.parts.get(
             ("stages", name, devices, assignment),
             lambda: build_stages(graph, devices, assignment),
@@ -376,6 +391,20 @@ class ModelStore:
             else:
                 values.update(seg.part(values))
         return to_host({name: values[name] for name in seg.gives}, self.device), times
+
+
+def check_assignment(
+    model: str, nodes: int, assignment: tuple[int, ...], ids: int, what: str
+) -> None:
+    """One ``what`` per node of ``model``, each in ``0..ids-1``; else an InputError. O(nodes)."""
+    if len(assignment) != nodes:
+        raise InputError(
+            f"assignment has {len(assignment)} entries but {model!r} has {nodes} nodes; "
+            f"give one {what} per node"
+        )
+    bad = next((a for a in assignment if not 0 <= a < ids), None)
+    if bad is not None:
+        raise InputError(f"assignment has {what} {bad}; use 0..{ids - 1} for {model!r}")
 
 
 def _segment_bytes(seg: Segment) -> int:

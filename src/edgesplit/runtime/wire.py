@@ -29,6 +29,16 @@ Codecs (binary form only)
 Both decoders bound their input (``max_bytes``) and raise
 :class:`~edgesplit.errors.InputError` with one line naming what is wrong.
 Complexity: O(total tensor bytes) for every function here.
+
+Bounds before parsing (issue 14 point 1)
+    :func:`check_header` runs before safetensors sees a body: the header length is at most
+    :data:`MAX_HEADER_BYTES` and lies inside the body; a cheap byte count of ``{`` (every
+    entry is one JSON object, and a brace cannot be escaped) bounds the entries by
+    :data:`MAX_ENTRIES` before the JSON is decoded; then every entry must have a carried
+    dtype (:data:`ST_DTYPES`), a shape of at most 8 non-negative dimensions none over
+    ``max_bytes``, and data offsets whose span equals the shape's bytes and lies inside
+    the body. So a hostile header costs one bounded scan, never a long parse, and safetensors
+    and torch only ever see documents they can load.
 """
 
 from __future__ import annotations
@@ -67,6 +77,20 @@ DTYPES: dict[str, torch.dtype] = {
 }
 _CARRIED = frozenset(DTYPES.values())
 
+#: The safetensors dtype codes of :data:`DTYPES` and their bytes per element.
+ST_DTYPES: dict[str, int] = {
+    "F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8,
+    "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+}  # fmt: skip
+
+#: Bound on a body's safetensors JSON header (1 MiB holds thousands of tensor entries).
+MAX_HEADER_BYTES = 1 << 20
+
+#: Bound on the tensors in one body (a DAG cut crosses tens; a decoder's KV a few hundred).
+MAX_ENTRIES = 4096
+
+_MAX_RANK = 8
+
 
 def dtype_name(dtype: torch.dtype) -> str:
     """``torch.float32`` -> ``"float32"`` (the names the Graph uses)."""
@@ -103,12 +127,81 @@ def encode_tensors(
     return st_save(plain, metadata=metadata or None)
 
 
-def decode_tensors(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, torch.Tensor]:
-    """Parse safetensors bytes into named tensors; never unpickles."""
+def check_header(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, Any]:
+    """The checked safetensors header of ``data`` (module docstring: bounds before parsing).
+
+    O(header bytes): one ``bytes.count`` and, within the bounds, one JSON decode.
+    """
     if len(data) > max_bytes:
         raise InputError(f"body has {len(data)} bytes, over the limit of {max_bytes}")
     if len(data) < 8:
         raise InputError("body is not safetensors: it is shorter than the 8-byte header length")
+    n = int.from_bytes(data[:8], "little")
+    if n > MAX_HEADER_BYTES or 8 + n > len(data):
+        raise InputError(
+            f"safetensors header length {n} is over {MAX_HEADER_BYTES} bytes or past the "
+            f"body's {len(data)} bytes; send a safetensors document"
+        )
+    if data.count(b"{", 8, 8 + n) > MAX_ENTRIES + 2:
+        raise InputError(f"safetensors header has over {MAX_ENTRIES} entries; send fewer tensors")
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InputError("safetensors header is not valid JSON") from None
+    if not isinstance(header, dict):
+        raise InputError("safetensors header must be a JSON object of tensor entries")
+    room = len(data) - 8 - n
+    for name, entry in header.items():
+        if name == "__metadata__":
+            if entry is not None and not (
+                isinstance(entry, dict) and all(isinstance(v, str) for v in entry.values())
+            ):
+                raise InputError("safetensors '__metadata__' must map strings to strings")
+            continue
+        _check_entry(name, entry, room, max_bytes)
+    return header
+
+
+def _check_entry(name: str, entry: Any, room: int, max_bytes: int) -> None:
+    if not isinstance(entry, dict):
+        raise InputError(f"safetensors entry {name!r} is not an object")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in ST_DTYPES:
+        raise InputError(
+            f"tensor {name!r} has dtype {str(dtype)[:20]!r}, which the wire does not carry; "
+            f"use one of {', '.join(ST_DTYPES)}"
+        )
+    if (
+        not isinstance(shape, list)
+        or len(shape) > _MAX_RANK
+        or not all(type(d) is int and 0 <= d <= max_bytes for d in shape)
+    ):
+        raise InputError(
+            f"tensor {name!r} has shape {str(shape)[:60]}; give at most {_MAX_RANK} "
+            f"dimensions, each an integer in 0..{max_bytes}"
+        )
+    numel = 1
+    for d in shape:
+        numel *= d
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(type(o) is int for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1] <= room
+        or offsets[1] - offsets[0] != numel * ST_DTYPES[dtype]
+    ):
+        raise InputError(
+            f"tensor {name!r} has data_offsets {str(offsets)[:60]}, which do not hold its "
+            f"{dtype}{shape} inside the body"
+        )
+
+
+def decode_tensors(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, torch.Tensor]:
+    """Parse safetensors bytes into named tensors; never unpickles.
+
+    The header passes :func:`check_header` before safetensors parses anything.
+    """
+    check_header(data, max_bytes)
     try:
         tensors = dict(st_load(data))
     except (SafetensorError, ValueError, RuntimeError) as err:
@@ -118,12 +211,11 @@ def decode_tensors(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str,
 
 
 def decode_metadata(data: bytes) -> dict[str, str]:
-    """The ``__metadata__`` strings of a safetensors document (empty when absent)."""
-    try:
-        n = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8 : 8 + n])
-    except (ValueError, UnicodeDecodeError):
-        raise InputError("safetensors header is not valid JSON") from None
+    """The ``__metadata__`` strings of a safetensors document (empty when absent).
+
+    The header passes :func:`check_header` (bounded by its own length) first.
+    """
+    header = check_header(data, max(len(data), 8))
     meta = header.get("__metadata__") or {}
     return {str(k): str(v) for k, v in meta.items()}
 
