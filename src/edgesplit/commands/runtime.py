@@ -57,6 +57,10 @@ def serve(
     max_concurrency: int = typer.Option(2, help="inferences running at once"),
     max_queue: int = typer.Option(16, help="admitted requests waiting; beyond: 503"),
     max_body: int = typer.Option(256 * 1024 * 1024, help="largest request body, bytes"),
+    max_pending: int | None = typer.Option(
+        None, help="bytes of all bodies held at once, arriving or served (default: 512 MiB)"
+    ),
+    body_timeout: float = typer.Option(60.0, help="seconds a request body may take; else 408"),
     threads: int | None = typer.Option(None, help="torch intra-op threads (per replica)"),
     ray_replicas: int | None = typer.Option(
         None, help="run N replicas of the same app on Ray Serve instead of one uvicorn"
@@ -113,6 +117,8 @@ def serve(
         models=requests,
         device=device,
         max_body_bytes=max_body,
+        max_pending_bytes=max_pending,
+        body_timeout_s=body_timeout,
         max_concurrency=max_concurrency,
         max_queue=max_queue,
         token=token,
