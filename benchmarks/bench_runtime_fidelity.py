@@ -18,12 +18,12 @@ ratio is measured / predicted (median of the repeats, after one warm-up request)
 goal is within 10 %. ``pacing_ratio`` isolates the shaper (paced seconds over the
 prediction): the rest of the gap is the transport's own loopback time.
 
-Why the previous figure missed above 2 Mbit/s: the agent's shaper streamed the request
-body through httpx in paced 16 KB chunks (a sleep and a socket write per chunk, the
-server reading them one by one), which added tens of milliseconds per message, the same
-in the kernel-tbf mode that wrote the same chunks; the bucket's arithmetic itself is
-exact (``TokenBucketShaper.pace`` alone takes size/rate to 0.1 %). The engine's links pace
-each whole message once, on the receiver, to an absolute deadline
+Why the previous figure missed above 2 Mbit/s (our reading): not the bucket's arithmetic
+(``TokenBucketShaper.pace`` alone takes size/rate to 0.1 %), but the agent's shaper
+streaming the request body through httpx in paced 16 KB chunks (a sleep and a socket
+write per chunk, the server reading them one by one), a roughly fixed cost per message
+that the kernel-tbf mode, writing the same chunks, paid too. The engine's links pace each
+whole message once, on the receiver, from its arrival to an absolute deadline
 (``TokenBucketShaper.transmit``), and the body crosses loopback in one piece.
 
     .venv/bin/python benchmarks/bench_runtime_fidelity.py [--quick]
