@@ -97,11 +97,18 @@ class SessionLimits:
 
 
 class Refused(Exception):
-    """A decode request refused with an HTTP status and one line."""
+    """A decode request refused with an HTTP status, one line and the field at fault."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: dict[str, str] | None = None,
+        field: str | None = "body",
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.headers = status, message, headers or {}
+        self.field = field
 
 
 @dataclass
@@ -195,7 +202,9 @@ class SessionTable:
             s = self._sessions.get(sid)
         _close_relays(gone)
         if s is None or not hmac.compare_digest(s.owner, owner):
-            raise Refused(404, "unknown or expired decode session; open a new one")
+            raise Refused(
+                404, "unknown or expired decode session; open a new one", field=SESSION_HEADER
+            )
         s.used = self._clock()
         return s
 
@@ -224,7 +233,8 @@ def _close_relays(sessions: list[Session]) -> None:
 def _int(doc: Mapping[str, Any], key: str, low: int, high: int) -> int:
     value = doc.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise Refused(422, f"field {key!r} must be an integer in {low}..{high}, not {value!r}")
+        msg = f"field {key!r} must be an integer in {low}..{high}, not {value!r}"
+        raise Refused(422, msg, field=key)
     return value
 
 
@@ -252,26 +262,30 @@ def _open(
         raise Refused(422, "the open body must be a JSON object with model, cuts, part, ...")
     name = doc.get("model")
     if not isinstance(name, str):
-        raise Refused(422, "field 'model' must name a served model")
+        raise Refused(422, "field 'model' must name a served model", field="model")
     shape, digest = models.facts(name)
     if doc.get("weights") != digest:
         raise Refused(
             409,
             f"field 'weights' {doc.get('weights')!r} is not the served {name!r} weights digest "
             f"{digest!r}; serve the same model, config and weights as the client",
+            field="weights",
         )
     given = doc.get("cuts")
     if not isinstance(given, list) or len(given) > shape.layers:
         given = ["?"]
     cuts: list[int] = [c for c in given if type(c) is int]
     if len(cuts) != len(given):
-        raise Refused(422, f"field 'cuts' must be a list of block indices 1..{shape.layers - 1}")
+        msg = f"field 'cuts' must be a list of block indices 1..{shape.layers - 1}"
+        raise Refused(422, msg, field="cuts")
     part_index = _int(doc, "part", 0, len(cuts))
     max_len = _int(doc, "max_len", 1, shape.context)
     batch = _int(doc, "batch", 1, 1024)
     chain = doc.get("chain", [])
     if not isinstance(chain, list) or len(chain) > min(MAX_CHAIN, len(cuts) - part_index):
-        raise Refused(422, "field 'chain' must list the devices of the following parts")
+        raise Refused(
+            422, "field 'chain' must list the devices of the following parts", field="chain"
+        )
     module = models.store.module(name)
     part = decoder_part(module, cuts, part_index)
     reserved = kv_bytes(shape, part.hi - part.lo, max_len, batch)
@@ -324,7 +338,8 @@ def _step(session: Session, body: bytes, max_bytes: int, me: str | None) -> byte
     tensors = wire.decode_tensors(body, max_bytes)
     x = tensors.get("x")
     if set(tensors) != {"x"} or x is None:
-        raise Refused(422, f"the step body must hold one tensor 'x', not {sorted(tensors)}")
+        msg = f"the step body must hold one tensor 'x', not {sorted(tensors)}"
+        raise Refused(422, msg, field="x")
     part = session.part
     if part.first:
         ok = x.dtype == torch.int64 and x.dim() == 2
@@ -335,14 +350,16 @@ def _step(session: Session, body: bytes, max_bytes: int, me: str | None) -> byte
             f"{wire.dtype_name(session.dtype)} hidden state ({session.batch}, q, {session.hidden})"
         )
     if not ok or x.shape[0] != session.batch or x.shape[1] < 1:
-        raise Refused(422, f"tensor 'x' is {wire.dtype_name(x.dtype)}{list(x.shape)}; send {want}")
+        msg = f"tensor 'x' is {wire.dtype_name(x.dtype)}{list(x.shape)}; send {want}"
+        raise Refused(422, msg, field="x")
     if part.first and (int(x.min()) < 0 or int(x.max()) >= session.vocab):
-        raise Refused(422, f"token ids must lie in 0..{session.vocab - 1}")
+        raise Refused(422, f"token ids must lie in 0..{session.vocab - 1}", field="x")
     if part.seen + x.shape[1] > session.max_len:
         raise Refused(
             422,
             f"the session holds {part.seen} tokens and was opened for max_len "
             f"{session.max_len}; {x.shape[1]} more do not fit; open a longer session",
+            field="x",
         )
     y = part(x.to(session.device)).cpu()
     if part.last:
@@ -353,7 +370,8 @@ def _step(session: Session, body: bytes, max_bytes: int, me: str | None) -> byte
         try:
             y, report, wire_bytes = session.relay.step(session.relay_session, y)
         except ServerRejected as err:
-            raise Refused(502, f"next hop {session.relay.dst} refused: {err}") from None
+            msg = f"next hop {session.relay.dst} refused: {err}"
+            raise Refused(502, msg, {FAILED_HEADER: session.relay.dst}, None) from None
         hop = {"src": me or "server", "dst": session.relay.dst, "sent_bytes": sent}
         links = [{**hop, "back_bytes": payload_bytes(y), "wire_bytes": wire_bytes}]
         links.extend(report.get("links", []))
@@ -373,7 +391,8 @@ def mount(app: FastAPI, store: Any, config: Any, limiter: Any) -> SessionTable:
         if config.token is not None and not hmac.compare_digest(
             given.encode(), f"Bearer {config.token}".encode()
         ):
-            raise Refused(401, "missing or wrong bearer token; send 'Authorization: Bearer T'")
+            msg = "missing or wrong bearer token; send 'Authorization: Bearer T'"
+            raise Refused(401, msg, {"WWW-Authenticate": "Bearer"}, "Authorization")
         return hashlib.sha256(given.encode()).digest()
 
     async def body_of(request: Request, limit: int) -> bytes:
@@ -392,19 +411,22 @@ def mount(app: FastAPI, store: Any, config: Any, limiter: Any) -> SessionTable:
         try:
             return await work()  # type: ignore[no-any-return]
         except Refused as err:
-            return JSONResponse({"error": err.message}, err.status, headers=err.headers)
-        except TierFailed as err:
-            msg = f"next hop failed: {err}"
-            return JSONResponse({"error": msg}, 502, headers={FAILED_HEADER: err.device})
+            doc = {"error": err.message, "field": err.field}
+            return JSONResponse(doc, err.status, headers=err.headers)
+        except TierFailed as err:  # the one error shape; the header names the failed device
+            doc = {"error": f"next hop failed: {err}", "field": None}
+            return JSONResponse(doc, 502, headers={FAILED_HEADER: err.device})
         except UnknownModelError as err:
-            return JSONResponse({"error": str(err)}, 404)
+            return JSONResponse({"error": str(err), "field": "model"}, 404)
         except EdgesplitError as err:
-            return JSONResponse({"error": str(err)}, 422)
+            return JSONResponse({"error": str(err), "field": "body"}, 422)
 
     def session_id(request: Request) -> str:
         sid = request.headers.get(SESSION_HEADER, "")
         if not sid or len(sid) > 64:
-            raise Refused(404, "unknown or expired decode session; open a new one")
+            raise Refused(
+                404, "unknown or expired decode session; open a new one", field=SESSION_HEADER
+            )
         return sid
 
     @app.post("/v1/decode/open", summary="Open a decode session holding one decoder part")

@@ -339,6 +339,8 @@ def walk(
                 f"{hop.dst!r} ran no stage from stage {cursor} (on {st.device!r}); start it "
                 f"with edgesplit serve --topology FILE --as {hop.dst} to relay"
             )
+        if not cursor < reply.cursor <= len(stages):  # a relay only moves forward: no loop
+            raise HopFailed(hop.dst, f"{hop.dst} answered stage {reply.cursor} from {cursor}")
         log.hops.append(emu.pace_hop(hop.dst, reply.hop, reply.log))
         log.merge(reply.log)
         have.update(reply.tensors)
@@ -441,11 +443,28 @@ def open_stage(
     mismatch = fingerprint_mismatch(store.fingerprint(request.model), request.fingerprint)
     if mismatch:
         raise FingerprintError(mismatch)
+    check_stack(request, topology)
     stages = store.plan_stages(request.model, request.devices, request.assignment)
     target = check_request(stages, request, me)
     if topology is not None:
         check_codecs(topology, {k: c for k, c in request.codecs.items() if me in k.split("|")})
     return stages, target
+
+
+def check_stack(request: StageRequest, topology: Any) -> None:
+    """Refuse a relay chain that loops or outgrows the devices (issue 14 point 6).
+
+    Each relay adds its own device to ``stack`` and never sends to a device on it, so a
+    request causes at most one nested hop per device of the topology (the plan's devices
+    without one); a stack that repeats a device, holds the target or is longer is refused.
+    """
+    chain = (*request.stack, request.to)
+    bound = len(topology.devices) if topology is not None else len(request.devices)
+    if len(set(chain)) < len(chain) or len(chain) > bound:
+        raise InputError(
+            f"field 'stack' {list(request.stack)} to {request.to!r} loops or is longer than "
+            f"the {bound} devices; send each device at most once"
+        )
 
 
 def continue_stage(
