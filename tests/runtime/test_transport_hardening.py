@@ -151,3 +151,24 @@ def test_an_aborted_upload_logs_one_line_without_a_traceback(server, store, capl
     wire_lines = [r for r in caplog.records if r.name.startswith(("edgesplit", "websockets"))]
     assert len([r for r in wire_lines if r.levelno >= logging.WARNING]) == 1
     assert all(r.exc_info is None for r in caplog.records)
+
+
+def test_an_aborted_http_upload_logs_one_line_without_a_traceback(server, caplog) -> None:  # type: ignore[no-untyped-def]
+    uvicorn_log = logging.getLogger("uvicorn")  # uvicorn's loggers do not reach the root
+    uvicorn_log.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO)
+    try:
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            head = "POST /v1/stage HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+            s.sendall(f"{head}Content-Type: application/octet-stream\r\n\r\n".encode())
+            s.sendall(bytes(1000))  # then the client leaves mid-body
+        deadline = time.monotonic() + 10
+        while not [r for r in caplog.records if "mid-upload" in r.getMessage()]:
+            assert time.monotonic() < deadline, [r.getMessage() for r in caplog.records]
+            time.sleep(0.05)
+        time.sleep(0.2)
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
+    assert all(r.exc_info is None for r in caplog.records)

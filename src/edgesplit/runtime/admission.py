@@ -27,11 +27,14 @@ otherwise.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 import anyio
 from starlette.responses import JSONResponse
+
+log = logging.getLogger("edgesplit.server")
 
 #: Default seconds a request body may take to arrive in full (``serve --body-timeout``).
 DEFAULT_BODY_TIMEOUT_S = 60.0
@@ -99,7 +102,9 @@ class BodyGate:
                 self.count(scope["path"], refused.status_code)
                 await refused(scope, receive, send)
                 return
-            if body is None:  # the client went away before its body arrived
+            if body is None:  # the client went away before its body arrived: one line (pt 7)
+                client = scope.get("client") or ("?", 0)
+                log.warning("http: client %s:%s left mid-upload of %s", *client, scope["path"])
                 return
             await self.app(scope, _replay(body, receive), tracking_send)
         except Exception as err:

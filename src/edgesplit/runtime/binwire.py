@@ -37,7 +37,7 @@ frame is used (413 answer); dtypes, shapes and frame lengths are checked, and te
 run on worker threads (at most ``max_concurrency + max_queue`` requests admitted, 503
 beyond), so the event loop only moves messages. A refused request's frames are skipped up to
 the next header and the connection keeps serving. A request's frames must all arrive within
-:data:`FRAME_TIMEOUT_S` of its header (408, then close 1008: a trickling client frees its
+``serve --body-timeout`` of its header (408, then close 1008: a trickling client frees its
 slot), a connection idle for :data:`IDLE_S` is closed (1001; the client's pool drops its
 connections idle half as long), a header's ``{`` count bounds its entries before it is
 parsed, and a client that leaves mid-request logs one line, never a traceback.
@@ -98,8 +98,7 @@ INLINE_HEADER = 64 * 1024
 #: Open connections one server accepts at once.
 MAX_CONNECTIONS = 64
 
-#: Seconds a request's frames may take after its header; seconds a connection may idle.
-FRAME_TIMEOUT_S = 30.0
+#: Seconds a connection may idle between requests (its frames have ``--body-timeout``).
 IDLE_S = 120.0
 
 log = logging.getLogger("edgesplit.wire")
@@ -277,7 +276,7 @@ class WireServer:
     def __init__(self, app: Any, config: Any, metrics: Any) -> None:
         self.app, self.config, self.metrics = app, config, metrics
         self.max_bytes = int(config.max_body_bytes)
-        self.frame_timeout_s = float(getattr(config, "body_timeout_s", FRAME_TIMEOUT_S))
+        self.frame_timeout_s = float(config.body_timeout_s)  # serve --body-timeout
         self.admit = int(config.max_concurrency) + int(config.max_queue)
         self.port: int | None = None
         self._inflight = 0
