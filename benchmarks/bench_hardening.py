@@ -267,7 +267,9 @@ def stall(
 # --------------------------------------------------------------------------- slow uploads
 
 
-def slow_uploads(url: str, oracle: Oracle, n_slow: int = 18, n_normal: int = 12) -> dict[str, Any]:
+def slow_uploads(
+    url: str, oracle: Oracle, n_slow: int = 18, n_normal: int = 12, timeout_s: float = 60.0
+) -> dict[str, Any]:
     """``n_slow`` uploads trickle 1 byte/s while ``n_normal`` inferences are sent at once."""
     host, port = url.removeprefix("http://").split(":")
     head = (
@@ -295,7 +297,7 @@ def slow_uploads(url: str, oracle: Oracle, n_slow: int = 18, n_normal: int = 12)
         time.sleep(1.5)  # every slow upload has started its body
         t0 = time.perf_counter()
         with httpx.Client(
-            timeout=60, headers=AUTH, limits=httpx.Limits(max_connections=n_normal)
+            timeout=timeout_s, headers=AUTH, limits=httpx.Limits(max_connections=n_normal)
         ) as client:
 
             def one(_: int) -> tuple[str, bool]:
@@ -382,10 +384,27 @@ def burst(
 # --------------------------------------------------------------------------- schemathesis
 
 
+#: Rules no JSON schema can state, so a schema-valid body may still be refused with a 4xx
+#: (schemathesis' ST202 allows them per operation): a tensor's bytes must match the shape
+#: crossing the model's cut, a stage body must carry a plan's cursor in its metadata, a
+#: model or session id must exist. A 5xx or an undocumented answer still fails.
+SEMANTIC_4XX = ("400", "404", "409", "413", "422")
+SCHEMATHESIS_TOML = """
+[[operations]]
+include-path-regex = "^/(offload|v1/.*)$"
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = [{statuses}]
+"""
+
+
 def schemathesis(url: str, max_examples: int, max_time_s: int, report_dir: Path) -> dict[str, Any]:
     """``st run`` on the server's /openapi.json: all phases, negative data, every check."""
     st = Path(sys.executable).with_name("schemathesis")
-    argv = [str(st), "run", url + "/openapi.json", "--phases", "examples,coverage,fuzzing,stateful"]
+    config = report_dir / "schemathesis.toml"
+    statuses = ", ".join(f'"{s}"' for s in ("2xx", *SEMANTIC_4XX))
+    config.write_text(SCHEMATHESIS_TOML.format(statuses=statuses))
+    argv = [str(st), "--config-file", str(config), "run", url + "/openapi.json"]
+    argv += ["--phases", "examples,coverage,fuzzing,stateful"]
     argv += ["--mode", "all", "--checks", "all", "--max-examples", str(max_examples)]
     argv += ["--max-time", str(max_time_s), "-H", f"Authorization: Bearer {TOKEN}", "--seed", "14"]
     argv += ["--workers", "1", "--request-timeout", "10", "--no-color", "--report", "json"]
@@ -567,11 +586,14 @@ def _malformed_section() -> dict[str, Any]:
     try:
         with httpx.Client(timeout=60, headers=AUTH) as client:
             for label, path, body in malformed_cases():
-                r = client.post(server.url + path, content=body)
-                rows.append({"input": label, "status": r.status_code})
+                try:
+                    status = str(client.post(server.url + path, content=body).status_code)
+                except httpx.HTTPError as err:  # a reset connection, as a 500 once did
+                    status = type(err).__name__
+                rows.append({"input": label, "status": status})
     finally:
         server.kill()
-    return {"rows": rows, "pass": all(400 <= r["status"] < 500 for r in rows)}
+    return {"rows": rows, "pass": all(r["status"].startswith("4") for r in rows)}
 
 
 def main(argv: list[str] | None = None) -> int:
