@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import torch
 from websockets.exceptions import ConnectionClosed
@@ -19,7 +20,17 @@ from websockets.sync.client import connect
 
 from edgesplit.errors import InputError
 from edgesplit.runtime import binwire, records
-from edgesplit.runtime.engine import Engine, HTTPStageTransport, StageRequest, check_stack
+from edgesplit.runtime.decode import SESSION_HEADER
+from edgesplit.runtime.engine import (
+    Engine,
+    HopFailed,
+    HTTPStageTransport,
+    Log,
+    StageReply,
+    StageRequest,
+    check_stack,
+    walk,
+)
 from edgesplit.runtime.loop import RetryingHop
 from edgesplit.runtime.server import BackgroundServer, ServerConfig, create_app
 from edgesplit.runtime.stages import build_stages, fingerprint
@@ -172,3 +183,49 @@ def test_an_aborted_http_upload_logs_one_line_without_a_traceback(server, caplog
         uvicorn_log.removeHandler(caplog.handler)
     assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
     assert all(r.exc_info is None for r in caplog.records)
+
+
+class Backwards:
+    """A next hop that answers a stage before the one it was sent (a relay that loops)."""
+
+    dst = "edge"
+
+    def send(self, stage: StageRequest, tensors: Any) -> StageReply:
+        return StageReply({}, stage.cursor - 1, {}, {"src": "device", "dst": "edge"})
+
+    def unreachable(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def test_a_next_hop_that_sends_the_walk_backwards_is_a_failed_hop(store) -> None:  # type: ignore[no-untyped-def]
+    graph = store.model(MODEL).graph
+    stages = build_stages(graph, ("device", "edge"), [0] * 3 + [1] * (len(graph.nodes) - 3))
+    request = StageRequest(
+        MODEL, stages.devices, stages.assignment, fingerprint(graph), 0, "device", ()
+    )
+    have = dict(zip(graph.input_names, [torch.randn(1, 1, 28, 28)], strict=True))
+
+    def run(i: int, values: Any) -> Any:
+        with torch.inference_mode():
+            return stages[i].part(values)
+
+    with pytest.raises(HopFailed, match="answered stage 0 from 1") as err:
+        walk(stages, request, frozenset({"device"}), have, {"edge": Backwards()}, run, Log())
+    assert err.value.device == "edge"
+
+
+def test_a_decode_step_for_an_unknown_session_is_404_in_the_one_shape(server) -> None:  # type: ignore[no-untyped-def]
+    resp = httpx.post(
+        f"{server.url}/v1/decode/step",
+        headers={SESSION_HEADER: "not-a-session"},
+        content=b"x",
+        timeout=10,
+    )
+    assert resp.status_code == 404
+    assert resp.json() == {
+        "error": "unknown or expired decode session; open a new one",
+        "field": SESSION_HEADER,
+    }
