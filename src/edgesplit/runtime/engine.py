@@ -137,7 +137,7 @@ class StageRequest:
                 codecs={str(k): str(v) for k, v in dict(doc.get("codecs", {})).items()},
                 order=dict(doc.get("order") or {}),
             )
-        except (ValueError, KeyError, TypeError) as err:
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as err:
             raise InputError(
                 f"metadata {CONTROL!r} must be JSON with model, devices, assignment, "
                 f"fingerprint, cursor, to and stack ({type(err).__name__}: {err})"

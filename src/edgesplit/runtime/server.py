@@ -267,8 +267,7 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
         return error_response(err.status_code, str(err.detail), "path", err.headers)
 
     def count(path: str, status: int) -> None:
-        if path in _ENDPOINTS:
-            metrics.requests.labels(_ENDPOINTS[path], str(status)).inc()
+        metrics.requests.labels(_ENDPOINTS.get(path, "other"), str(status)).inc()
         if status == 503:
             metrics.rejected.inc()
 
