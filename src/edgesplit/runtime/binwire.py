@@ -475,6 +475,8 @@ class WireServer:
             503 if isinstance(err, Busy) else 408 if isinstance(err, SlowFrames) else _status(err)
         )
         message = str(err) if status != 500 else f"{type(err).__name__}: {err}"
+        if status == 500:  # the server's own fault: one line for the operator, no traceback
+            log.error("wire: request %r failed: %s", request_id, message)
         if status == 502 and not message.startswith("next hop failed"):
             message = f"next hop failed: {message}"
         failed = err.device if isinstance(err, HopFailed) else None
