@@ -251,6 +251,11 @@ def tls_tiers(store: ModelStore, tmp_path_factory: pytest.TempPathFactory) -> It
     finally:
         security.use_ca(None)
         for s in servers:
+            # The relays' idle keep-alive TLS connections first: an open one would hold the
+            # next server's graceful shutdown for asyncio's 30 s TLS close timeout.
+            state = s.server.config.app.state
+            for hop in {*state.hops.values(), *state.wire_hops.values()}:
+                hop.close()
             s.stop()
 
 
