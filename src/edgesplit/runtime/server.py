@@ -302,7 +302,7 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
             raise _HttpError(
                 401,
                 "missing or wrong bearer token; send 'Authorization: Bearer T'",
-                field="authorization",
+                field="Authorization",
             )
 
     async def read_body(request: Request) -> bytes:
