@@ -30,6 +30,7 @@ from edgesplit.commands.common import (
     model_request,
     print_json,
 )
+from edgesplit.commands.runtime import TlsCaOpt
 from edgesplit.errors import InputError
 
 if TYPE_CHECKING:
@@ -181,6 +182,7 @@ def generate(
         False, "--no-failover", help="with --topology: stop when a tier fails (default: rebuild)"
     ),
     as_json: bool = JsonOpt,
+    tls_ca: Path | None = TlsCaOpt,
 ) -> None:
     """Split a GPT-2 / LLaMA model at block boundaries and generate greedily.
 
@@ -195,6 +197,9 @@ def generate(
 
     from edgesplit.graph.decoder import describe, split_decoder, unsplit_generate
     from edgesplit.plan.decoder import load_decoder_plan
+    from edgesplit.runtime import security
+
+    security.use_ca(tls_ca)  # https:// tiers are verified against it (else system trust)
 
     if (cuts is None) == (plan is None):
         raise InputError("give --cuts (e.g. --cuts 4,8) or --plan PLAN, exactly one")

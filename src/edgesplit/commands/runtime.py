@@ -229,15 +229,19 @@ def run(
     csv_path: Path = typer.Option(Path("results/run/requests.csv"), "--csv", help="CSV out"),
     jsonl_path: Path | None = typer.Option(None, "--jsonl", help="JSON lines out"),
     as_json: bool = JsonOpt,
+    tls_ca: Path | None = TlsCaOpt,
 ) -> None:
     """Run a two-tier split on the engine: head here, tail on the cloud, one CSV row per request.
 
     The split is re-planned (Luger Algorithm 1) when bandwidth, RTT, clock or measured
     compute move by --threshold, or every --interval seconds.
     """
+    from edgesplit.runtime import security
     from edgesplit.runtime.conditions import ConditionSchedule
     from edgesplit.runtime.loop import RunOptions, run_split
     from edgesplit.units import parse_bandwidth, parse_duration, parse_frequency
+
+    security.use_ca(tls_ca)  # an https:// --url is verified against it (else system trust)
 
     if requests is None and duration is None:
         requests = 20

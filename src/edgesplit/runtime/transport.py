@@ -27,7 +27,7 @@ import httpx
 import torch
 
 from edgesplit.errors import TransportError
-from edgesplit.runtime import wire
+from edgesplit.runtime import security, wire
 from edgesplit.runtime.shaping import TokenBucketShaper
 
 
@@ -92,7 +92,9 @@ class HTTPTransport:
         client: httpx.Client | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.client = client or httpx.Client(base_url=base_url, timeout=timeout_s)
+        self.client = client or httpx.Client(
+            base_url=base_url, timeout=timeout_s, verify=security.client_context()
+        )
         self.client.headers.update(headers)
         self.timeout_s = timeout_s
         self.shaper = shaper
@@ -221,7 +223,7 @@ def in_process(
 def http_client(token: str | None = None, timeout_s: float = 30.0) -> httpx.Client:
     """One persistent httpx client carrying the token (a hop's and its probe's)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(timeout=timeout_s, headers=headers)
+    return httpx.Client(timeout=timeout_s, headers=headers, verify=security.client_context())
 
 
 def probe_rtt(client: httpx.Client, url: str) -> float:
