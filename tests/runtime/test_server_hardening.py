@@ -182,6 +182,20 @@ def test_rejected_requests_leave_nothing_in_the_parts_cache(server, store) -> No
     assert store.parts.info()["entries"] == before
 
 
+def test_huge_input_shapes_are_refused_before_any_retrace(server, store) -> None:  # type: ignore[no-untyped-def]
+    graph = store.model(MODEL).graph
+    (name,) = [t.name for t in graph.cut(3).tensors]
+    shapes = {graph.input_names[0]: [100_000, *graph.tensor(graph.input_names[0]).shape[1:]]}
+    body = wire.encode_tensors(
+        {name: torch.zeros(graph.tensor(name).shape)}, {"input_shapes": json.dumps(shapes)}
+    )
+    before = store.shapes_cached(MODEL)
+    resp = httpx.post(server.url + "/v1/infer", params={"model": MODEL, "cut": 3}, content=body)
+    _is_error(resp, 422)
+    assert "64 times" in resp.json()["error"]
+    assert store.shapes_cached(MODEL) == before
+
+
 def _raw_slow_upload(server: BackgroundServer) -> socket.socket:
     sock = socket.create_connection((server.host, server.port), timeout=10)
     sock.sendall(

@@ -194,6 +194,7 @@ class ModelStore:
         graph = self.model(name).graph
         if key is None or key == traced_key(graph):
             return self
+        check_shapes(name, traced_key(graph), key)
         with self._shape_lock:
             cache = self._shaped.setdefault(name, OrderedDict())
             store = cache.get(key)
@@ -391,6 +392,28 @@ class ModelStore:
             else:
                 values.update(seg.part(values))
         return to_host({name: values[name] for name in seg.gives}, self.device), times
+
+
+#: A request's model inputs may hold at most this many times the traced elements (a batch
+#: or a sequence 64 times the traced one); bounds the work of a re-trace before it starts.
+MAX_SHAPE_GROWTH = 64
+
+
+def check_shapes(model: str, traced: ShapeKey, key: ShapeKey) -> None:
+    """Model-input shapes ``key``: non-negative, within :data:`MAX_SHAPE_GROWTH` of ``traced``."""
+    for want, got in zip(traced, key, strict=False):
+        if any(d < 0 for d in got) or _numel(got) > MAX_SHAPE_GROWTH * max(1, _numel(want)):
+            raise ShapeError(
+                f"{model!r} was traced at input shape {list(want)}; a request at {list(got)} "
+                f"is negative or over {MAX_SHAPE_GROWTH} times its elements; send smaller inputs"
+            )
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
 
 
 def check_assignment(
