@@ -11,6 +11,9 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -308,6 +311,37 @@ def test_clients_verify_the_certificate_and_never_fall_back_to_plain(tls_tiers: 
         connect(wss, additional_headers={"Authorization": "Bearer no"},
                 ssl=security.client_context(), proxy=None)  # fmt: skip
     assert refused.value.response.status_code == 401
+
+
+def test_edgesplit_serve_with_a_certificate_serves_https_and_wss(tmp_path: Path) -> None:
+    """The CLI end to end: ``serve --tls-cert --tls-key`` answers HTTPS; /v1/wire is WSS."""
+    cert, key, ca = _pem(tmp_path)
+    port = _free_port()
+    argv = [sys.executable, "-m", "edgesplit.cli", "serve", "--model", MODEL, "--port", str(port),
+            "--token", TOKEN, "--tls-cert", str(cert), "--tls-key", str(key)]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    security.use_ca(ca)
+    try:
+        with httpx.Client(verify=security.client_context(), headers=AUTH) as http:
+            deadline = time.monotonic() + 120
+            while True:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                try:
+                    if http.get(f"https://127.0.0.1:{port}/healthz").status_code == 200:
+                        break
+                except httpx.ConnectError:
+                    assert time.monotonic() < deadline, "serve did not answer over HTTPS"
+                    time.sleep(0.2)
+            wire_port = http.get(f"https://127.0.0.1:{port}/v1/wire").json()["port"]
+        with connect(f"wss://127.0.0.1:{wire_port}/", additional_headers=AUTH,
+                     ssl=security.client_context(), proxy=None) as ws:  # fmt: skip
+            assert ws.protocol.state.name == "OPEN"
+        with pytest.raises(httpx.RemoteProtocolError):  # plain HTTP gets no answer
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    finally:
+        security.use_ca(None)
+        proc.terminate()
+        proc.wait(timeout=60)
 
 
 def test_bad_tls_files_are_one_line_errors(tmp_path: Path) -> None:
