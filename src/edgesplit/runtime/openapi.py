@@ -105,7 +105,7 @@ ROUTES: dict[tuple[str, str], tuple[dict[str, Any] | None, dict[str, Any], tuple
     ("/offload", "post"): (OFFLOAD, JSON_OK, (*BODY, 404, 422)),
     ("/v1/decode/open", "post"): (DECODE_OPEN, JSON_OK, (*BODY, 404, 413, 422, 429, 502)),
     ("/v1/decode/step", "post"): (SAFETENSORS, OCTET, (*BODY, 404, 409, 422, 502)),
-    ("/v1/decode/close", "post"): (None, JSON_OK, (401, 404, 500, 503)),
+    ("/v1/decode/close", "post"): (None, JSON_OK, (*BODY, 404)),
     ("/v1/models", "get"): (None, JSON_OK, (401, 500, 503)),
     ("/v1/wire", "get"): (None, JSON_OK, (401, 503)),
     ("/metrics", "get"): (None, TEXT_OK, (401,)),
