@@ -10,7 +10,8 @@ parameters and replaces each operation's request body and responses with :data:`
 * ``/offload`` (Luger 2023 Listing 1) and ``/v1/decode/open`` as JSON with their schema;
 * every status a route can answer, each error with the one shape
   ``{"error": "...", "field": "..."}`` (:data:`ERROR`);
-* with a token, the bearer scheme on every operation but ``/healthz``.
+* with a token, the bearer scheme on every operation but ``/healthz``;
+* the served models as examples of ``model`` (any other name is a 404).
 
 ``tests/runtime/test_server_auth_tls.py`` checks the table against real answers.
 """
@@ -147,11 +148,25 @@ def document(app: FastAPI, token: bool) -> dict[str, Any]:
         op["responses"] = responses
         if token:
             op["security"] = [] if path == "/healthz" else [{"bearer": []}]
+    _served_examples(app, paths)
     components = doc.setdefault("components", {})
     components["schemas"] = {"Error": ERROR}
     if token:
         components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     return doc
+
+
+def _served_examples(app: FastAPI, paths: dict[str, Any]) -> None:
+    """The served model names as examples of every ``model`` parameter (others are 404)."""
+    names = list(getattr(getattr(app.state, "store", None), "names", ()))
+    if not names:
+        return
+    for ops in paths.values():
+        for op in ops.values():
+            for param in op.get("parameters", []):
+                if param.get("name") == "model":
+                    param["schema"]["examples"] = names
+                    param["example"] = names[0]
 
 
 def install(app: FastAPI, token: bool) -> None:
