@@ -356,9 +356,17 @@ def test_edgesplit_serve_with_a_certificate_serves_https_and_wss(tmp_path: Path)
         proc.wait(timeout=60)
 
 
-def test_bad_tls_files_are_one_line_errors(tmp_path: Path) -> None:
+def test_bad_tls_files_are_one_line_errors(
+    tmp_path: Path, cli: Any, assert_input_error: Any
+) -> None:
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate")
+    absent = tmp_path / "absent.pem"
+    assert_input_error(cli("serve", "--tls-cert", junk), "--tls-key")
+    assert_input_error(cli("serve", "--tls-cert", junk, "--tls-key", junk), "--tls-cert", junk)
+    assert_input_error(cli("serve", "--tls-cert", absent, "--tls-key", junk), absent)
+    assert_input_error(cli("serve", "--tls-ca", absent), "--tls-ca", absent)
+    assert_input_error(cli("run-plan", junk, "--tls-ca", absent), "--tls-ca", absent)
     with pytest.raises(InputError, match="--tls-cert and --tls-key together"):
         security.ServerTLS.of(junk, None)
     with pytest.raises(InputError, match="--tls-cert .*cannot load"):
