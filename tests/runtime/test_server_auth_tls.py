@@ -77,6 +77,8 @@ def test_every_route_but_healthz_needs_the_token_docs_included(client: TestClien
     r = client.get("/healthz")
     assert r.status_code == 200 and set(r.json()) <= {"status", "inflight"}
     assert client.get("/docs", headers=AUTH).status_code == 200
+    metrics = client.get("/metrics", headers=AUTH).text
+    assert 'edgesplit_requests_total{endpoint="infer",status="401"} 3.0' in metrics
 
 
 def test_the_token_is_checked_before_query_and_body_validation(client: TestClient) -> None:

@@ -29,6 +29,7 @@ import hmac
 import json
 import os
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,10 @@ class BearerAuth:
     validation of its query or body (which would otherwise answer 422 first).
     """
 
-    def __init__(self, app: Any, token: str | None) -> None:
-        self.app, self.token = app, token
+    def __init__(
+        self, app: Any, token: str | None, count: Callable[[str, int], None] | None = None
+    ) -> None:
+        self.app, self.token, self.count = app, token, count  # count(path, 401): /metrics
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if self.token is None or scope["type"] != "http" or scope["path"] in OPEN_PATHS:
@@ -69,6 +72,8 @@ class BearerAuth:
             (b"content-length", str(len(body)).encode()),
             (b"www-authenticate", b'Bearer realm="edgesplit"'),
         ]
+        if self.count is not None:
+            self.count(scope["path"], 401)
         await send({"type": "http.response.start", "status": 401, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

@@ -528,7 +528,7 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
 
     binwire.mount(app, config, metrics)
     decode_sessions.mount(app, store, config, limiter)
-    app.add_middleware(security.BearerAuth, token=config.token)  # before anything else
+    app.add_middleware(security.BearerAuth, token=config.token, count=count)  # before all else
     openapi.install(app, config.token is not None)
     app.state.store = store
     app.state.config = config
