@@ -95,6 +95,10 @@ def test_unknown_model_and_bad_parameters_name_their_field(server) -> None:  # t
         assert out_of_range.json()["field"] == "cut"
         _is_error(c.get("/no/such/route"), 404)
         assert c.post("/offload", content=_offload(end="abc")).json()["field"] == "end"
+        for odd in ("--5", "\u00b2", "9" * 40):  # never an int() failure or a huge int
+            _is_error(c.post("/offload", content=_offload(end=odd)), 422)
+            params = {"model": MODEL, "assignment": odd, "part": 0}
+            _is_error(c.post("/v1/part", params=params, content=b""), 422)
 
 
 def _healthz_max_while(server: BackgroundServer, attack) -> float:  # type: ignore[no-untyped-def]

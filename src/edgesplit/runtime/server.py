@@ -137,6 +137,8 @@ class _HttpError(Exception):
 
 
 def _status_of(err: EdgesplitError) -> int:
+    if isinstance(err, wire.FieldError):
+        return err.status
     if isinstance(err, UnknownModelError):
         return 404
     if isinstance(err, ShapeError):
@@ -145,6 +147,8 @@ def _status_of(err: EdgesplitError) -> int:
 
 
 def _field_of(err: EdgesplitError) -> str:
+    if isinstance(err, wire.FieldError):
+        return err.field
     return "model" if isinstance(err, UnknownModelError) else "body"
 
 
@@ -155,55 +159,6 @@ _ENDPOINTS = {
     "/v1/stage": "stage",
     "/offload": "offload",
 }
-
-
-def _offload_fields(body: bytes) -> dict[str, Any]:
-    """The checked ``input_data`` of an /offload body (Listing 1); a 4xx naming the field."""
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise _HttpError(400, "body is not JSON; send Luger's Listing 1 document") from None
-    data = doc.get("input_data") if isinstance(doc, dict) else None
-    if not isinstance(data, dict):
-        raise _HttpError(
-            400,
-            "body must be JSON {'input_data': {'tensor', 'splitting_point', 'model'}}",
-            field="input_data",
-        )
-    for key in ("model", "splitting_point", "tensor"):
-        if key not in data:
-            raise _HttpError(400, f"field 'input_data.{key}' is missing", field=key)
-    for key in ("model", "tensor", "dtype"):
-        if key in data and not isinstance(data[key], str):
-            raise _HttpError(422, f"field {key!r} must be a string", field=key)
-    out = {**data, "splitting_point": _int_field(data, "splitting_point")}
-    out["end"] = _int_field(data, "end")
-    if "shape" in data:
-        shape = data["shape"]
-        if not isinstance(shape, list) or len(shape) > 8:
-            raise _HttpError(
-                422, "field 'shape' must be a list of at most 8 integers", field="shape"
-            )
-        out["shape"] = [_int_field({"shape": d}, "shape") for d in shape]
-    return out
-
-
-def _int_field(data: dict[str, Any], key: str) -> int | None:
-    """A JSON integer field of /offload: an int, an integral finite float or a digit string."""
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        value = None
-    elif (isinstance(value, float) and value.is_integer()) or (
-        isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 20
-    ):
-        value = int(value)
-    if not isinstance(value, int):
-        raise _HttpError(
-            422, f"field {key!r} must be an integer, not {str(data.get(key))[:40]!r}", field=key
-        )
-    return value
 
 
 class _Metrics:
@@ -381,7 +336,7 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
             start = time.time()
             n = len(store.model(model).graph.nodes)  # unknown model: a 404 naming it, first
             items = assignment.split(",")
-            if len(items) != n or not all(a.strip().isdigit() and len(a) < 8 for a in items):
+            if len(items) != n or not all(wire.is_int_text(a.strip()) for a in items):
                 raise _HttpError(
                     422,
                     f"assignment must be {n} comma-separated part ids (0..{n - 1}), one per "
@@ -459,7 +414,7 @@ def create_app(config: ServerConfig, store: ModelStore | None = None) -> FastAPI
             start = time.time()
 
             def compute() -> tuple[str, dict[str, Any]]:  # a worker thread: parse, check, run
-                data = _offload_fields(body)
+                data = wire.offload_fields(body)
                 name, sp, end = str(data["model"]), data["splitting_point"], data.get("end")
                 seg = segment(name, sp, end)
                 if len(seg.needs) != 1:

@@ -253,6 +253,68 @@ def b64_to_tensor(
     return flat.reshape(shape).clone()
 
 
+class FieldError(InputError):
+    """A bad field of a request: ``field`` names it; ``status`` is 400 for a document that is
+    not the expected form at all, 422 for a field whose value is wrong."""
+
+    def __init__(self, message: str, field: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.field = field
+        self.status = status
+
+
+def offload_fields(body: bytes) -> dict[str, Any]:
+    """The checked ``input_data`` of an /offload body (Listing 1); a 4xx naming the field."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise FieldError("body is not JSON; send Luger's Listing 1 document", "body", 400) from None
+    data = doc.get("input_data") if isinstance(doc, dict) else None
+    if not isinstance(data, dict):
+        raise FieldError(
+            "body must be JSON {'input_data': {'tensor', 'splitting_point', 'model'}}",
+            "input_data",
+            400,
+        )
+    for key in ("model", "splitting_point", "tensor"):
+        if key not in data:
+            raise FieldError(f"field 'input_data.{key}' is missing", key, 400)
+    for key in ("model", "tensor", "dtype"):
+        if key in data and not isinstance(data[key], str):
+            raise FieldError(f"field {key!r} must be a string", key, 422)
+    out = {**data, "splitting_point": _int_field(data, "splitting_point")}
+    out["end"] = _int_field(data, "end")
+    if "shape" in data:
+        shape = data["shape"]
+        if not isinstance(shape, list) or len(shape) > 8:
+            raise FieldError("field 'shape' must be a list of at most 8 integers", "shape", 422)
+        out["shape"] = [_int_field({"shape": d}, "shape") for d in shape]
+    return out
+
+
+def _int_field(data: dict[str, Any], key: str) -> int | None:
+    """A JSON integer field of /offload: an int, an integral finite float or a digit string."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        value = None
+    elif (isinstance(value, float) and value.is_integer()) or (
+        isinstance(value, str) and is_int_text(value.strip().removeprefix("-"))
+    ):
+        value = int(value)
+    if not isinstance(value, int):
+        raise FieldError(
+            f"field {key!r} must be an integer, not {str(data.get(key))[:40]!r}", key, 422
+        )
+    return value
+
+
+def is_int_text(text: str) -> bool:
+    """Plain ASCII decimal digits, at most 18 of them (so ``int`` neither fails nor grows)."""
+    return text.isascii() and text.isdecimal() and len(text) <= 18
+
+
 def offload_document(model: str, splitting_point: int, tensor: torch.Tensor) -> dict[str, Any]:
     """The request body of ``POST /offload`` (Luger Listing 1) for one crossing tensor."""
     return {
