@@ -18,6 +18,9 @@ JSON form (``POST /offload``, Luger 2023 Listing 1)
     against it. Only a cut with exactly one crossing tensor can use this form; the
     thesis' chains always have one. The answer is JSON with the output in the same
     encoding plus ``cloud_lat_start`` / ``cloud_lat_stop``.
+    :func:`offload_fields` checks the document before anything else: a body that is not
+    Listing 1 is a 400, a field of the wrong type (``end`` ``"abc"``, ``splitting_point``
+    ``1e400``, ``shape`` ``["a"]``) a 422 naming it (:class:`FieldError`).
 
 Codecs (binary form only)
     ``encode_tensors(..., codec=C)`` packs the tensors with a wire codec
