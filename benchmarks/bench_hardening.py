@@ -619,28 +619,34 @@ def main(argv: list[str] | None = None) -> int:
     doc: dict[str, Any] = {"quick": bool(args.quick), "before_hardening": BEFORE}
     for section in args.only:
         t0 = time.perf_counter()
-        if section == "schemathesis":
-            server = start_server()
-            try:
-                with tempfile.TemporaryDirectory() as tmp:
-                    row = schemathesis(
-                        server.url, 5 if args.quick else 20, 30 if args.quick else 120, Path(tmp)
-                    )
-            finally:
-                server.kill()
-            row["pass"] = row.get("failures", 1) == 0 and row.get("errors", 1) == 0
-        elif section == "malformed":
-            row = _malformed_section()
-        elif section == "stalls":
-            row = _stall_section(3.0 if args.quick else 20.0)
-        elif section == "rss":
-            row = rss_growth(args.rejected or (200 if args.quick else 10_000))
-        elif section in ("slow_uploads", "burst"):
-            row = _served_section(section)
-        elif section == "kill":
-            row = kill_runs(8 if args.quick else 200, 3 if args.quick else 30)
-        else:
-            row = hop(args.quick)
+        try:
+            if section == "schemathesis":
+                server = start_server()
+                try:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        row = schemathesis(
+                            server.url,
+                            5 if args.quick else 20,
+                            30 if args.quick else 120,
+                            Path(tmp),
+                        )
+                finally:
+                    server.kill()
+                row["pass"] = row.get("failures", 1) == 0 and row.get("errors", 1) == 0
+            elif section == "malformed":
+                row = _malformed_section()
+            elif section == "stalls":
+                row = _stall_section(3.0 if args.quick else 20.0)
+            elif section == "rss":
+                row = rss_growth(args.rejected or (200 if args.quick else 10_000))
+            elif section in ("slow_uploads", "burst"):
+                row = _served_section(section)
+            elif section == "kill":
+                row = kill_runs(8 if args.quick else 200, 3 if args.quick else 30)
+            else:
+                row = hop(args.quick)
+        except Exception as err:  # one broken section must not lose the others' figures
+            row = {"error": f"{type(err).__name__}: {err}", "pass": False}
         row["wall_s"] = time.perf_counter() - t0
         doc[section] = row
         print(
