@@ -317,7 +317,8 @@ def _across(
 
     from edgesplit.errors import TransportError
     from edgesplit.graph.decoder import unsplit_generate
-    from edgesplit.runtime.decode import DecodeClient, Tier
+    from edgesplit.runtime.decode import DecodeClient, HTTPDecodeLink, Tier
+    from edgesplit.runtime.security import hop_token
     from edgesplit.system.topology import load_topology
 
     topo = load_topology(path)
@@ -332,8 +333,18 @@ def _across(
     devices = [topo.device(n) for n in names]  # an unknown name is one line naming it
     tiers = [Tier(d.name, None if d.local else d.url) for d in devices]
     relay = {frozenset((link.a, link.b)) for link in topo.links}
+    # Each tier's token: its topology device's token_env, else --token.
+    tokens = {d.name: hop_token(d, token) for d in devices if not d.local}
     client = DecodeClient(
-        module, model, cuts, tiers, token=token, relay=relay, failover=failover, here=topo.local
+        module,
+        model,
+        cuts,
+        tiers,
+        token=token,
+        relay=relay,
+        failover=failover,
+        here=topo.local,
+        link_factory=lambda t: HTTPDecodeLink(t.name, str(t.url), tokens[t.name]),
     )
     try:
         run = client.generate(ids, n_tokens)
