@@ -100,13 +100,21 @@ def test_malformed_headers_get_the_one_error_shape_and_the_connection_serves_on(
         )
         reply = json.loads(ws.recv(timeout=10))
         assert (reply["status"], reply["field"]) == (413, "tensors[0].shape")
+        # A frame bigger than its entry is refused on arrival; the request's later frames
+        # are skipped, so frames held never exceed the header's declared total.
+        two = [{"name": n, "dtype": "float32", "shape": [1]} for n in ("a", "b")]
+        ws.send(json.dumps({"id": 5, "stage": "{}", "tensors": two}))
+        ws.send(bytes(1 << 20))
+        ws.send(bytes(1 << 20))
+        reply = json.loads(ws.recv(timeout=10))
+        assert (reply["id"], reply["status"], reply["field"]) == (5, 400, "tensors[0].shape")
         # The same connection still answers a good request exactly.
         x = torch.randn(1, 1, 28, 28)
         spec = {"name": graph.input_names[0], "dtype": "float32", "shape": list(x.shape)}
-        ws.send(json.dumps({"id": 5, "stage": stage_request(store).to_json(), "tensors": [spec]}))
+        ws.send(json.dumps({"id": 6, "stage": stage_request(store).to_json(), "tensors": [spec]}))
         ws.send(x.numpy().tobytes())
         reply = json.loads(ws.recv(timeout=30))
-        assert reply["ok"] and reply["id"] == 5
+        assert reply["ok"] and reply["id"] == 6
         (out,) = reply["tensors"]
         y = torch.frombuffer(bytearray(ws.recv(timeout=30)), dtype=torch.float32)
         with torch.inference_mode():

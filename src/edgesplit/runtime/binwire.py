@@ -224,6 +224,16 @@ def from_frame(spec: TensorSpec, data: bytes) -> torch.Tensor:
         return torch.frombuffer(data, dtype=dtype).reshape(spec.shape)
 
 
+def frame_mismatch(i: int, spec: TensorSpec, size: int) -> InputError | None:
+    """The error for frame ``i`` of ``size`` bytes when its header entry needs another size."""
+    if size == spec.nbytes:
+        return None
+    return InputError(
+        f"field 'tensors[{i}].shape': the frame of tensor {spec.name!r} has {size} bytes but "
+        f"its entry ({spec.dtype}{list(spec.shape)}) needs {spec.nbytes}"
+    )
+
+
 def parse_header(text: str) -> dict[str, Any]:
     """The JSON header of one message, bounded; a JSON object."""
     if len(text) > MAX_HEADER_BYTES:
@@ -376,12 +386,17 @@ class WireServer:
                 except InputError as err:
                     await self._refuse(conn, doc.get("id"), err)  # its frames are skipped
                     continue
+                wrong: InputError | None = None
                 try:
                     async with asyncio.timeout(self.frame_timeout_s):
                         while len(frames) < len(specs):
                             msg = await conn.recv()
                             if isinstance(msg, str):
                                 pending = msg
+                                break
+                            # Checked on arrival: the frames held stay within the header's total.
+                            wrong = frame_mismatch(len(frames), specs[len(frames)], len(msg))
+                            if wrong is not None:
                                 break
                             frames.append(msg)
                 except TimeoutError:
@@ -392,6 +407,9 @@ class WireServer:
                     await self._refuse(conn, doc.get("id"), slow)
                     await conn.close(1008, "frames too slow")
                     return
+                if wrong is not None:  # the request's later frames are skipped
+                    await self._refuse(conn, doc.get("id"), wrong)
+                    continue
                 if pending is not None:
                     short = InputError(
                         f"field 'tensors' declares {len(specs)} tensor frames but "
