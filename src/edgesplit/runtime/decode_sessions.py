@@ -28,6 +28,9 @@ unknown or expired id, is the same 404, so ids cannot be probed. The id travels 
 header, never in the URL (access logs). Over the count or the KV budget: 429 with
 ``Retry-After``; one session larger than the whole budget: 413; bad fields: 422; a step
 sent while another step of the same session runs: 409 (a session's steps are sequential).
+Every refusal is the server's one JSON shape ``{"error": ..., "field": ...}`` (issue 14
+point 4): ``field`` names the body field, the step tensor ``x``, the session header or
+``Authorization`` at fault.
 """
 
 from __future__ import annotations
