@@ -218,7 +218,7 @@ def test_bad_stage_requests_are_4xx_one_line(relay) -> None:
         ),
         (StageRequest(MODEL, DEVICES, a, fp, 99, "edge", ("device",)), 400, "stage 99"),
         (StageRequest("alexnet", DEVICES, a, fp, 1, "edge", ("device",)), 404, "alexnet"),
-        (StageRequest(MODEL, DEVICES, a[:-1], fp, 1, "edge", ("device",)), 400, "re-plan"),
+        (StageRequest(MODEL, DEVICES, a[:-1], fp, 1, "edge", ("device",)), 400, "per node"),
     ]
     for request, status, words in cases:
         with pytest.raises(ServerRejected) as err:

@@ -16,7 +16,7 @@ import torch
 
 from edgesplit.runtime import wire
 from edgesplit.runtime.server import BackgroundServer, ServerConfig, create_app
-from edgesplit.runtime.store import ModelStore
+from edgesplit.runtime.store import MAX_SHAPE_GROWTH, ModelStore
 
 MODEL = "mnist_cnn"
 
@@ -196,7 +196,7 @@ def test_huge_input_shapes_are_refused_before_any_retrace(server, store) -> None
     before = store.shapes_cached(MODEL)
     resp = httpx.post(server.url + "/v1/infer", params={"model": MODEL, "cut": 3}, content=body)
     _is_error(resp, 422)
-    assert "64 times" in resp.json()["error"]
+    assert f"{MAX_SHAPE_GROWTH} times" in resp.json()["error"]
     assert store.shapes_cached(MODEL) == before
 
 

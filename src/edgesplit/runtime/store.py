@@ -395,8 +395,8 @@ class ModelStore:
 
 
 #: A request's model inputs may hold at most this many times the traced elements (a batch
-#: or a sequence 64 times the traced one); bounds the work of a re-trace before it starts.
-MAX_SHAPE_GROWTH = 64
+#: or a sequence 256 times the traced one); bounds the work of a re-trace before it starts.
+MAX_SHAPE_GROWTH = 256
 
 
 def check_shapes(model: str, traced: ShapeKey, key: ShapeKey) -> None:
