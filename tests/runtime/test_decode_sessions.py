@@ -30,7 +30,11 @@ from edgesplit.system.topology import Topology
 
 MODEL = "hf:GPT2LMHeadModel"
 HIDDEN, VOCAB, TOKENS = 64, 97, 32
-CONFIG = ["n_layer=4", f"n_embd={HIDDEN}", "n_head=4", f"vocab_size={VOCAB}", "n_positions=64"]
+# bos/eos ids inside the tiny vocabulary, so transformers does not warn about the config
+CONFIG = [
+    *("n_layer=4", f"n_embd={HIDDEN}", "n_head=4", f"vocab_size={VOCAB}", "n_positions=64"),
+    *("bos_token_id=0", "eos_token_id=0"),
+]
 CONFIG_ARGS = [a for c in CONFIG for a in ("--model-config", c)]
 CUTS = (1, 3)  # three parts: device [0,1), edge [1,3), cloud [3,4) + head
 
