@@ -8,11 +8,12 @@ schemathesis        ``st run`` on the server's own ``/openapi.json``, phases exa
                     coverage, fuzzing and stateful, ``--mode all`` (negative data too),
                     ``--checks all``, the token set; operations, requests, failures
                     (5xx and schema violations). Goal: 0 failures.
-malformed           the issue's 13 inputs answered 500 before (safetensors dtypes F4,
-                    F6_E2M3, F8_E8M0, shape ``[0, 2^63]``, a header of 100,000 ``[``;
-                    ``/offload`` with ``end`` ``"abc"``/``[1]``/``Infinity``,
-                    ``splitting_point`` ``1e400``, ``shape`` ``5``/``["a"]``/``[1e400]``,
-                    a body of 100,000 ``[``). Goal: every one a 4xx.
+malformed           the issue's inputs once answered 500 (safetensors dtypes F4,
+                    F6_E2M3, F8_E8M0, shape ``[0, 2^63]``; ``/offload`` with ``end``
+                    ``"abc"``/``[1]``/``Infinity``, ``splitting_point`` ``1e400``,
+                    ``shape`` ``5``/``["a"]``/``[1e400]``; 100,000 ``[`` sent both as a
+                    JSON body and as a safetensors header: 13 in all). Goal: every one a
+                    4xx.
 stalls              ``/healthz`` timed every 10 ms while one client repeats an attack:
                     the part-building request (``assignment=0,...,0,10000``) and a
                     safetensors header of 200,000 entries. Goal: p99 <= 50 ms.
@@ -152,7 +153,8 @@ def _offload(field: str, raw_value: str) -> bytes:
 
 
 def malformed_cases() -> list[tuple[str, str, bytes]]:
-    """The issue's 13 inputs once answered 500: (label, path and query, body)."""
+    """The issue's malformed inputs, (label, path and query, body): 12 distinct ones, with
+    the 100,000 ``[`` sent to both kinds of body (JSON and a safetensors header), 13 in all."""
     x = {"dtype": "F32", "shape": [1, 1, 28, 28], "data_offsets": [0, 3136]}
     cases = []
     for dtype, nbytes in (("F4", 392), ("F6_E2M3", 588), ("F8_E8M0", 784)):
