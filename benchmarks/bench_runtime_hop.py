@@ -358,11 +358,11 @@ def main(argv: list[str] | None = None) -> int:
     import multiprocessing as mp
 
     from edgesplit.commands.common import model_request
-    from edgesplit.runtime.binwire import WireStageTransport
     from edgesplit.runtime.engine import HTTPStageTransport, StageRequest
     from edgesplit.runtime.server import ServerProcess
     from edgesplit.runtime.stages import build_stages
     from edgesplit.runtime.store import ModelStore
+    from edgesplit.runtime.wireclient import WireStageTransport
 
     torch.set_num_threads(1)
     here = str(Path(__file__).resolve().parent)
