@@ -231,6 +231,8 @@ def test_lossless_codec_runs_torch_equal_through_the_engine(  # type: ignore[no-
     assert saved["meta"]["codecs"] == {"cloud|edge": "zstd"} and doc["codec"] == "zstd"
     assert saved["predicted"]["codec_s"] > 0
     app = create_app(ServerConfig(models=("mnist_cnn",)))
+    # The plan records the model's fingerprint: the served model's, so the server accepts it.
+    assert saved["meta"]["fingerprint"] == app.state.store.fingerprint("mnist_cnn")
     with BackgroundServer(app) as server:
         topology = {
             "devices": [{"name": "edge", "url": "local"}, {"name": "cloud", "url": server.url}],

@@ -244,8 +244,14 @@ def plan(
         chosen = solve(problem, algorithm or "exhaustive")
         doc = {"model": graph.name, "devices": list(problem.devices), "chosen": chosen.to_dict()}
     if output:
-        # The model options travel with the plan, so run-plan rebuilds the same model.
-        options = {"model_options": request.describe(example_inputs)}
+        # The model options and fingerprint travel with the plan, so run-plan rebuilds the
+        # same model and a server with other weights refuses it (409).
+        from edgesplit.runtime.stages import fingerprint
+
+        options = {
+            "model_options": request.describe(example_inputs),
+            "fingerprint": fingerprint(graph),
+        }
         write_json(output, {**chosen.to_dict(), "meta": {**chosen.meta, **options}})
     if as_json:
         print_json(doc)
