@@ -21,12 +21,12 @@ from websockets.sync.client import connect
 from edgesplit.plan.types import Plan
 from edgesplit.runtime import binwire
 from edgesplit.runtime.binwire import TensorSpec
-from edgesplit.runtime.wireclient import WireStageTransport
 from edgesplit.runtime.engine import Engine, StageRequest, engine_for
 from edgesplit.runtime.server import BackgroundServer, ServerConfig, ServerProcess, create_app
 from edgesplit.runtime.stages import build_stages
 from edgesplit.runtime.store import ModelStore
 from edgesplit.runtime.transport import ServerRejected
+from edgesplit.runtime.wireclient import WireStageTransport
 from edgesplit.system.topology import Topology
 
 MODEL = "mnist_cnn"
