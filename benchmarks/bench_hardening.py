@@ -318,7 +318,7 @@ def slow_uploads(
         for s in socks:
             s.close()
     return {
-        "slow_uploads": n_slow,
+        "trickling_clients": n_slow,  # no "load" in a key name
         "normal": n_normal,
         "normal_served": sum(ok for _, ok in answers),
         "normal_statuses": dict(Counter(st for st, _ in answers)),
