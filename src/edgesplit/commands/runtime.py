@@ -398,13 +398,13 @@ def run_plan(
 
     import torch
 
-    from edgesplit.commands.common import file_inputs, file_model_request, load_graph
+    from edgesplit.commands.common import file_inputs, file_model_request
     from edgesplit.errors import TransportError
     from edgesplit.graph.trace import flat_inputs
     from edgesplit.models import ModelRequest
     from edgesplit.plan.types import load_plan
     from edgesplit.runtime.engine import TRANSPORTS, engine_for
-    from edgesplit.runtime.stages import build_stages, fingerprint, fingerprint_mismatch
+    from edgesplit.runtime.stages import build_stages
 
     failover = not no_failover
     if replan is None and (replan_every is not None or conditions is not None):
@@ -450,21 +450,9 @@ def run_plan(
         return run_exit_plan(plan, request, topo, here, links, requests, token=token,
                              failover=failover, check=check, as_json=as_json,
                              csv_path=csv_path, jsonl_path=jsonl_path)  # fmt: skip
-    recorded_fp = plan.meta.get("fingerprint")
-    granularity = (recorded_fp if isinstance(recorded_fp, dict) else plan.meta).get(
-        "granularity", "layer"
-    )
-    graph, module, ex = load_graph(request, str(granularity))
-    if len(plan.assignment) != len(graph.nodes):
-        raise InputError(
-            f"{source} assigns {len(plan.assignment)} nodes but {plan.model!r} has "
-            f"{len(graph.nodes)}; re-plan with the same model and granularity"
-        )
-    mine = fingerprint(graph)
-    if isinstance(recorded_fp, dict):
-        mismatch = fingerprint_mismatch(mine, recorded_fp)
-        if mismatch:
-            raise InputError(f"{source}: {mismatch}")
+    from edgesplit.runtime.api import traced_for
+
+    graph, module, ex, mine = traced_for(plan, source, request)
     stages = build_stages(graph, plan.devices, plan.assignment)
     try:
         engine = engine_for(stages, plan.model, mine, topo, token, links, here, failover, transport)

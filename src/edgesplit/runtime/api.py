@@ -91,14 +91,27 @@ def model_of(
     """
     from edgesplit.graph.trace import flat_inputs
     from edgesplit.models import ModelRequest
-    from edgesplit.models.loader import trace_request
-    from edgesplit.runtime.stages import fingerprint, fingerprint_mismatch
 
     if request is None:
         recorded = plan.meta.get("model_options") or {}
         if not isinstance(recorded, dict):
             raise InputError(f"{source}: meta.model_options must be a mapping; re-run plan -o")
         request = ModelRequest.from_record(plan.model, recorded, source, trust_model_code)
+    graph, module, ex, _ = traced_for(plan, source, request)
+    return graph, module, flat_inputs(module, graph, ex.args, ex.kwargs)
+
+
+def traced_for(
+    plan: Plan, source: str, request: ModelRequest
+) -> tuple[Graph, nn.Module, Any, dict[str, str]]:
+    """``request`` traced at the plan's granularity, checked against the plan.
+
+    Returns the graph, the module, its example and its fingerprint; InputError (naming
+    ``source``) when the plan's node count or recorded fingerprint does not match.
+    """
+    from edgesplit.models.loader import trace_request
+    from edgesplit.runtime.stages import fingerprint, fingerprint_mismatch
+
     recorded_fp = plan.meta.get("fingerprint")
     granularity = (recorded_fp if isinstance(recorded_fp, dict) else plan.meta).get(
         "granularity", "layer"
@@ -109,11 +122,12 @@ def model_of(
             f"{source} assigns {len(plan.assignment)} nodes but {plan.model!r} has "
             f"{len(graph.nodes)}; re-plan with the same model and granularity"
         )
+    mine = fingerprint(graph)
     if isinstance(recorded_fp, dict):
-        mismatch = fingerprint_mismatch(fingerprint(graph), recorded_fp)
+        mismatch = fingerprint_mismatch(mine, recorded_fp)
         if mismatch:
             raise InputError(f"{source}: {mismatch}")
-    return graph, module, flat_inputs(module, graph, ex.args, ex.kwargs)
+    return graph, module, ex, mine
 
 
 def check_inputs(graph: Graph, values: tuple[torch.Tensor, ...], where: str = "input") -> None:
