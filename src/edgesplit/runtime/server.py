@@ -500,6 +500,13 @@ def check_bind(host: str, token: str | None, insecure: bool) -> None:
     )
 
 
+#: Seconds an idle keep-alive connection stays open. Longer than clients keep idle
+#: connections (httpx expires them after 5 s, as uvicorn's own default closes them): with
+#: both at 5 s, a client reusing a connection the server is closing at that instant gets a
+#: ReadError on a request the server never saw (CI caught one in a burst of 200).
+KEEP_ALIVE_S = 75
+
+
 class BackgroundServer:
     """A real uvicorn server on a loopback port in a thread (tests, demo, benchmarks).
 
@@ -522,6 +529,7 @@ class BackgroundServer:
             app,
             log_level="warning",
             timeout_graceful_shutdown=30,
+            timeout_keep_alive=KEEP_ALIVE_S,
             lifespan="off",
             **(self.tls.uvicorn_args() if self.tls else {}),
         )
@@ -583,6 +591,7 @@ def serve(
             port=port,
             log_level="info",
             timeout_graceful_shutdown=30,
+            timeout_keep_alive=KEEP_ALIVE_S,
             **(config.tls.uvicorn_args() if config.tls else {}),
         )
     finally:
