@@ -1,0 +1,151 @@
+"""One style for every figure edgesplit writes (issue 15 point 22, issue 16 item 9).
+
+Every PNG the project writes (the five ``reproduce`` runs, the demo, the multi-device Gantt
+chart) is drawn with these helpers, so that a figure reads the same wherever it comes from:
+
+* matplotlib's Agg backend (no display needed), imported lazily: matplotlib belongs to the
+  ``full`` extra, and the lean device install imports this module without it;
+* a title, and every axis labelled with its unit: :func:`save` refuses a figure without
+  them (a ``ValueError`` naming the panel, a bug in the caller, never the user's input);
+* legends outside the data, right of the axes (:func:`legend_right`) or below them
+  (:func:`legend_below`), so that no legend hides a mark;
+* integer ticks on axes that count things (devices, processors, fragments, generations):
+  :func:`count_axis`;
+* error bars clipped at zero for quantities that cannot be negative: :func:`clipped_yerr`
+  gives the asymmetric ``yerr`` whose lower arm stops at 0;
+* one colour per Luger 2023 choice (OL, OC, CL, §4.4) and per tier (device, edge, cloud),
+  the same everywhere: :data:`COLOURS`;
+* a panel that has nothing to draw says why in words (:func:`undefined`) instead of being
+  written empty;
+* :func:`save` writes through :func:`edgesplit.io.write_atomic`: the whole file or none,
+  with the user's umask.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgesplit.io import write_atomic
+
+#: The one colour of each Luger 2023 choice (OL: lowest latency, OC: lowest cost, CL: the
+#: weighted compromise, Algorithm 1) and of each tier and link, in every figure.
+COLOURS: dict[str, str] = {
+    "OL": "#c44e52",
+    "OC": "#55a868",
+    "CL": "#4c72b0",
+    "device": "#8172b2",
+    "edge": "#dd8452",
+    "cloud": "#64b5cd",
+    "device→edge": "#937860",
+    "edge→cloud": "#8c8c8c",
+}
+#: Resolution of every PNG (dots per inch).
+DPI = 110
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (imported on first use: a ``full`` extra)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def count_axis(ax: Any, which: str = "x") -> None:
+    """Integer ticks only on the ``which`` ("x" or "y") axis of ``ax``: it counts things."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def clipped_yerr(means: Sequence[float], half: Sequence[float]) -> np.ndarray:
+    """Asymmetric ``yerr`` (2 × n) for a non-negative quantity: the lower arm stops at 0.
+
+    ``means ± half`` is a confidence interval; where it reaches below zero, the lower arm
+    is shortened to ``mean`` (an unknown mean, NaN, gets no arm at all).
+    """
+    m = np.nan_to_num(np.asarray(means, dtype=float), nan=0.0)
+    h = np.nan_to_num(np.asarray(half, dtype=float), nan=0.0)
+    return np.vstack([np.clip(np.minimum(h, m), 0.0, None), np.clip(h, 0.0, None)])
+
+
+def _handles(axes: Iterable[Any]) -> tuple[list[Any], list[str]]:
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    return list(seen.values()), list(seen)
+
+
+def legend_right(ax: Any, axes: Iterable[Any] | None = None) -> None:
+    """The legend of ``axes`` (default: ``ax`` alone) right of ``ax``, outside the data."""
+    handles, labels = _handles(axes if axes is not None else [ax])
+    ax.legend(
+        handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0
+    )
+
+
+def legend_below(fig: Any, axes: Iterable[Any], ncol: int = 3) -> None:
+    """One legend for all ``axes`` below the figure's panels (labels shared once)."""
+    handles, labels = _handles(axes)
+    fig.legend(
+        handles,
+        labels,
+        fontsize=8,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=max(1, min(ncol, len(labels))),
+        frameon=False,
+    )
+
+
+def undefined(ax: Any, reason: str) -> None:
+    """Say in the panel why there is nothing to draw, instead of leaving it empty."""
+    ax.text(0.5, 0.5, f"undefined: {reason}", ha="center", va="center", wrap=True,
+            transform=ax.transAxes, fontsize=9)  # fmt: skip
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _shares_labelled_x(ax: Any) -> bool:
+    return any(o.get_xlabel() for o in ax.get_shared_x_axes().get_siblings(ax))
+
+
+def _check(fig: Any, path: Path) -> None:
+    """Refuse a figure that would read wrong: no title, or an axis with ticks but no label."""
+    panels = [ax for ax in fig.get_axes() if ax.get_visible() and ax.axison]
+    suptitle = getattr(fig, "_suptitle", None)
+    if not (suptitle is not None and suptitle.get_text()) and not any(
+        ax.get_title() for ax in panels
+    ):
+        raise ValueError(f"figure {path.name}: no title; set one with ax.set_title or suptitle")
+    for n, ax in enumerate(panels):
+        name = ax.get_title() or f"panel {n}"
+        if ax.get_yticks().size and not ax.get_ylabel():
+            raise ValueError(f"figure {path.name}, {name!r}: the y axis has no label (with unit)")
+        if ax.get_xticks().size and not _shares_labelled_x(ax) and not ax.get_xlabel():
+            raise ValueError(f"figure {path.name}, {name!r}: the x axis has no label (with unit)")
+
+
+def save(fig: Any, path: str | Path) -> Path:
+    """Check ``fig`` (:func:`_check`), write it as PNG to ``path`` whole or not at all, close it.
+
+    Outside legends are kept (``bbox_inches="tight"``); the file gets the user's umask.
+    """
+    path = Path(path)
+    plt = pyplot()
+    try:
+        _check(fig, path)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return write_atomic(path, buf.getvalue())
