@@ -38,7 +38,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(__file__).resolve().parent.parent / "results" / "tuli2021"
-    doc = reproduce(args.quick, out)
+    doc = reproduce(out, quick=args.quick)
     ours = {
         n: {k: row[k] for k in (*(k for k, _ in KEYS), "layer_fraction")}
         for n, row in doc["ours"].items()

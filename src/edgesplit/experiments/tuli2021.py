@@ -11,9 +11,12 @@ confidence half-width. Fig. 4 is three single-application workloads, as in the p
 each policy runs on a workload of one application only (same cluster and rate; the learned
 parts trained on the mixed workload are reused; 1 seed with ``--quick``).
 
-Outputs under ``--out`` (default ``results/tuli2021``): ``results.json`` (everything,
-with per policy ``reward_eq8``, ``reward_omab``, ``layer_fraction``, and the load
-average), ``table1.md`` (ours beside the paper's), ``comparison.md`` (one row per
+Outputs under ``--out`` (default ``results/tuli2021``): ``results.json`` (the shared
+fields of :mod:`edgesplit.experiments.registry`; per policy ``ours.<policy>.reward_eq8``,
+``ours.<policy>.reward_omab`` and ``ours.<policy>.layer_fraction``, each ``[mean, 95 %
+half-width]`` over the seeds, or null where no task finished; ``fig4.<app>.<policy>`` the
+same for each single-application workload; ``paper`` and ``paper_reward_bound``),
+``table1.md`` (ours beside the paper's), ``comparison.md`` (one row per
 published Table 1 entry and Fig. 4 reward range: paper, ours, why they differ), ``fig4.png`` (per workload: response
 time, SLA violations, accuracy), ``mab_training.png`` (epsilon, O^MAB, Q). Nothing here
 is tuned towards the paper's numbers.
@@ -21,8 +24,8 @@ is tuned towards the paper's numbers.
 
 from __future__ import annotations
 
-import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,7 @@ from edgesplit.cluster.apps import AppProfile, build_profiles
 from edgesplit.cluster.config import ClusterConfig
 from edgesplit.cluster.metrics import summarize
 from edgesplit.cluster.policies import TABLE1, LearnedState, prepare, run_policy
-from edgesplit.io import write_atomic, write_json
+from edgesplit.io import write_atomic
 
 # Table 1 of the paper: energy (MW-hr as printed), sched. s, Jain, wait, response, SLA
 # violation rate, accuracy %, reward.
@@ -192,21 +195,33 @@ def _evaluate(
 
 
 def reproduce(
-    quick: bool, out: Path, seeds: int | None = None, intervals: int | None = None
+    out: Path,
+    *,
+    quick: bool = False,
+    seeds: int | None = None,
+    intervals: int | None = None,
+    log: Callable[[str], Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the protocol above; ``intervals`` overrides the run length (tests)."""
-    load_before = os.getloadavg()
+    """Run the protocol above; ``intervals`` overrides the run length (tests). Returns the
+    ``results.json`` document (:func:`edgesplit.experiments.registry.finish`)."""
+    from edgesplit.experiments.registry import LoadAverage, finish
+
+    load = LoadAverage()
+    say = log or (lambda _line: None)
     n = intervals or (30 if quick else 100)
     cfg = ClusterConfig().model_copy(update={"intervals": n})
     seed_list = list(range(seeds if seeds else (2 if quick else 3)))
     profiles = build_profiles(cfg.workload)
+    say("training the learned parts (DASO/GOBI surrogates, then the MAB under DASO)")
     t0 = time.perf_counter()
     trained = prepare(cfg, profiles, list(TABLE1))
     train_s = time.perf_counter() - t0
+    say(f"Table 1: every policy on seeds {seed_list}, {n} intervals")
     table = _evaluate(cfg, profiles, trained, seed_list, tuple(k for k, _, _ in METRICS))
     fig4: dict[str, dict[str, Any]] = {}
     fig4_seeds = seed_list[:1] if quick else seed_list
     for app in cfg.workload.apps:
+        say(f"Fig. 4: the {app.name} workload alone")
         one = cfg.model_copy(update={"workload": cfg.workload.model_copy(update={"apps": [app]})})
         fig4[app.name] = _evaluate(
             one, {app.name: profiles[app.name]}, trained, fig4_seeds, FIG4_KEYS
@@ -223,8 +238,8 @@ def reproduce(
             "fragment_cores": cfg.workload.fragment_cores,
             "semantic_shared": cfg.workload.semantic_shared,
             "train_s": train_s,
-            "load_average": {"start": list(load_before), "end": list(os.getloadavg())},
         },
+        "load_average": load.doc(),
         "ours": table,
         "fig4": fig4,
         "paper": PAPER,
@@ -233,12 +248,14 @@ def reproduce(
         "mab_history": trained.mab_history,
     }
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "results.json", doc)
     write_atomic(out / "table1.md", markdown(doc))
-    write_atomic(out / "comparison.md", comparison(doc))
+    say("drawing the figures")
     plot_fig4(fig4, out / "fig4.png")
     plot_mab(trained.mab_history, out / "mab_training.png")
-    return doc
+    figures = [out / "fig4.png", out / "mab_training.png"]
+    return finish(
+        "tuli2021", out, doc, quick=quick, load=load, figures=figures, comparison=comparison(doc)
+    )
 
 
 def _cell(v: tuple[float, float] | None) -> str:
@@ -252,7 +269,7 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         f"{p['hosts']} hosts, {p['intervals']} intervals of 300 s, lambda = "
         f"{p['arrival_rate']}, apps {p['apps']}, evaluation seeds {p['seeds']}, load "
-        f"average at start {p['load_average']['start'][0]:.1f}. Units: energy ours kWh over "
+        f"average at start {doc['load_average']['start'][0]:.1f}. Units: energy ours kWh over "
         "the run (paper prints MW-hr), sched. time s per interval, wait and response in "
         "intervals. Reward eq. 8 = 100 x O^P with our normalisation (docs/cluster.md); "
         "100 O^MAB = eq. 3-4 alone. The paper's one reward column is set beside both; it "

@@ -41,12 +41,20 @@ deployment (its exit's chain prefix on the mobile device, every other layer on t
 one assignment over {mobile, edge}, priced by the same eq. 4.8, and the exact solver
 minimises eq. 4.8 over all assignments; each setup records ``edgent_in_search_space``.
 Runtime is dominated by the GA: O(runs * generations * population * layers).
+
+Outputs under ``--out`` (default ``results/zuo2024``): ``results.json`` (the shared fields
+of :mod:`edgesplit.experiments.registry`; one top-level field per setup, named in brackets
+above, each with ``prednnoff_ms``, ``edgent_ms``, ``improvement_over_edgent``,
+``ga_paper_optimal_runs``; ``like_for_like`` lists the fields whose Pre-DNNOff and Edgent
+use the same two tiers: ``two_tier_fitted`` and ``two_tier_pi_measured`` are the
+like-for-like two-tier figures on this host, ``paper_table42`` the paper's regressions;
+``setups`` has everything), ``comparison.md``, ``ga_curve.png`` and
+``profile_branchy.json``. ``--quick``: 1 GA run per variant instead of 20.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,7 +65,7 @@ from edgesplit.earlyexit.exact import solve_exact
 from edgesplit.earlyexit.ga import solve_ga
 from edgesplit.earlyexit.instance import EarlyExitInstance, load_instance_problem
 from edgesplit.earlyexit.problem import TIER_NAMES, EarlyExitProblem
-from edgesplit.io import write_atomic, write_json
+from edgesplit.io import write_atomic
 
 ASSUMED_ACCURACIES = [0.524, 0.589, 0.654, 0.719, 0.784]
 PAPER = {"pre_dnnoff_ms": 188.93, "edgent_ms": 207.11, "ga_runs_optimal": "20/20"}
@@ -290,7 +298,8 @@ def comparison(doc: dict[str, Any]) -> str:
     rows = [
         "# Zuo 2024 (Pre-DNNOff): paper vs ours",
         "",
-        f"Load average during the run: {', '.join(f'{v:.2f}' for v in doc['load_average'])}. "
+        "Load average (1, 5, 15 min) at the start: "
+        f"{', '.join(f'{v:.2f}' for v in doc['load_average']['start'])}. "
         "Exit accuracies assumed (Table 5.1 is not in our copy): "
         f"{', '.join(str(a) for a in ASSUMED_ACCURACIES)}.",
         "",
@@ -320,11 +329,17 @@ def comparison(doc: dict[str, Any]) -> str:
 
 
 def reproduce(
-    out_dir: str | Path, quick: bool = False, log: Callable[[str], Any] | None = None
+    out: str | Path, *, quick: bool = False, log: Callable[[str], Any] | None = None
 ) -> dict[str, Any]:
-    """Run every setup; write ``results.json``, ``comparison.md`` and ``ga_curve.png``."""
-    out = Path(out_dir)
+    """Run every setup; write ``results.json``, ``comparison.md`` and ``ga_curve.png``
+    (:func:`edgesplit.experiments.registry.finish`); returns the ``results.json`` document."""
+    from edgesplit.experiments.registry import LoadAverage, finish
+
+    load = LoadAverage()
+    out = Path(out)
     runs = 1 if quick else 20
+    if log:
+        log("profiling the BranchyNet on this host (1 thread)")
     profile = measure_profile(out / "profile_branchy.json")
     summaries, curves = [], []
     for name in SETUPS:
@@ -345,15 +360,17 @@ def reproduce(
         "accuracies_assumed": ASSUMED_ACCURACIES,
         "pi_clock_scale": PI_CLOCK_SCALE,
         "runs": runs,
-        "load_average": list(os.getloadavg()),
+        "load_average": load.doc(),
+        "like_for_like": [FIELDS[name] for name in LIKE_FOR_LIKE],
         **{s["field"]: headline(s) for s in summaries},
         "setups": summaries,
         "curves": curves,
         "profile": str(profile),
-        "figures": [str(plot_curves(curves, out / "ga_curve.png"))],
     }
-    write_atomic(out / "comparison.md", comparison(doc))
-    write_json(out / "results.json", doc)
+    figures = [plot_curves(curves, out / "ga_curve.png")]
+    doc = finish(
+        "zuo2024", out, doc, quick=quick, load=load, figures=figures, comparison=comparison(doc)
+    )
     if log:
         log(f"paper: Pre-DNNOff {PAPER['pre_dnnoff_ms']} ms vs Edgent {PAPER['edgent_ms']} ms")
         log(f"wrote {out / 'results.json'}, {out / 'comparison.md'} and {doc['figures'][0]}")
