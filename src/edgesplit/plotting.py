@@ -15,6 +15,8 @@ chart) is drawn with these helpers, so that a figure reads the same wherever it 
   gives the asymmetric ``yerr`` whose lower arm stops at 0;
 * one colour per Luger 2023 choice (OL, OC, CL, §4.4) and per tier (device, edge, cloud),
   the same everywhere: :data:`COLOURS`;
+* tick labels in engineering notation where values are tiny or huge (:func:`engineering`),
+  and a "0" on bars of height zero (:func:`mark_zeros`);
 * a panel that has nothing to draw says why in words (:func:`undefined`) instead of being
   written empty;
 * :func:`save` writes through :func:`edgesplit.io.write_atomic`: the whole file or none,
@@ -107,6 +109,27 @@ def legend_below(fig: Any, axes: Iterable[Any], ncol: int = 3) -> None:
     )
 
 
+def engineering(ax: Any, unit: str, which: str = "y") -> None:
+    """Tick labels in engineering notation with ``unit`` (``2 µUSD``), not a ``1e-6`` offset."""
+    from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
+
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    if axis.get_scale() == "log":  # labels at 1, 2, 5 per decade: readable, never crowded
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_minor_formatter(NullFormatter())
+    axis.set_major_formatter(EngFormatter(unit=unit))
+
+
+def mark_zeros(
+    ax: Any, xs: Sequence[float], values: Sequence[float], colour: str = "black"
+) -> None:
+    """Write "0" where a bar has height exactly 0, so that a zero is not read as missing."""
+    for x, v in zip(xs, values):
+        if v == 0:
+            ax.annotate("0", (x, 0), xytext=(0, 2), textcoords="offset points", ha="center",
+                        va="bottom", fontsize=8, color=colour, weight="bold")  # fmt: skip
+
+
 def undefined(ax: Any, reason: str) -> None:
     """Say in the panel why there is nothing to draw, instead of leaving it empty."""
     ax.text(0.5, 0.5, f"undefined: {reason}", ha="center", va="center", wrap=True,
@@ -115,8 +138,11 @@ def undefined(ax: Any, reason: str) -> None:
     ax.set_yticks([])
 
 
-def _shares_labelled_x(ax: Any) -> bool:
-    return any(o.get_xlabel() for o in ax.get_shared_x_axes().get_siblings(ax))
+def _labelled(ax: Any, which: str) -> bool:
+    """``ax``'s ``which`` axis, or one it shares (a row of panels, a twin), has a label."""
+    if which == "x":
+        return any(o.get_xlabel() for o in ax.get_shared_x_axes().get_siblings(ax))
+    return any(o.get_ylabel() for o in ax.get_shared_y_axes().get_siblings(ax))
 
 
 def _check(fig: Any, path: Path) -> None:
@@ -129,9 +155,9 @@ def _check(fig: Any, path: Path) -> None:
         raise ValueError(f"figure {path.name}: no title; set one with ax.set_title or suptitle")
     for n, ax in enumerate(panels):
         name = ax.get_title() or f"panel {n}"
-        if ax.get_yticks().size and not ax.get_ylabel():
+        if ax.get_yticks().size and not _labelled(ax, "y"):
             raise ValueError(f"figure {path.name}, {name!r}: the y axis has no label (with unit)")
-        if ax.get_xticks().size and not _shares_labelled_x(ax) and not ax.get_xlabel():
+        if ax.get_xticks().size and not _labelled(ax, "x"):
             raise ValueError(f"figure {path.name}, {name!r}: the x axis has no label (with unit)")
 
 

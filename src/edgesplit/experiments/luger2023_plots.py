@@ -11,48 +11,34 @@
 * ``clock_grid_<model>.png``: Fig. 4.5, one panel per grid clock at 7.2 Mbit/s: measured
   and predicted (profile; eq. 4.1–4.2) latency per split, and the OC/OL/CL picks.
 
-One style throughout: a title, axes with units, the legend outside the data, and one
-colour per OL/OC/CL (:data:`COLOURS`).
+Drawn in the one style of :mod:`edgesplit.plotting`.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgesplit.io import write_atomic
+from edgesplit.plotting import (
+    COLOURS,
+    count_axis,
+    engineering,
+    legend_right,
+    mark_zeros,
+    pyplot,
+    save,
+    undefined,
+)
 
-COLOURS = {"OC": "#55a868", "OL": "#c44e52", "CL": "#4c72b0"}
 #: Ring sizes, largest first, so that picks on the same split stay visible.
 SIZES = {"OC": 13, "OL": 9.5, "CL": 6}
 CHOICES = ("OC", "OL", "CL")
 
 
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    _plt().close(fig)
-    return write_atomic(path, buf.getvalue())
-
-
-def _outside(ax: Any) -> None:
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-
-
 def bars(records: list[dict[str, Any]], model: str, strategy: str, out: Path) -> list[Path]:
-    plt = _plt()
+    plt = pyplot()
     rows = [r for r in records if r["model"] == model and r["strategy"] == strategy]
     settings = sorted({r["setting"] for r in rows})
     labels = []
@@ -60,21 +46,31 @@ def bars(records: list[dict[str, Any]], model: str, strategy: str, out: Path) ->
         r0 = next(r for r in rows if r["setting"] == s)
         labels.append(f"{r0['bandwidth_mbit']:g} Mbit/s\n{r0['clock_ghz']:g} GHz")
     paths = []
-    for metric, unit in (("latency", "latency (s)"), ("cost", "cost (USD)")):
+    for metric, unit in (("latency", "s"), ("cost", "USD")):
         fig, ax = plt.subplots(figsize=(max(6, len(settings) * 0.8), 3.8))
         x = np.arange(len(settings))
-        for j, choice in enumerate(CHOICES):
-            vals = [
+        table = {
+            choice: [
                 next(r[metric] for r in rows if r["setting"] == s and r["choice"] == choice)
                 for s in settings
             ]
-            ax.bar(x + (j - 1) * 0.27, vals, 0.27, label=choice, color=COLOURS[choice])
+            for choice in CHOICES
+        }
+        ax.set_title(f"{metric}: {model}, {strategy}, w = 0.5 (measured)")
+        if not any(v for vals in table.values() for v in vals):
+            undefined(ax, f"every pick's {metric} is 0 ({strategy}: the edge is free, eq. 4.4)")
+            paths.append(save(fig, out / f"{metric}_{model}_{strategy}.png"))
+            continue
+        for j, (choice, vals) in enumerate(table.items()):
+            xs = x + (j - 1) * 0.27
+            ax.bar(xs, vals, 0.27, label=choice, color=COLOURS[choice])
+            mark_zeros(ax, xs, vals, COLOURS[choice])
         ax.set_xticks(x, labels, fontsize=7)
         ax.set_xlabel("setting (bandwidth, edge clock)")
-        ax.set_ylabel(unit)
-        ax.set_title(f"{metric}: {model}, {strategy}, w = 0.5 (measured)")
-        _outside(ax)
-        paths.append(_save(fig, out / f"{metric}_{model}_{strategy}.png"))
+        ax.set_ylabel(f"{metric} per inference")
+        engineering(ax, unit)
+        legend_right(ax)
+        paths.append(save(fig, out / f"{metric}_{model}_{strategy}.png"))
     return paths
 
 
@@ -85,7 +81,7 @@ def _measured(split: dict[str, Any]) -> tuple[list[int], list[float]]:
 
 def weights(split: dict[str, Any], out: Path) -> Path:
     """Fig. 7.1: picks at w = 0, 0.33, 0.67, 1 (rent), measured latency of each."""
-    plt = _plt()
+    plt = pyplot()
     by_w = split["picks_by_weight"]
     fig, axes = plt.subplots(1, len(by_w), figsize=(3.4 * len(by_w), 3.4), sharey=True)
     cuts, lat = _measured(split)
@@ -98,19 +94,20 @@ def weights(split: dict[str, Any], out: Path) -> Path:
                     mew=2, color=COLOURS[name], label=name)  # fmt: skip
         ax.set_title(f"w = {w}")
         ax.set_xlabel("split point (layers on the edge)")
+        count_axis(ax)
     axes[0].set_ylabel("latency (s)")
-    _outside(axes[-1])
+    legend_right(axes[-1])
     fig.suptitle(
         y=1.04,
         t=f"{split['model']}, rent, {split['bandwidth_mbit']:g} Mbit/s, "
         f"{split['clock_ghz']:g} GHz: Algorithm 1 by weight (Fig. 7.1)",
     )
-    return _save(fig, out / f"weights_{split['model']}.png")
+    return save(fig, out / f"weights_{split['model']}.png")
 
 
 def pareto(splits: list[dict[str, Any]], model: str, out: Path) -> Path:
     """Fig. 7.9: every measured (latency, rent cost) of ``model`` and their Pareto front."""
-    plt = _plt()
+    plt = pyplot()
     pts = np.array(
         [
             (v["latency"], v["cost_rent"])
@@ -138,15 +135,16 @@ def pareto(splits: list[dict[str, Any]], model: str, out: Path) -> Path:
         ax.plot(xs, ys, "o", ms=SIZES[choice], mfc="none", mew=2, color=COLOURS[choice],
                 label=f"{choice} (rent)")  # fmt: skip
     ax.set_xlabel("measured latency (s)")
-    ax.set_ylabel("measured cost, rent (USD)")
+    ax.set_ylabel("measured cost per inference, rent")
+    engineering(ax, "USD")
     ax.set_title(f"{model}: latency-cost trade-off over all settings (Fig. 7.9)")
-    _outside(ax)
-    return _save(fig, out / f"pareto_{model}.png")
+    legend_right(ax)
+    return save(fig, out / f"pareto_{model}.png")
 
 
 def clock_fit(fit: dict[str, Any], out: Path) -> Path:
     """Fig. 4.1: normalised all-in-edge slopes per model and the pooled power law."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     lo, hi = np.inf, 0.0
     for model, acc in fit["accuracy_held_out_clocks"].items():
@@ -160,13 +158,13 @@ def clock_fit(fit: dict[str, Any], out: Path) -> Path:
     ax.set_xlabel("edge clock CS (GHz)")
     ax.set_ylabel("normalised slope (1)")
     ax.set_title("All-in-edge slopes and the eq. 4.1 power law (Fig. 4.1)")
-    _outside(ax)
-    return _save(fig, out / "clock_fit.png")
+    legend_right(ax)
+    return save(fig, out / "clock_fit.png")
 
 
 def clock_grid(grid: list[dict[str, Any]], out: Path) -> Path:
     """Fig. 4.5: per grid clock, measured and predicted latency per split, OC/OL/CL (rent)."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(grid), figsize=(3.4 * len(grid), 3.4), sharey=True)
     axes = np.atleast_1d(axes)
     for ax, s in zip(axes, grid):
@@ -180,11 +178,13 @@ def clock_grid(grid: list[dict[str, Any]], out: Path) -> Path:
                     color=COLOURS[choice], label=choice)  # fmt: skip
         ax.set_title(f"{s['clock_ghz']:g} GHz")
         ax.set_xlabel("split point (layers on the edge)")
+        count_axis(ax)
         ax.set_yscale("log")
-    axes[0].set_ylabel("latency (s, log)")
-    _outside(axes[-1])
+        engineering(ax, "s")
+    axes[0].set_ylabel("latency (log scale)")
+    legend_right(axes[-1])
     fig.suptitle(y=1.04, t=f"{grid[0]['model']}, rent, 7.2 Mbit/s over edge clocks (Fig. 4.5)")
-    return _save(fig, out / f"clock_grid_{grid[0]['model']}.png")
+    return save(fig, out / f"clock_grid_{grid[0]['model']}.png")
 
 
 def plot_all(
