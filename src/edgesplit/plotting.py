@@ -121,7 +121,7 @@ def engineering(ax: Any, unit: str, which: str = "y") -> None:
 
 
 def mark_zeros(
-    ax: Any, xs: Sequence[float], values: Sequence[float], colour: str = "black"
+    ax: Any, xs: Iterable[float], values: Iterable[float], colour: str = "black"
 ) -> None:
     """Write "0" where a bar has height exactly 0, so that a zero is not read as missing."""
     for x, v in zip(xs, values):
