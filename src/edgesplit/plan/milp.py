@@ -37,13 +37,21 @@ and tightens the LP. Size: O(nA) binaries and O(mA) rows (message: O(k^2 (tensor
 reads)) rows); NP-hard in general (Tarnawski et al. §4). A licensed Gurobi or MOSEK is
 used when cvxpy finds one, else HiGHS. A solver failure raises :class:`SolverError`; only
 a real time limit is reported as ``time_limit``.
+
+The search stops as soon as a bound proves the incumbent within :data:`REL_GAP` (the
+path bound of :func:`path_bound` may prove the start before the MILP is built); on a time
+limit, Ctrl-C or :attr:`Watch.stop` it keeps its incumbent and says so in ``meta``,
+including when that incumbent is only the warm start.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import cvxpy as cp
@@ -56,6 +64,35 @@ from edgesplit.plan.problem import Problem
 from edgesplit.plan.types import Plan
 
 COMMERCIAL = ("GUROBI", "MOSEK")
+
+REL_GAP = 1e-6
+"""The search stops when ``(incumbent - bound) / incumbent <= REL_GAP`` (HiGHS
+``mip_rel_gap``; its default, 1e-4, would call a 0.01 % gap optimal)."""
+
+
+@dataclass
+class Watch:
+    """How a caller follows and stops a running MILP, and how it ended.
+
+    ``stop``: set it from any thread to end the search; the incumbent is kept (Ctrl-C in
+    the solving thread does the same). ``progress(elapsed_s, incumbent, bound)`` is called
+    about every 0.1 s while HiGHS runs, values in objective units (``None`` before HiGHS
+    has one). ``interrupted``: ``"ctrl-c"`` or ``"stop"`` once either ended the search.
+    """
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    progress: Callable[[float, float | None, float | None], None] | None = None
+    offset: float = 0.0
+    interrupted: str | None = None
+
+    def report(self, elapsed: float, latest: dict[str, float]) -> None:
+        if self.progress is None:
+            return
+        values = []
+        for key in ("incumbent", "bound"):
+            v = latest.get(key)
+            values.append(v + self.offset if v is not None and math.isfinite(v) else None)
+        self.progress(elapsed, values[0], values[1])
 
 
 @dataclass(frozen=True)
@@ -272,12 +309,15 @@ def run_solver(
     time_limit: float,
     threads: int = 1,
     start: tuple[cp.Variable, np.ndarray] | None = None,
+    watch: Watch | None = None,
 ) -> str:
     """Solve with a licensed commercial solver if cvxpy has one, else HiGHS; returns its name.
 
     ``start`` gives values for one variable (the placement ``x``) that HiGHS completes into
-    its first incumbent; cvxpy cannot pass a partial start to HiGHS itself. With a start,
-    ``time_limit`` covers cvxpy's compilation too (HiGHS gets what is left).
+    its first incumbent; cvxpy cannot pass a partial start to HiGHS itself. With a start or
+    a ``watch``, HiGHS runs through :func:`_solve_highs_started`: ``time_limit`` then covers
+    cvxpy's compilation too, the search stops at the relative gap :data:`REL_GAP`, and
+    Ctrl-C or ``watch.stop`` ends it with its incumbent kept.
     """
     for name in COMMERCIAL:
         if name not in cp.installed_solvers():
@@ -289,25 +329,20 @@ def run_solver(
         except cp.error.SolverError:
             continue  # installed but unlicensed: fall through to HiGHS
     try:
-        if start is None:
+        if start is None and watch is None:
             problem.solve(solver="HIGHS", time_limit=float(time_limit), threads=int(threads))
         else:
-            _solve_highs_started(problem, start, time_limit, threads)
+            _solve_highs_started(problem, start, time_limit, threads, watch or Watch())
     except cp.error.SolverError as err:
         raise SolverError(f"HiGHS failed on the placement model: {err}") from None
     return "HIGHS"
 
 
-def _solve_highs_started(
-    problem: cp.Problem, start: tuple[cp.Variable, np.ndarray], time_limit: float, threads: int
-) -> None:
-    """cvxpy's HiGHS path (get_problem_data -> highspy -> unpack_results) plus a MIP start."""
+def _highs_model(data: dict[str, Any]) -> Any:
+    """The HighsModel of cvxpy's HiGHS problem data (as cvxpy's own HiGHS interface)."""
     import highspy as hp
     from cvxpy.reductions.solvers.conic_solvers.conic_solver import dims_to_solver_dict
 
-    t0 = time.perf_counter()
-    data, chain, inverse = problem.get_problem_data(cp.HIGHS)
-    time_limit = max(1.0, time_limit - (time.perf_counter() - t0))
     inf = hp.Highs().inf
     dims = dims_to_solver_dict(data[cp.settings.DIMS])
     a_mat = data[cp.settings.A].tocsc()
@@ -334,26 +369,104 @@ def _solve_highs_started(
         col_lower[ind], col_upper[ind] = max(col_lower[ind], 0), min(col_upper[ind], 1)
     lp.integrality_ = integrality
     lp.col_lower_, lp.col_upper_ = col_lower, col_upper
+    return model
+
+
+def _solve_highs_started(
+    problem: cp.Problem,
+    start: tuple[cp.Variable, np.ndarray] | None,
+    time_limit: float,
+    threads: int,
+    watch: Watch,
+) -> None:
+    """cvxpy's HiGHS path (get_problem_data -> highspy -> unpack_results) plus a MIP start,
+    the gap tolerance :data:`REL_GAP`, and a stop: HiGHS runs in its own thread while this
+    one waits, so Ctrl-C here (or ``watch.stop``) cancels the search and its incumbent is
+    unpacked as after a time limit (``watch.interrupted`` says which)."""
+    import highspy as hp
+
+    t0 = time.perf_counter()
+    data, chain, inverse = problem.get_problem_data(cp.HIGHS)
+    time_limit = max(1.0, time_limit - (time.perf_counter() - t0))
     highs = hp.Highs()
     highs.setOptionValue("log_to_console", False)
     highs.setOptionValue("output_flag", False)
     highs.setOptionValue("time_limit", float(time_limit))
     highs.setOptionValue("threads", int(threads))
-    highs.passModel(model)
-    var, values = start
-    offset = data[cp.settings.PARAM_PROB].var_id_to_col[var.id]
-    flat = np.asarray(values, dtype=float).flatten(order="F")  # cvxpy columns are Fortran order
-    index = np.arange(offset, offset + flat.size, dtype=np.int32)
-    highs.setSolution(int(flat.size), index, flat)
-    highs.run()
+    highs.setOptionValue("mip_rel_gap", REL_GAP)
+    highs.passModel(_highs_model(data))
+    if start is not None:
+        var, values = start
+        offset = data[cp.settings.PARAM_PROB].var_id_to_col[var.id]
+        flat = np.asarray(values, dtype=float).flatten(order="F")  # cvxpy columns: Fortran
+        index = np.arange(offset, offset + flat.size, dtype=np.int32)
+        highs.setSolution(int(flat.size), index, flat)
+    latest: dict[str, float] = {}
+
+    def on_mip(event: Any) -> None:  # HiGHS's thread: record, never raise
+        latest["incumbent"] = float(event.data_out.mip_primal_bound)
+        latest["bound"] = float(event.data_out.mip_dual_bound)
+
+    highs.HandleUserInterrupt = True  # the interrupt callbacks honour cancelSolve()
+    highs.cbMipInterrupt += on_mip
+    thread = highs.startSolve()
+    done = False
+    while not done:
+        try:
+            done = highs.wait(0.1)[0]
+            if watch.stop.is_set() and watch.interrupted is None:
+                watch.interrupted = "stop"
+                highs.cancelSolve()
+            watch.report(time.perf_counter() - t0, latest)
+        except KeyboardInterrupt:
+            watch.interrupted = "ctrl-c"
+            highs.cancelSolve()
+    thread.join()
+    status = highs.getModelStatus().name
     results = {
         "solution": highs.getSolution(),
         "basis": highs.getBasis(),
         "info": highs.getInfo(),
-        "model_status": highs.getModelStatus().name,
+        # cvxpy knows no kInterrupt; a cancelled search has what a timed-out one has.
+        "model_status": "kTimeLimit" if status == "kInterrupt" else status,
         "run_time": highs.getRunTime(),
     }
-    problem.unpack_results(results, chain, inverse)
+    with warnings.catch_warnings():
+        # cvxpy warns "may be inaccurate" on every time limit; solve() reports the gap.
+        warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+        problem.unpack_results(results, chain, inverse)
+
+
+def path_bound(problem: Problem) -> float | None:
+    """A lower bound on the objective from node times alone (``comm="tensor"``, contiguous).
+
+    Every node costs at least ``min_d a_d t_d(v)``, its fastest allowed device's weighted
+    time, and transfers cost ``>= 0``. Critical semantics: a path's nodes run one after
+    another (on the host by the ready-time rule; in calls, which are sequential along a
+    path and last at least their nodes' times), so the longest path under those times
+    bounds the latency (the ``q`` rows of the model). Sequential semantics: their sum.
+    ``None`` under ``comm="message"`` or without contiguity. O(n + m).
+    """
+    if problem.comm != "tensor" or not problem.contiguous:
+        return None
+    a_w, _ = linear_weights(problem)
+    secs = np.array(problem.seconds, dtype=float) * np.array(a_w, dtype=float)[:, None]
+    fastest = np.where(np.isfinite(secs), secs, np.inf).min(axis=0)
+    if not np.all(np.isfinite(fastest)):
+        return None
+    if problem.semantics == "sequential":
+        return float(fastest.sum())
+    longest = fastest.copy()
+    for u, v in sorted(problem.structure.edges, key=lambda e: e[1]):
+        longest[v] = max(longest[v], longest[u] + fastest[v])
+    return float(longest.max()) if len(longest) else 0.0
+
+
+def _gap(value: float, bound: float | None) -> float | None:
+    """Relative gap ``(value - bound) / value``; 0 for a zero value."""
+    if bound is None:
+        return None
+    return 0.0 if value <= 0 else max(0.0, (value - bound) / value)
 
 
 def solve(
@@ -362,30 +475,52 @@ def solve(
     time_limit: float = 60.0,
     threads: int = 1,
     warm: Plan | None = None,
+    watch: Watch | None = None,
 ) -> Plan:
     """Registry entry ``ilp``: the MILP, started from (and never worse than) ``warm`` or
-    the heuristic's plan. ``meta`` carries ``status`` (optimal / time_limit), ``bound``
-    (HiGHS's dual bound) and ``gap``."""
+    the heuristic's plan, stopped as soon as a bound proves the incumbent.
+
+    Stop rules, in order: the start is proven by :func:`path_bound` (relative gap <=
+    :data:`REL_GAP`; the MILP is not built); HiGHS closes the gap to :data:`REL_GAP`;
+    the time limit; Ctrl-C or ``watch.stop``. The last two keep the incumbent (the start
+    when HiGHS has none better). ``meta``: ``status`` (optimal / time_limit /
+    interrupted), ``stop_reason`` (a sentence), ``bound`` (the larger of HiGHS's dual bound
+    and the path bound), ``gap``, ``gap_tolerance``, ``start`` (the start's value) and
+    ``warm_start_only`` (true when the result is no better than the start).
+    """
     from edgesplit.plan.heuristic import solve as heuristic_solve
 
     if time_limit <= 0:
         raise InputError(f"--time-limit must be positive, not {time_limit}")
+    watch = watch or Watch()
     t0 = time.perf_counter()
     try:
         start: Plan | None = warm or heuristic_solve(problem)
     except InfeasiblePlanError:
         start = None
     start_value = math.inf if start is None else start.predicted["objective_value"]
-    model = build(problem, upper_bound=start_value)
-    left = max(1.0, time_limit - (time.perf_counter() - t0))
-    x0 = None if start is None else (model.x, model.start_values(start.assignment))
-    solver = run_solver(model.problem, left, threads, start=x0)
+    quick = path_bound(problem)
+    meta: dict[str, Any] = {"start": start_value, "path_bound": quick, "gap_tolerance": REL_GAP}
+    if start is not None and quick is not None and _gap(start_value, quick) <= REL_GAP:  # type: ignore[operator]
+        return _finish(problem, start.assignment, quick, meta, "optimal", t0, "heuristic")
+    try:
+        model = build(problem, upper_bound=start_value)
+        watch.offset = model.offset
+        left = max(1.0, time_limit - (time.perf_counter() - t0))
+        x0 = None if start is None else (model.x, model.start_values(start.assignment))
+        solver = run_solver(model.problem, left, threads, start=x0, watch=watch)
+    except KeyboardInterrupt:  # while cvxpy compiles: keep the start, if there is one
+        if start is None:
+            raise
+        watch.interrupted = "ctrl-c"
+        meta["solver"] = "none (interrupted while building the MILP)"
+        return _finish(problem, start.assignment, quick, meta, "interrupted", t0, "heuristic")
     status = model.problem.status
     info = getattr(model.problem.solver_stats, "extra_stats", None)
     has_incumbent = status == cp.OPTIMAL or (
         status == cp.USER_LIMIT and getattr(info, "primal_solution_status", 0) == 2
     )
-    meta: dict[str, Any] = {"solver": solver, "solver_status": status, "start": start_value}
+    meta.update({"solver": solver, "solver_status": status})
     if status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE) and start is None:
         raise InfeasiblePlanError(
             f"no placement of {problem.graph.name!r} satisfies memory, colour and contiguity "
@@ -398,38 +533,72 @@ def solve(
         )
     bound: float | None = None
     assignment = None if start is None else start.assignment
+    source = "heuristic"
     shares = model.shares(problem.n_devices, problem.source)
     if has_incumbent and shares is not None and model.problem.value is not None:
         objective = float(model.problem.value)  # type: ignore[arg-type]
         meta["milp_objective"] = objective
-        if info is not None and solver == "HIGHS":
+        if info is not None and solver == "HIGHS" and math.isfinite(info.mip_dual_bound):
             # HiGHS reports its bound without cvxpy's constant offset; shift it back.
             bound = objective - (info.objective_function_value - info.mip_dual_bound)
         elif status == cp.OPTIMAL:
             bound = objective
         found = round_shares(problem, shares, 0.5)
         if score(problem, found) <= start_value:
-            assignment = found
-            meta["incumbent_from"] = "milp"
-        else:  # a time-limited incumbent can be no better than the start
-            meta["incumbent_from"] = "heuristic"
-    else:
-        meta["incumbent_from"] = "heuristic"
-        meta["note"] = "no MILP incumbent within the time limit"
-        if info is not None and solver == "HIGHS" and math.isfinite(info.mip_dual_bound):
-            bound = float(info.mip_dual_bound) + model.offset
+            assignment, source = found, "milp"
+    elif info is not None and solver == "HIGHS" and math.isfinite(info.mip_dual_bound):
+        bound = float(info.mip_dual_bound) + model.offset
     if assignment is None:
         raise InfeasiblePlanError(
             f"no placement of {problem.graph.name!r} found within {time_limit:g} s; "
             "raise --time-limit or relax the limits"
         )
+    if quick is not None:
+        bound = quick if bound is None else max(bound, quick)
+    if watch.interrupted is not None:
+        outcome = "interrupted"
+    else:
+        outcome = "optimal" if status == cp.OPTIMAL else "time_limit"
+    return _finish(problem, assignment, bound, meta, outcome, t0, source, watch.interrupted)
+
+
+def _finish(
+    problem: Problem,
+    assignment: tuple[int, ...],
+    bound: float | None,
+    meta: dict[str, Any],
+    outcome: str,
+    t0: float,
+    source: str,
+    interrupted: str | None = None,
+) -> Plan:
+    """The plan with its bound, gap, status and a plain ``stop_reason``."""
     value = score(problem, assignment)
     if bound is not None:
         bound = min(max(0.0, bound), value)
-    meta["status"] = "optimal" if status == cp.OPTIMAL else "time_limit"
-    meta["bound"] = bound
-    meta["gap"] = (
-        None if bound is None else (0.0 if value <= 0 else max(0.0, (value - bound) / value))
+    gap = _gap(value, bound)
+    warm_only = value >= meta["start"] * (1 - REL_GAP)
+    if outcome == "optimal" and "solver" not in meta:
+        reason = "the path bound proves the heuristic's placement optimal; MILP not needed"
+    elif outcome == "optimal":
+        reason = f"the bound proves the incumbent (gap <= {REL_GAP:g})"
+    else:
+        why = {
+            "time_limit": "time limit reached",
+            "interrupted": "stopped by Ctrl-C" if interrupted != "stop" else "stopped",
+        }[outcome]
+        reason = f"{why}; incumbent kept, gap {'unknown' if gap is None else f'{gap:.2%}'}"
+    if warm_only and "solver" in meta:
+        reason += "; the MILP found nothing better than its warm start (the heuristic)"
+    meta.update(
+        {
+            "status": outcome,
+            "stop_reason": reason,
+            "incumbent_from": source,
+            "warm_start_only": warm_only,
+            "bound": bound,
+            "gap": gap,
+            "solve_s": time.perf_counter() - t0,
+        }
     )
-    meta["solve_s"] = time.perf_counter() - t0
     return plan_from_assignment(problem, "ilp", assignment, meta)
