@@ -23,6 +23,7 @@ from edgesplit.commands import multidevice as multidevice_commands
 from edgesplit.commands import placement as placement_commands
 from edgesplit.commands import plan as plan_commands
 from edgesplit.commands import runtime as runtime_commands
+from edgesplit.commands.progress import interrupted_line
 from edgesplit.commands.reproduce import reproduce_app
 from edgesplit.errors import EdgesplitError
 from edgesplit.io import validation_line
@@ -100,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
 
     Usage errors too (a missing argument, an unknown option): one line naming the command's
     ``--help``, where click would draw a box of five. A bare group still prints its help.
+    Ctrl-C prints one line ``interrupted: ...`` saying what the command kept
+    (:mod:`edgesplit.commands.progress`) and exits 130, without a traceback.
     """
     try:
         code = app(args=argv, prog_name="edgesplit", standalone_mode=False)
@@ -114,12 +117,17 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         print("Aborted!", file=sys.stderr)
         raise SystemExit(130) from None
+    except KeyboardInterrupt:  # Ctrl-C outside typer's own handler (which gives 130)
+        print(interrupted_line(), file=sys.stderr)
+        raise SystemExit(130) from None
     except Exception as err:
         line = error_line(err)
         if line is None:
             raise
         print(line, file=sys.stderr)
         raise SystemExit(2) from None
+    if code == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into exit status 130
+        print(interrupted_line(), file=sys.stderr)
     raise SystemExit(code if isinstance(code, int) else 0)
 
 

@@ -293,16 +293,30 @@ def run(
         table.add_column(col, justify="right")
     import sys
 
+    from edgesplit.commands.progress import Progress, keeping, rows_kept
     from edgesplit.errors import TransportError
+    from edgesplit.runtime.measure import RowLog
 
-    try:
-        result = run_split(opts, requests=requests, duration_s=duration)
-    except TransportError as err:
-        # The cloud failing with --no-failover is not bad input: one line, exit 1.
-        print("error: " + " ".join(str(err).split()), file=sys.stderr)
-        raise typer.Exit(1) from None
-    result.recorder.layer_rows = layers
-    result.recorder.save(csv_path, jsonl_path)
+    # Before the first request: the model is traced and profiled, the cloud tier started.
+    preparing = f"tracing and profiling {model}, then requests to {server or 'a local server'}"
+    # Rows are written as each request finishes (flushed), so Ctrl-C keeps them all.
+    with (
+        RowLog(csv_path, jsonl_path, layer_rows=layers) as log,
+        keeping(lambda: rows_kept(log.count, requests, [csv_path, jsonl_path])),
+        Progress(f"run {model}", total=requests, unit="requests", info=preparing) as bar,
+    ):
+
+        def on_step(step: Any) -> None:
+            log.add(step.measurement)
+            m = step.measurement
+            bar.advance(info=f"last {m.overall_lat * 1e3:.1f} ms, split {m.SP}")
+
+        try:
+            result = run_split(opts, requests=requests, duration_s=duration, on_step=on_step)
+        except TransportError as err:
+            # The cloud failing with --no-failover is not bad input: one line, exit 1.
+            print("error: " + " ".join(str(err).split()), file=sys.stderr)
+            raise typer.Exit(1) from None
     summary = result.summary()
     if as_json:
         print_json(summary)
@@ -605,8 +619,14 @@ def _run_requests(
         result = engine.infer(inputs(i))
         return start, result, time.perf_counter() - t0
 
+    from edgesplit.commands.progress import Progress, keeping, rows_kept
+
     t0 = time.perf_counter()
-    with RecordWriter(csv_path, jsonl_path) as writer:
+    with (
+        RecordWriter(csv_path, jsonl_path) as writer,
+        keeping(lambda: rows_kept(len(records), n, [csv_path, jsonl_path])),
+        Progress(f"run-plan {engine.model}", total=n, unit="requests") as bar,
+    ):
         for i, (start, (outs, record), end) in pipelined(timed, n, concurrency):
             xs = inputs(i)
             record = {"id": i, "start_s": start, "end_s": end, **record}
@@ -617,6 +637,7 @@ def _run_requests(
                 equal_all = equal_all and record["check"]["equal"]
             writer.write(record)
             records.append(record)
+            bar.advance(info=f"last {(end - start) * 1e3:.1f} ms")
     tiers: dict[str, Any] = {}
     for r in records:
         tiers.update(r["tiers"])

@@ -32,7 +32,7 @@ import io
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from edgesplit.io import write_atomic
 from edgesplit.runtime import records
@@ -168,26 +168,7 @@ class Recorder:
         w = csv.writer(buf)
         w.writerow(COLUMNS)
         for m in self.rows:
-            doc = m.to_dict()
-            w.writerow([doc[c] if c != "row" else "request" for c in COLUMNS])
-            if self.layer_rows:
-                for layer, seconds in m.layers.items():
-                    # Table 6.1's per-layer rows (per stage on the engine): id names the
-                    # stage and its device, size/BW/CS are 0.
-                    w.writerow(
-                        [
-                            f"{m.id}:{layer}",
-                            m.datetime,
-                            0.0,
-                            seconds,
-                            0,
-                            m.SP,
-                            0,
-                            0,
-                            *([""] * (len(COLUMNS) - 9)),
-                            "layer",
-                        ]
-                    )
+            w.writerows(csv_rows(m, self.layer_rows))
         return buf.getvalue()
 
     def jsonl_text(self) -> str:
@@ -197,3 +178,67 @@ class Recorder:
         write_atomic(csv_path, self.csv_text())
         if jsonl_path is not None:
             write_atomic(jsonl_path, self.jsonl_text())
+
+
+def csv_rows(m: Measurement, layer_rows: bool = False) -> list[list[Any]]:
+    """``m``'s CSV row under :data:`COLUMNS`, then its per-stage rows when ``layer_rows``."""
+    doc = m.to_dict()
+    rows = [[doc[c] if c != "row" else "request" for c in COLUMNS]]
+    if layer_rows:
+        for layer, seconds in m.layers.items():
+            # Table 6.1's per-layer rows (per stage on the engine): id names the stage
+            # and its device, size/BW/CS are 0.
+            rows.append(
+                [f"{m.id}:{layer}", m.datetime, 0.0, seconds, 0, m.SP, 0, 0]
+                + [""] * (len(COLUMNS) - 9)
+                + ["layer"]
+            )
+    return rows
+
+
+class RowLog:
+    """The run's rows written as each request finishes: a fresh CSV (header, then rows)
+    and/or JSON-lines file, flushed after every row, so an interrupted run keeps each
+    completed request (issue 16 item 3). The files are created with the first row, so a
+    run refused before its first request leaves the previous files untouched. ``count``
+    is the requests written."""
+
+    def __init__(
+        self, csv_path: Path | None, jsonl_path: Path | None = None, layer_rows: bool = False
+    ) -> None:
+        self.csv_path, self.jsonl_path = csv_path, jsonl_path
+        self.layer_rows = layer_rows
+        self.count = 0
+        self._files: list[IO[str]] = []
+
+    def _open(self, path: Path) -> IO[str]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = path.open("w", newline="")
+        self._files.append(f)
+        return f
+
+    def add(self, m: Measurement) -> None:
+        if self.count == 0:
+            if self.csv_path is not None:
+                self._csv = self._open(self.csv_path)
+                self._writer = csv.writer(self._csv)
+                self._writer.writerow(COLUMNS)
+            if self.jsonl_path is not None:
+                self._jsonl = self._open(self.jsonl_path)
+        if self.csv_path is not None:
+            self._writer.writerows(csv_rows(m, self.layer_rows))
+            self._csv.flush()
+        if self.jsonl_path is not None:
+            self._jsonl.write(json.dumps(m.to_dict()) + "\n")
+            self._jsonl.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
+
+    def __enter__(self) -> RowLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
