@@ -355,69 +355,80 @@ def plan_rows(steps: list[SessionStep]) -> list[dict[str, Any]]:
 
 
 def plot_latency_parts(rows: list[dict[str, Any]], model: str, path: Path) -> None:
-    import matplotlib
+    """Stacked measured medians per plan used: compute per tier, transfer per link."""
+    from edgesplit.plotting import COLOURS, engineering, legend_right, pyplot, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     order = [
         "device compute", "device→edge transfer", "edge compute",
         "edge→cloud transfer", "cloud compute",
     ]  # fmt: skip
-    colours = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b2"]
+    extra = sorted({k for r in rows for k in r["parts"]} - set(order))
     fig, ax = plt.subplots(figsize=(10, 4.5))
     xs = np.arange(len(rows))
     bottom = np.zeros(len(rows))
-    for name, colour in zip(order, colours):
+    for name in order + extra:
         vals = np.array([r["parts"].get(name, 0.0) for r in rows])
-        ax.bar(xs, vals, bottom=bottom, label=name, color=colour)
+        key = name.rsplit(" ", 1)[0]
+        hatch = "//" if name.endswith("transfer") else None
+        ax.bar(xs, vals, bottom=bottom, label=name, color=COLOURS.get(key, "#cccccc"),
+               hatch=hatch, edgecolor="white", linewidth=0.5)  # fmt: skip
         bottom += vals
-    ax.plot(xs, [r["predicted_s"] or np.nan for r in rows], "k.--", label="predicted total")
+    ax.plot(xs, [r["predicted_s"] or np.nan for r in rows], "k_", ms=18, mew=2,
+            ls="none", label="predicted total")  # fmt: skip
     ax.set_xticks(xs, [f"{r['nodes_device_edge_cloud']}\n{r['codecs']}" for r in rows], fontsize=7)
     ax.set_xlabel("plan (nodes on device/edge/cloud, codec per link), in order of first use")
-    ax.set_ylabel("seconds (measured medians)")
+    ax.set_ylabel("latency per request (measured median)")
+    engineering(ax, "s")
     ax.set_title(f"{model}: where each re-planned placement spends its time")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    write_atomic(path, buf.getvalue())
+    legend_right(ax)
+    save(fig, path)
 
 
 def plot_split_over_time(steps: list[SessionStep], t0: float, model: str, path: Path) -> None:
-    import matplotlib
+    """Nodes per tier, the emulated conditions (bandwidth and clock, each on its own axis)
+    and measured vs predicted latency over the run."""
+    from edgesplit.plotting import COLOURS, count_axis, engineering, legend_right, pyplot, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     t = np.array([s.measurement.start - t0 for s in steps])
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
-    on_device = [s.plan.assignment.count(0) for s in steps]
-    up_to_edge = [s.plan.assignment.count(0) + s.plan.assignment.count(1) for s in steps]
-    ax1.step(t, on_device, where="post", color="#4c72b0", label="nodes on the device")
-    ax1.step(t, up_to_edge, where="post", color="#55a868", label="nodes on device + edge")
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
+    counts = np.array([[s.plan.assignment.count(d) for d in range(3)] for s in steps])
+    low = np.zeros(len(steps))
+    for d, tier in enumerate(DEVICES):
+        ax1.fill_between(t, low, low + counts[:, d], step="post", color=COLOURS[tier],
+                         alpha=0.8, label=f"nodes on the {tier}")  # fmt: skip
+        low = low + counts[:, d]
     zstd = [i for i, s in enumerate(steps) if "zstd" in codec_text(s.plan)]
     if zstd:
-        ax1.plot(t[zstd], np.array(up_to_edge)[zstd], "x", color="k", ms=4, label="zstd on a link")
-    ax1.set_ylabel("nodes")
-    tw = ax1.twinx()
-    tw.step(t, [s.conditions.bandwidth_mbit for s in steps], where="post", color="#dd8452",
-            alpha=0.6, label="device→edge Mbit/s")  # fmt: skip
-    tw.set_ylabel("Mbit/s")
-    ax1.legend(loc="upper left", fontsize=8)
-    tw.legend(loc="upper right", fontsize=8)
-    ax2.plot(t, [s.measurement.overall_lat for s in steps], ".", label="measured (eq. 3.4)")
-    ax2.plot(t, [s.measurement.predicted_lat or np.nan for s in steps], "-", label="predicted")
-    ax2.set_ylabel("latency s")
-    ax2.set_xlabel("seconds since start")
-    ax2.legend(fontsize=8)
+        ax1.plot(t[zstd], counts[zstd, 0] + counts[zstd, 1], "x", color="k", ms=4,
+                 label="zstd on a link (at the device/edge boundary)")  # fmt: skip
+    ax1.set_ylabel("graph nodes")
+    count_axis(ax1, "y")
     ax1.set_title(f"{model}: placement over device → edge → cloud re-planned live (lowest latency)")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    write_atomic(path, buf.getvalue())
+    legend_right(ax1, x=1.1)
+    ax2.step(t, [s.conditions.bandwidth_mbit for s in steps], where="post",
+             color=COLOURS["device→edge"], label="device→edge bandwidth")  # fmt: skip
+    ax2.set_ylabel("bandwidth (Mbit/s)")
+    ax2.set_ylim(bottom=0)
+    clock = ax2.twinx()
+    clock.step(t, [s.conditions.clock_ghz for s in steps], where="post", ls="--",
+               color=COLOURS["device"], label="device clock (emulated)")  # fmt: skip
+    clock.set_ylabel("device clock (GHz)")
+    clock.set_ylim(bottom=0)
+    ax2.set_title("emulated conditions (condition schedule)")
+    legend_right(clock, [ax2, clock], x=1.1)
+    ax3.plot(t, [s.measurement.overall_lat for s in steps], ".", color="black",
+             label="measured (eq. 3.4)")  # fmt: skip
+    ax3.plot(t, [s.measurement.predicted_lat or np.nan for s in steps], "-",
+             color="grey", label="predicted for the plan in use")  # fmt: skip
+    ax3.set_ylabel("latency per request")
+    engineering(ax3, "s")
+    ax3.set_ylim(bottom=0)
+    ax3.set_xlabel("time since start (s)")
+    ax3.set_title("end-to-end latency")
+    legend_right(ax3, x=1.1)
+    save(fig, path)
 
 
 def plans_csv(rows: list[dict[str, Any]]) -> str:

@@ -74,8 +74,9 @@ def clipped_yerr(means: Sequence[float], half: Sequence[float]) -> np.ndarray:
     ``means ± half`` is a confidence interval; where it reaches below zero, the lower arm
     is shortened to ``mean`` (an unknown mean, NaN, gets no arm at all).
     """
-    m = np.nan_to_num(np.asarray(means, dtype=float), nan=0.0)
-    h = np.nan_to_num(np.asarray(half, dtype=float), nan=0.0)
+    raw = np.asarray(means, dtype=float)
+    m = np.nan_to_num(raw, nan=0.0)
+    h = np.where(np.isnan(raw), 0.0, np.nan_to_num(np.asarray(half, dtype=float), nan=0.0))
     return np.vstack([np.clip(np.minimum(h, m), 0.0, None), np.clip(h, 0.0, None)])
 
 
@@ -87,11 +88,14 @@ def _handles(axes: Iterable[Any]) -> tuple[list[Any], list[str]]:
     return list(seen.values()), list(seen)
 
 
-def legend_right(ax: Any, axes: Iterable[Any] | None = None) -> None:
-    """The legend of ``axes`` (default: ``ax`` alone) right of ``ax``, outside the data."""
+def legend_right(ax: Any, axes: Iterable[Any] | None = None, x: float = 1.02) -> None:
+    """The legend of ``axes`` (default: ``ax`` alone) right of ``ax``, outside the data.
+
+    ``x`` is its left edge in axes fractions: past 1.1 it clears a twin's right-hand axis.
+    """
     handles, labels = _handles(axes if axes is not None else [ax])
     ax.legend(
-        handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0
+        handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(x, 1.0), borderaxespad=0
     )
 
 
