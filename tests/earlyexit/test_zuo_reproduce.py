@@ -1,6 +1,8 @@
 """``reproduce zuo2024 --quick``: structure and the invariants Pre-DNNOff implies (issue 15).
 
-The reproduction runs once (module fixture) through the CLI. Checked: the named
+The reproduction runs once (module fixture) through the CLI in a real process, which is
+also the interface's pure-JSON check (``--json``: stdout is the results.json document and
+nothing else). Checked: the shared output contract, the named
 ``results.json`` fields of every setup and the load average; every figure finite; the exact
 optimum never above any GA run (it minimises the same eq. 4.8 over all assignments); and,
 in every setup and at every rate of the wireless sweep, Pre-DNNOff <= Edgent. The latter
@@ -19,6 +21,8 @@ from typing import Any
 import pytest
 
 from edgesplit.earlyexit.problem import EDGE, MOBILE
+from tests.conftest import invoke_subprocess
+from tests.reproduce_contract import check_outputs
 
 FIELDS = (
     "paper_table42",
@@ -32,21 +36,27 @@ REL = 1e-9
 
 
 @pytest.fixture(scope="module")
-def zuo_run(tmp_path_factory: pytest.TempPathFactory, cli_uncaptured: Any) -> tuple[Path, Any]:
+def zuo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """One ``--quick --json`` run in a real process, as a user runs it: exit 0, no
+    traceback, progress on stderr only and stdout the ``results.json`` document alone."""
     out = tmp_path_factory.mktemp("zuo2024")
-    result = cli_uncaptured("reproduce", "zuo2024", "--quick", "--out", out, "--json")
-    assert result.code == 0
-    return out, json.loads((out / "results.json").read_text())
+    result = invoke_subprocess("reproduce", "zuo2024", "--quick", "--out", out, "--json")
+    assert result.code == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "reproduce zuo2024: " in result.stderr  # one line per stage
+    printed = json.loads(result.stdout)  # pure JSON: any other line would not parse
+    assert printed == json.loads((out / "results.json").read_text())
+    return out, printed
 
 
 @pytest.mark.slow
 def test_outputs_and_named_fields(zuo_run: tuple[Path, Any]) -> None:
     out, doc = zuo_run
-    assert (out / "ga_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert check_outputs(out, "zuo2024") == doc
+    assert [Path(p).name for p in doc["figures"]] == ["ga_curve.png"]
     comparison = (out / "comparison.md").read_text()
     assert "188.93 vs 207.11" in comparison
-    assert len(doc["load_average"]) == 3
-    assert all(math.isfinite(v) and v >= 0 for v in doc["load_average"])
+    assert doc["like_for_like"] == list(LIKE_FOR_LIKE)
     assert [s["field"] for s in doc["setups"]] == list(FIELDS)
     for field in FIELDS:
         row = doc[field]

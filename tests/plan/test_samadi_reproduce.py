@@ -1,6 +1,7 @@
 """``reproduce samadi --quick``: layer and operation granularity, and what the paper implies.
 
-The run goes through the CLI once (module fixture). Checked: the files and fields, the
+The run goes through the CLI once (module fixture). Checked: the shared output contract
+(:func:`tests.reproduce_contract.check_outputs`), the files and fields, the
 exact MILP never worse than the heuristic it starts from nor than the user device alone,
 and, since the op graph refines the layer graph, the layer optimum lifted onto the op
 graph scores exactly the same and the op-level optimum is never worse than the layer one.
@@ -17,6 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.reproduce_contract import check_outputs
+
 REL = 1e-9
 
 
@@ -24,14 +27,18 @@ REL = 1e-9
 def samadi_run(tmp_path_factory: pytest.TempPathFactory, cli_uncaptured: Any) -> tuple[Path, Any]:
     out = tmp_path_factory.mktemp("samadi")
     assert cli_uncaptured("reproduce", "samadi", "--quick", "--out", out, "--json").code == 0
-    return out, json.loads((out / "samadi.json").read_text())
+    return out, json.loads((out / "results.json").read_text())
 
 
 @pytest.mark.slow
 def test_outputs_have_both_granularities(samadi_run: tuple[Path, Any]) -> None:
     out, doc = samadi_run
-    for name in ("samadi_table.md", "samadi_by_processors.png", "samadi_by_bandwidth.png"):
-        assert (out / name).stat().st_size > 0, name
+    assert check_outputs(out, "samadi") == doc
+    names = {Path(p).name for p in doc["figures"]}
+    assert names == {"samadi_by_processors.png", "samadi_by_bandwidth.png"}
+    assert (out / "table.md").stat().st_size > 0
+    comparison = (out / "comparison.md").read_text()
+    assert "operation granularity (resnet50)" in comparison and "| resnet50 | op |" in comparison
     assert set(doc["models"]) == set(doc["op_models"]) == set(doc["graphs"]) == {"resnet50"}
     sizes = doc["graphs"]["resnet50"]
     assert sizes["op_nodes"] >= sizes["layer_nodes"] > 0
@@ -40,7 +47,7 @@ def test_outputs_have_both_granularities(samadi_run: tuple[Path, Any]) -> None:
         (p["processors"], p["mbps"]) for p in op
     ]
     assert {p["processors"] for p in layer} >= {1, 2, 3}
-    table = (out / "samadi_table.md").read_text()
+    table = (out / "table.md").read_text()
     assert "| resnet50 | op |" in table and "| resnet50 | layer |" in table
 
 

@@ -2,7 +2,8 @@
 
 mnist_cnn, 2 settings, 2 repeats, a 3-clock grid: the structure of results.json (Pi-class
 edge, interior_share, the §7.1 figures, the clock fit, the Table 7.1 spread, the load
-average), every figure written, a loadable clock model, and the invariants the thesis
+average), every figure written, comparison.md's Table 7.1 and §7.1 rows, the shared output contract
+(:func:`tests.reproduce_contract.check_outputs`), a loadable clock model, and the invariants the thesis
 implies: CL's cost lies between OC's and OL's per setting (Algorithm 1 picks between the
 two optima of the same predicted table: checked on the predictions, exact), regret >= 0,
 the gap vs the worst split in [0, 1], interior_share in [0, 1].
@@ -27,6 +28,7 @@ from edgesplit.runtime.conditions import ConditionSchedule
 from edgesplit.runtime.loop import RunOptions, build_run
 from edgesplit.runtime.rescheduler import Observation
 from tests.conftest import assert_input_error
+from tests.reproduce_contract import check_outputs
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +43,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
 @pytest.mark.slow
 def test_results_json_structure(run: tuple[dict, Path]) -> None:
     doc, out = run
-    on_disk = json.loads((out / "results.json").read_text())
-    assert on_disk["interior_share"] == doc["interior_share"]
+    on_disk = check_outputs(out, "luger2023", quick=False)
+    assert on_disk == json.loads(json.dumps(doc))  # the document returned is the one written
+    rows = (out / "comparison.md").read_text().splitlines()
+    assert sum(r.startswith("| Table 7.1 mnist_cnn/") for r in rows) == 2 * 6
+    assert sum(r.startswith("| §7.1 mnist_cnn") for r in rows) == 1
     assert doc["edge_clock_scale"] == EDGE_CLOCK_SCALE == 0.3
     assert all(s["clock_ghz"] < 1.0 for s in doc["settings"])  # Pi-class: 0.3 × ~1.5 GHz
     assert 0.0 <= doc["interior_share"] <= 1.0
-    assert len(doc["load_average"]["start"]) == 3
     sec = doc["section_7_1"]["mnist_cnn"]
     assert 0.0 <= sec["interior_share"] <= 1.0
     assert sec["thesis"] == {"gap_vs_worst_pct": 30.34, "top5_pct": 76.47}

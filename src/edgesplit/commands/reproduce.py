@@ -63,7 +63,9 @@ def _log(name: str) -> Callable[[str], None]:
     """Progress: one line per stage on stderr, so stdout stays pure JSON with --json."""
 
     def say(line: str) -> None:
-        err_console.print(f"reproduce {name}: {line}", highlight=False, markup=False)
+        err_console.print(
+            f"reproduce {name}: {line}", highlight=False, markup=False, soft_wrap=True
+        )
 
     return say
 
