@@ -16,6 +16,7 @@ chart) is drawn with these helpers, so that a figure reads the same wherever it 
 * one colour per Luger 2023 choice (OL, OC, CL, §4.4) and per tier (device, edge, cloud),
   the same everywhere: :data:`COLOURS`;
 * tick labels in engineering notation where values are tiny or huge (:func:`engineering`),
+  plain 1-2-5 labels on log axes (:func:`log_ticks`),
   and a "0" on bars of height zero (:func:`mark_zeros`);
 * a panel that has nothing to draw says why in words (:func:`undefined`) instead of being
   written empty;
@@ -115,13 +116,23 @@ def legend_below(fig: Any, axes: Iterable[Any], ncol: int = 3) -> None:
 
 def engineering(ax: Any, unit: str, which: str = "y") -> None:
     """Tick labels in engineering notation with ``unit`` (``2 µUSD``), not a ``1e-6`` offset."""
-    from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import EngFormatter
 
     axis = ax.xaxis if which == "x" else ax.yaxis
-    if axis.get_scale() == "log":  # labels at 1, 2, 5 per decade: readable, never crowded
-        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        axis.set_minor_formatter(NullFormatter())
+    if axis.get_scale() == "log":
+        log_ticks(ax, which)
     axis.set_major_formatter(EngFormatter(unit=unit))
+
+
+def log_ticks(ax: Any, which: str = "x") -> None:
+    """A log axis labelled at 1, 2, 5 per decade in plain numbers (``0.5``, ``2``, ``50``),
+    not ``5×10⁻¹``: readable and never crowded. The unit goes in the axis label."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def mark_zeros(

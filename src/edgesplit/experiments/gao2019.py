@@ -47,7 +47,6 @@ blocks for the fit.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -226,25 +225,12 @@ def _fit(costs: _Costs, quick: bool, repeats: int) -> dict[str, Any]:
     }
 
 
-def _png(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def plot(doc: dict[str, Any], out: Path) -> list[Path]:
-    import matplotlib
+    """Figs. 1-5 (Cases 1-3 against bandwidth, model, server load and devices) and the
+    speed-factor sweep of Figs. 2 and 5 (:func:`_plot_sweep`)."""
+    from edgesplit.plotting import count_axis, engineering, legend_right, log_ticks, pyplot, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    from edgesplit.io import write_atomic
-
+    plt = pyplot()
     labels = {
         "case1": "Case 1 (MILP/CP-SAT)",
         "case2": "Case 2 (server only)",
@@ -252,121 +238,95 @@ def plot(doc: dict[str, Any], out: Path) -> list[Path]:
     }
     paths = []
 
-    def lines(
-        key: str, x: str, y: Any, xlabel: str, ylabel: str, name: str, logx: bool = False
-    ) -> None:
+    def lines(key: str, x: str, y: Callable[[dict[str, Any]], float], ylabel: str,
+              unit: str, name: str, file: str) -> None:  # fmt: skip
         fig, ax = plt.subplots(figsize=(6, 4))
         xs = [r[x] for r in doc[key]]
-        for case in CASES:
-            ax.plot(xs, [y(r[case]) for r in doc[key]], marker="o", label=labels[case])
-        if logx:
+        for k, case in enumerate(CASES):
+            ax.plot(xs, [y(r[case]) for r in doc[key]], marker="o", color=f"C{k}",
+                    label=labels[case])  # fmt: skip
+        if x == "mbps":
             ax.set_xscale("log")
-        if "delay" in ylabel:
+            log_ticks(ax, "x")
+            ax.set_xlabel("device → server bandwidth (Mbit/s)")
+        elif x == "devices":
+            count_axis(ax)
+            ax.set_xlabel("number of devices")
+        else:
+            ax.set_xlabel("server load level (fraction of capacity busy)")
+        if unit == "s":
             ax.set_yscale("log")  # server-only is 10-100x the others at low bandwidth
-        if x == "devices":
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel(xlabel)
+        engineering(ax, unit)
         ax.set_ylabel(ylabel)
-        ax.legend()
         ax.grid(alpha=0.3)
         ax.set_title(name)
-        paths.append(
-            write_atomic(out / f"{name.split(':')[0].replace('. ', '').lower()}.png", _png(fig))
-        )
+        legend_right(ax)
+        paths.append(save(fig, out / file))
 
-    lines(
-        "fig1_fig3",
-        "mbps",
-        lambda c: c["average_s"] * 1e3,
-        "bandwidth (Mbit/s)",
-        "average delay (ms)",
-        "Fig. 1: AlexNet, 4 devices",
-        True,
-    )
+    def delay(c: dict[str, Any]) -> float:
+        return float(c["average_s"])
+
+    lines("fig1_fig3", "mbps", delay, "average delay", "s", "Fig. 1: AlexNet, 4 devices",
+          "fig1.png")  # fmt: skip
     fig, ax = plt.subplots(figsize=(6, 4))
     width = 0.25
     for k, case in enumerate(CASES):
         speeds = [r["case3"]["average_s"] / r[case]["average_s"] for r in doc["fig2"]]
-        ax.bar([i + (k - 1) * width for i in range(len(speeds))], speeds, width, label=labels[case])
+        ax.bar([i + (k - 1) * width for i in range(len(speeds))], speeds, width,
+               color=f"C{k}", label=labels[case])  # fmt: skip
     ax.set_xticks(range(len(doc["fig2"])), [r["model"] for r in doc["fig2"]])
-    ax.set_ylabel("relative speed (T_case3 / T)")
+    ax.set_xlabel("model")
+    ax.set_ylabel("relative speed T_case3 / T (×)")
     ax.set_title("Fig. 2: 4 devices, 1 Mbit/s")
-    ax.legend()
-    paths.append(write_atomic(out / "fig2.png", _png(fig)))
-    lines(
-        "fig1_fig3",
-        "mbps",
-        lambda c: c["transmitted_bytes"] / 1e6,
-        "bandwidth (Mbit/s)",
-        "transmitted data (MB, 4 devices)",
-        "Fig. 3: AlexNet, 4 devices",
-        True,
-    )
-    lines(
-        "fig4",
-        "load",
-        lambda c: c["average_s"] * 1e3,
-        "server load level",
-        "average delay (ms)",
-        "Fig. 4: AlexNet, 5 Mbit/s",
-    )
-    lines(
-        "fig5",
-        "devices",
-        lambda c: c["average_s"] * 1e3,
-        "number of devices",
-        "average delay (ms)",
-        "Fig. 5: AlexNet, 2.5 Mbit/s",
-    )
+    legend_right(ax)
+    paths.append(save(fig, out / "fig2.png"))
+    lines("fig1_fig3", "mbps", lambda c: float(c["transmitted_bytes"]),
+          "transmitted data (4 devices)", "B", "Fig. 3: AlexNet, 4 devices", "fig3.png")  # fmt: skip
+    lines("fig4", "load", delay, "average delay", "s", "Fig. 4: AlexNet, 5 Mbit/s", "fig4.png")
+    lines("fig5", "devices", delay, "average delay", "s", "Fig. 5: AlexNet, 2.5 Mbit/s",
+          "fig5.png")  # fmt: skip
     paths += _plot_sweep(doc, out)
     return paths
 
 
 def _plot_sweep(doc: dict[str, Any], out: Path) -> list[Path]:
     """Figs. 2 and 5 at every mobile speed factor: where Case 1 departs from Case 3."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
+    from edgesplit.plotting import count_axis, engineering, legend_right, pyplot, save
 
-    from edgesplit.io import write_atomic
-
+    plt = pyplot()
     sweep = doc["speed_sweep"]
+    shades = [plt.get_cmap("viridis")(0.8 * k / max(1, len(sweep) - 1)) for k in range(len(sweep))]
     fig, ax = plt.subplots(figsize=(6, 4))
     models = [r["model"] for r in sweep[0]["fig2"]]
     width = 0.8 / len(sweep)
     for k, row in enumerate(sweep):
         speeds = [r["case3"]["average_s"] / r["case1"]["average_s"] for r in row["fig2"]]
         xs = [i + (k - (len(sweep) - 1) / 2) * width for i in range(len(models))]
-        ax.bar(xs, speeds, width, label=f"Case 1, factor {row['speed_factor']:g}")
+        ax.bar(xs, speeds, width, color=shades[k], label=f"Case 1, factor {row['speed_factor']:g}")
     ax.axhline(1.0, color="black", lw=0.8, label="Case 3 (= 1)")
     ax.set_xticks(range(len(models)), models)
-    ax.set_ylabel("relative speed of Case 1 (T_case3 / T_case1)")
+    ax.set_xlabel("model")
+    ax.set_ylabel("relative speed of Case 1, T_case3 / T_case1 (×)")
     ax.set_title("Fig. 2 by mobile speed factor: 4 devices, 1 Mbit/s")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    paths = [write_atomic(out / "fig2_speed_sweep.png", _png(fig))]
+    legend_right(ax)
+    paths = [save(fig, out / "fig2_speed_sweep.png")]
     fig, ax = plt.subplots(figsize=(7, 4))
-    for row in sweep:
+    for k, row in enumerate(sweep):
         xs = [r["devices"] for r in row["fig5"]]
-        (line,) = ax.plot(
-            xs,
-            [r["case1"]["average_s"] * 1e3 for r in row["fig5"]],
-            marker="o",
-            label=f"Case 1, factor {row['speed_factor']:g}",
-        )
-        ax.plot(
-            xs,
-            [r["case3"]["average_s"] * 1e3 for r in row["fig5"]],
-            ls="--",
-            color=line.get_color(),
-            label=f"Case 3, factor {row['speed_factor']:g}",
-        )
+        f = f"{row['speed_factor']:g}"
+        ax.plot(xs, [r["case1"]["average_s"] for r in row["fig5"]], marker="o",
+                color=shades[k], label=f"Case 1, factor {f}")  # fmt: skip
+        ax.plot(xs, [r["case3"]["average_s"] for r in row["fig5"]], ls="--",
+                color=shades[k], label=f"Case 3, factor {f}")  # fmt: skip
     ax.set_yscale("log")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    engineering(ax, "s")
+    count_axis(ax)
     ax.set_xlabel("number of devices")
-    ax.set_ylabel("average delay (ms)")
+    ax.set_ylabel("average delay")
     ax.set_title("Fig. 5 by mobile speed factor: AlexNet, 2.5 Mbit/s")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    legend_right(ax)
     ax.grid(alpha=0.3)
-    paths.append(write_atomic(out / "fig5_speed_sweep.png", _png(fig)))
+    paths.append(save(fig, out / "fig5_speed_sweep.png"))
     return paths
 
 
