@@ -334,68 +334,61 @@ def comparison(doc: dict[str, Any]) -> str:
 
 def plot_fig4(fig4: dict[str, dict[str, Any]], path: Path) -> None:
     """One row per single-application workload; bars per policy; CI bars clipped at 0."""
-    import matplotlib
+    from edgesplit.plotting import clipped_yerr, mark_zeros, pyplot, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     keys = (
         ("response_intervals", "response time (intervals)"),
         ("sla_violation", "SLA violation rate (fraction)"),
         ("accuracy", "accuracy (%)"),
     )
     apps = list(fig4)
-    fig, axes = plt.subplots(len(apps), len(keys), figsize=(15, 3.6 * len(apps)), squeeze=False)
+    fig, axes = plt.subplots(len(apps), len(keys), figsize=(15, 3.8 * len(apps)), squeeze=False)
     for r, app in enumerate(apps):
         names = list(fig4[app])
         x = np.arange(len(names))
         for c, (key, label) in enumerate(keys):
             ax = axes[r][c]
             vals = [fig4[app][n][key] or (float("nan"), 0.0) for n in names]
-            means = np.array([v[0] for v in vals])
-            half = np.array([v[1] for v in vals])
-            lower = np.minimum(half, np.nan_to_num(means))  # no error bar below zero
-            ax.bar(x, means, 0.7, yerr=[lower, half], capsize=3, color=f"C{c}")
-            ax.set_xticks(x, names, rotation=30)
+            means = [v[0] for v in vals]
+            yerr = clipped_yerr(means, [v[1] for v in vals])
+            ax.bar(x, means, 0.7, yerr=yerr, capsize=3, color=f"C{c}")
+            mark_zeros(ax, x, means)
+            ax.set_ylim(bottom=0)
+            ax.set_xticks(x, names, rotation=30, ha="right")
             ax.set_xlabel("policy")
             ax.set_ylabel(label)
             ax.set_title(f"{app} workload: {label.split(' (')[0]}")
     fig.suptitle("Tuli 2021 Fig. 4 (ours): single-application workloads, mean and 95 % CI")
     fig.tight_layout()
-    buf = _png(fig)
-    plt.close(fig)
-    write_atomic(path, buf)
+    save(fig, path)
 
 
 def plot_mab(history: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
+    """Training under DASO: epsilon and O^MAB (eq. 8), and Q per context/decision."""
+    from edgesplit.plotting import count_axis, legend_right, pyplot, save, undefined
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4))
+    a.set_title("MAB training under DASO: epsilon and O^MAB")
+    b.set_title("Q per context/decision")
+    if not history:
+        undefined(a, "no training interval was run")
+        undefined(b, "no training interval was run")
+        save(fig, path)
+        return
     t = [h["interval"] for h in history]
     a.plot(t, [h["epsilon"] for h in history], label="epsilon")
     a.plot(t, [h["o_mab"] if h["o_mab"] is not None else np.nan for h in history], label="O^MAB")
     a.set_xlabel("training interval")
     a.set_ylabel("value (unitless)")
-    a.set_title("MAB training under DASO: epsilon and O^MAB")
-    a.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    for key in history[0]["q"] if history else []:
+    count_axis(a)
+    legend_right(a)
+    for key in history[0]["q"]:
         b.plot(t, [h["q"][key] for h in history], label=f"Q {key}")
     b.set_xlabel("training interval")
     b.set_ylabel("reward estimate Q (unitless)")
-    b.set_title("Q per context/decision")
-    b.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    count_axis(b)
+    legend_right(b)
     fig.tight_layout()
-    buf = _png(fig)
-    plt.close(fig)
-    write_atomic(path, buf)
-
-
-def _png(fig: Any) -> bytes:
-    import io
-
-    bio = io.BytesIO()
-    fig.savefig(bio, format="png", dpi=110)
-    return bio.getvalue()
+    save(fig, path)

@@ -65,7 +65,6 @@ from edgesplit.earlyexit.exact import solve_exact
 from edgesplit.earlyexit.ga import solve_ga
 from edgesplit.earlyexit.instance import EarlyExitInstance, load_instance_problem
 from edgesplit.earlyexit.problem import TIER_NAMES, EarlyExitProblem
-from edgesplit.io import write_atomic
 
 ASSUMED_ACCURACIES = [0.524, 0.589, 0.654, 0.719, 0.784]
 PAPER = {"pre_dnnoff_ms": 188.93, "edgent_ms": 207.11, "ga_runs_optimal": "20/20"}
@@ -256,30 +255,24 @@ def headline(summary: dict[str, Any]) -> dict[str, Any]:
 
 def plot_curves(curves: list[dict[str, Any]], path: Path) -> Path:
     """Fig. 5.2: best and mean expected latency per GA generation, one panel per setup."""
-    import io
+    from edgesplit.plotting import count_axis, engineering, legend_below, pyplot, save
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.8), squeeze=False)
     for ax, c in zip(axes[0], curves):
         gens = [h["generation"] for h in c["history"]]
-        ax.plot(gens, [h["best_s"] * 1000 for h in c["history"]], label="best")
-        ax.plot(gens, [h["mean_s"] * 1000 for h in c["history"]], label="population mean")
-        ax.axhline(c["optimum_s"] * 1000, color="k", linestyle=":", label="exact optimum")
+        ax.plot(gens, [h["best_s"] for h in c["history"]], label="best")
+        ax.plot(gens, [h["mean_s"] for h in c["history"]], label="population mean")
+        ax.axhline(c["optimum_s"], color="k", linestyle=":", label="exact optimum")
         ax.set_title(f"GA iteration curve ({c['setup']})", fontsize=9)
         ax.set_xlabel("generation")
-        ax.set_ylabel("expected latency (ms)")
+        ax.set_ylabel("expected latency (eq. 4.9)")
         ax.set_yscale("log")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return write_atomic(path, buf.getvalue())
+        engineering(ax, "s")
+        count_axis(ax)
+    fig.tight_layout()
+    legend_below(fig, axes[0])
+    return save(fig, path)
 
 
 _WHY = {
