@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from edgesplit.commands.common import JsonOpt, console, print_json
+from edgesplit.commands.progress import Progress, keeping
 from edgesplit.errors import InputError
 from edgesplit.io import write_json
 
@@ -80,10 +81,22 @@ def solve(
     opts: dict[str, Any] = {}
     if algorithm != "heuristic":
         opts = {"time_limit": time_limit, "threads": threads}
-    plan = registry_solve(problem, ALGORITHMS[algorithm], **opts)
+    with Progress(
+        f"placement solve {problem.graph.name} ({algorithm})", count=False, interval_s=2.0
+    ) as bar:
+        if algorithm == "milp":
+            from edgesplit.plan.milp import Watch
+
+            # The incumbent and the bound as HiGHS improves them; Ctrl-C stops the search
+            # and the solver returns its incumbent (status "interrupted").
+            opts["watch"] = Watch(
+                progress=lambda t, inc, bound: bar.update(info=_watch(inc, bound))
+            )
+        plan = registry_solve(problem, ALGORITHMS[algorithm], **opts)
     doc = placement_document(problem, plan)
     meta = plan.meta
     latency = plan.predicted["latency_s"]
+    exit_code, note = 0, ""
     doc["edgesplit"] = {
         "algorithm": algorithm,
         "latency": latency,
@@ -97,8 +110,17 @@ def solve(
     }
     if out is not None:
         write_json(out, doc)
+    if meta.get("status") == "interrupted":
+        # Ctrl-C stopped the search: the incumbent is printed (and written) as a result,
+        # then edgesplit.cli says so and exits 130.
+        where = f"written to {out}" if out is not None else "printed"
+        note = f"the solver's incumbent (latency {latency:.6g}) was kept and {where}"
+        exit_code = 130
     if as_json:
         print_json(doc)
+        if exit_code:
+            with keeping(lambda: note):
+                raise typer.Exit(exit_code)
         return
     table = Table(title=f"{problem.graph.name}: {algorithm} ({semantics})")
     for col in ("latency", "bound", "gap", "status", "solve s", "accelerators used"):
@@ -115,6 +137,20 @@ def solve(
     console.print(table)
     if out is not None:
         console.print(f"wrote {out}")
+    if exit_code:
+        with keeping(lambda: note):
+            raise typer.Exit(exit_code)
+
+
+def _watch(incumbent: float | None, bound: float | None) -> str:
+    """``incumbent 1.23, bound 1.20 (gap 2.4%)`` for the MILP's progress line."""
+    if incumbent is None:
+        return "searching (no incumbent yet)"
+    text = f"incumbent {incumbent:.6g}"
+    if bound is not None:
+        gap = 0.0 if incumbent <= 0 else max(0.0, (incumbent - bound) / incumbent)
+        text += f", bound {bound:.6g} (gap {gap:.2%})"
+    return text
 
 
 def evaluate_cmd(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 
@@ -70,8 +70,10 @@ def interrupted_line() -> str:
     return "interrupted: " + ("; ".join(notes) if notes else NOTHING_KEPT)
 
 
-def rows_kept(done: int, total: int | None, paths: list[object], what: str = "rows") -> str:
+def rows_kept(done: int, total: int | None, paths: Sequence[object], what: str = "rows") -> str:
     """``41 of 200 rows kept in x.csv and x.jsonl`` (``41 rows`` when the total is open)."""
+    if done == 1 and total is None:
+        what = what.removesuffix("s")
     count = f"{done} of {total} {what}" if total is not None else f"{done} {what}"
     given = [str(p) for p in paths if p is not None]
     if not given:
@@ -100,8 +102,10 @@ class Progress:
         unit: str = "",
         info: str = "",
         interval_s: float = 1.0,
+        count: bool = True,
     ) -> None:
         self.label = label
+        self.count = count  # False: only the detail text (a solver's incumbent and bound)
         self.total = total
         self.unit = unit
         self.interval_s = interval_s
@@ -118,7 +122,9 @@ class Progress:
                 SpinnerColumn(),
                 TextColumn(f"[bold]{self.label}[/]"),
                 BarColumn() if self.total is not None else TextColumn(""),
-                MofNCompleteColumn() if self.total is not None else TextColumn("{task.completed}"),
+                MofNCompleteColumn()
+                if self.total is not None
+                else TextColumn("{task.completed}" if self.count else ""),
                 TextColumn(self.unit),
                 TextColumn("{task.fields[info]}"),
                 TimeElapsedColumn(),
@@ -162,7 +168,10 @@ class Progress:
         if self._printed == state or (not force and now - self._last_line < self.interval_s):
             return
         self._last_line, self._printed = now, state
-        count = f"{self.done}/{self.total}" if self.total is not None else f"{self.done}"
-        unit = f" {self.unit}" if self.unit else ""
-        info = f", {self.info}" if self.info else ""
-        print(f"{self.label}: {count}{unit}{info}", file=sys.stderr, flush=True)
+        parts = []
+        if self.count:
+            count = f"{self.done}/{self.total}" if self.total is not None else f"{self.done}"
+            parts.append(f"{count} {self.unit}".strip())
+        if self.info:
+            parts.append(self.info)
+        print(f"{self.label}: {', '.join(parts)}", file=sys.stderr, flush=True)
