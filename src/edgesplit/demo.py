@@ -24,7 +24,8 @@ What it does, with no arguments, in about two minutes on two cores:
 5. stops both servers and prints a summary: requests, failovers, mismatches, re-plans.
 
 Options: ``python -m edgesplit.demo [--seconds S] [--model M] [--out DIR]``. Ctrl-C stops
-the servers and exits with status 130.
+the servers and exits with status 130, without a traceback; ``requests.csv`` and
+``requests.jsonl`` are written as each request finishes, so they keep every completed one.
 """
 
 from __future__ import annotations
@@ -46,15 +47,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
+try:  # Ctrl-C while torch loads (seconds) exits 130 without a traceback, like later on
+    import numpy as np
+    import torch
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
 
-from edgesplit.io import write_atomic, write_json
-from edgesplit.runtime.conditions import ConditionSchedule, ConditionStep
-from edgesplit.runtime.session import SessionStep
+    from edgesplit.commands.progress import rows_kept
+    from edgesplit.io import write_atomic, write_json
+    from edgesplit.runtime.conditions import ConditionSchedule, ConditionStep
+    from edgesplit.runtime.measure import RowLog
+    from edgesplit.runtime.session import SessionStep
+except KeyboardInterrupt:
+    print("interrupted: stopped while starting; nothing written", file=sys.stderr)
+    raise SystemExit(130) from None
 
 #: The demo's schedule; ``examples/conditions-demo.yaml`` holds the same steps.
 DEMO_SCHEDULE = ConditionSchedule(
@@ -273,15 +280,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results/demo"))
     args = parser.parse_args(argv)
     console = Console()
+    # The request rows are written as each request finishes: Ctrl-C keeps them.
+    log = RowLog(args.out / "requests.csv", args.out / "requests.jsonl")
     try:
-        return run_demo(args, console)
+        with log:
+            return run_demo(args, console, log)
     except KeyboardInterrupt:
-        print("interrupted: the edge and cloud servers were stopped; no outputs written",
-              file=sys.stderr)  # fmt: skip
+        files = [log.csv_path, log.jsonl_path]
+        kept = rows_kept(log.count, None, files, "requests") if log.count else "no outputs written"
+        print(f"interrupted: {kept}; the edge and cloud servers were stopped", file=sys.stderr)
         return 130
 
 
-def run_demo(args: argparse.Namespace, console: Console) -> int:
+def run_demo(args: argparse.Namespace, console: Console, log: RowLog) -> int:
     from edgesplit.system.topology import load_topology
 
     torch.set_num_threads(1)
@@ -309,6 +320,7 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
                 with Live(console=console, refresh_per_second=4) as live:
 
                     def on_step(step: SessionStep) -> None:
+                        log.add(step.measurement)
                         recent.append(step)
                         steps.append(step)
                         elapsed = time.time() - t0
@@ -447,7 +459,6 @@ def write_outputs(
 ) -> None:
     model = session.engine.model
     rows = session.recorder.rows
-    session.recorder.save(out / "requests.csv", out / "requests.jsonl")
     write_atomic(
         out / "records.jsonl",
         "".join(json.dumps({"id": s.measurement.id, **s.record}) + "\n" for s in steps),
