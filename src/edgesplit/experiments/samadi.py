@@ -257,45 +257,55 @@ def comparison(doc: dict[str, Any]) -> str:
     )
 
 
+#: Marker and size per method, largest first, so that methods on the same point stay visible.
+_MARKS = {"chain": ("o", 12), "mincut": ("s", 10), "milp": ("D", 8), "relax": ("^", 7),
+          "heuristic": ("v", 5)}  # fmt: skip
+
+
+def _sweep(points: list[dict[str, Any]], axis: str, key: str) -> list[dict[str, Any]]:
+    """The points of the ``key`` sweep over ``axis``, with the shared point of the other
+    sweep at the same fixed value (e.g. 3 processors at 100 Mbit/s), sorted by ``axis``."""
+    fixed = "mbps" if axis == "processors" else "processors"
+    held = {p[fixed] for p in points if p.get(key)}
+    return sorted((p for p in points if p[fixed] in held), key=lambda p: p[axis])
+
+
 def plot(doc: dict[str, Any], out: Path) -> list[Path]:
-    import matplotlib
+    """Latency (critical path) per method against processors and against bandwidth."""
+    from edgesplit.plotting import count_axis, engineering, legend_right, log_ticks, pyplot, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
+    plt = pyplot()
     paths = []
     for axis, key in (("processors", "by_processors"), ("mbps", "by_bandwidth")):
         models = list(doc["models"])
         fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
         for ax, model in zip(axes[0], models):
-            pts = [p for p in doc["models"][model] if p.get(key)]
+            pts = _sweep(doc["models"][model], axis, key)
             xs = [p[axis] for p in pts]
-            for m in METHODS:
-                ax.plot(xs, [p[m]["latency"] * 1e3 for p in pts], marker="o", label=m)
-            ops = [p for p in doc.get("op_models", {}).get(model, []) if p.get(key)]
-            ax.plot(
-                [p[axis] for p in ops],
-                [p["milp"]["latency"] * 1e3 for p in ops],
-                ls="--",
-                marker="x",
-                color="black",
-                label="milp, op graph",
-            )
+            for k, m in enumerate(METHODS):
+                marker, size = _MARKS[m]
+                ax.plot(xs, [p[m]["latency"] for p in pts], marker=marker, ms=size, mfc="none",
+                        mew=1.5, color=f"C{k}", label=f"{m}, layer graph")  # fmt: skip
+            ops = _sweep(doc.get("op_models", {}).get(model, []), axis, key)
+            if ops:
+                ax.plot([p[axis] for p in ops], [p["milp"]["latency"] for p in ops], ls="--",
+                        marker="x", color="black", label="milp, op graph")  # fmt: skip
             if axis == "processors":
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_title(model)
-            ax.set_xlabel("processors" if axis == "processors" else "bandwidth (Mbit/s)")
-            if axis == "mbps":
+                count_axis(ax)
+                ax.set_xlabel("processors (count)")
+                fixed = f"{pts[0]['mbps']:g} Mbit/s" if pts else ""
+            else:
                 ax.set_xscale("log")
-            ax.set_ylabel("latency (ms)")
+                log_ticks(ax, "x")
+                ax.set_xlabel("bandwidth (Mbit/s)")
+                fixed = f"{pts[0]['processors']} processors" if pts else ""
+            ax.set_title(f"{model}: by {'processors' if axis == 'processors' else 'bandwidth'}"
+                         f" at {fixed}")  # fmt: skip
+            ax.set_ylabel("latency (critical path)")
+            engineering(ax, "s")
             ax.grid(alpha=0.3)
-        axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        fig.tight_layout()
-        path = out / f"samadi_{key}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        paths.append(path)
+        legend_right(axes[0][-1], axes[0])
+        paths.append(save(fig, out / f"samadi_{key}.png"))
     return paths
 
 
