@@ -142,11 +142,16 @@ def _cases(problem: Any, time_limit: float) -> dict[str, Any]:
 
 
 def run_experiment(
-    speed_factor: float = 10.0, time_limit: float = 20.0, quick: bool = False, repeats: int = 5
+    speed_factor: float = 10.0,
+    time_limit: float = 20.0,
+    quick: bool = False,
+    repeats: int = 5,
+    log: Callable[[str], Any] | None = None,
 ) -> dict[str, Any]:
-    """All five figures' data as one document."""
+    """All five figures' data as one document; ``log`` receives one line per stage."""
     import torch
 
+    say = log or (lambda _line: None)
     torch.set_num_threads(1)
     costs = _Costs(speed_factor, repeats)
     bandwidths = BANDWIDTHS[1::2] if quick else BANDWIDTHS
@@ -155,10 +160,13 @@ def run_experiment(
     models = ("alexnet", "lenet") if quick else MODELS
     doc: dict[str, Any] = {"speed_factor": speed_factor, "time_limit_s": time_limit, "quick": quick}
     doc["profile"] = {"timer": "wall clock (time.perf_counter)", "torch_threads": 1}
+    say("Figs. 1 and 3: alexnet over bandwidth (profiling each model on first use)")
     doc["fig1_fig3"] = [
         {"mbps": bw, **_cases(costs.problem("alexnet", 4, bw), time_limit)} for bw in bandwidths
     ]
+    say(f"Fig. 2: {', '.join(models)} at 1 Mbit/s")
     doc["fig2"] = [{"model": m, **_cases(costs.problem(m, 4, 1.0), time_limit)} for m in models]
+    say("Figs. 4 and 5: server load and device count")
     doc["fig4"] = [
         {"load": ld, **_cases(costs.problem("alexnet", 4, 5.0, ld), time_limit)} for ld in loads
     ]
@@ -177,7 +185,9 @@ def run_experiment(
     doc["model_local_ms"] = {m: sum(costs.get(m)[1]) * speed_factor * 1e3 for m in costs.cache}
     doc["model_server_ms"] = {m: sum(costs.get(m)[1]) * 1e3 for m in costs.cache}
     doc["case1_not_optimal"] = sum(r["case1"]["status"] != "optimal" for r in rows)
+    say(f"speed-factor sweep {', '.join(f'{f:g}' for f in SPEED_FACTORS)}")
     doc["speed_sweep"] = _speed_sweep(doc, costs, models, counts, time_limit)
+    say("eq. 1-2 delay fit on sampled single-layer blocks and the profiled layers")
     doc["fit"] = _fit(costs, quick, repeats)
     return doc
 
@@ -466,8 +476,7 @@ def reproduce(
     if time_limit <= 0:
         raise InputError(f"--time-limit must be positive, not {time_limit}")
     limit = min(time_limit, QUICK_TIME_LIMIT) if quick else time_limit
-    say("profiling the models and solving Figs. 1-5, the speed sweep and the eq. 1-2 fit")
-    doc = run_experiment(speed_factor=speed_factor, time_limit=limit, quick=quick)
+    doc = run_experiment(speed_factor=speed_factor, time_limit=limit, quick=quick, log=say)
     doc["load_average"] = load.doc()
     say("drawing the figures")
     figures = plot(doc, out)
