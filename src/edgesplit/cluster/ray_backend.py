@@ -32,7 +32,7 @@ Cost: one Ray task per fragment, plus a calibration forward pass.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,12 +156,15 @@ def run_on_ray(
     epochs: int = 8,
     num_cpus: int | None = None,
     codec: str = "none",
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Simulate, replay on Ray, and compare simulated with measured response times.
 
     ``codec``: the wire codec of every tensor crossing between tasks (lossless ``none`` or
-    ``zstd`` keep the split predictions equal to the unsplit network's).
+    ``zstd`` keep the split predictions equal to the unsplit network's). ``log`` receives
+    one line per stage (training, simulating, replaying).
     """
+    say = log or (lambda text: None)
     from edgesplit.system.link import CODECS
 
     if codec not in CODECS:
@@ -179,6 +182,7 @@ def run_on_ray(
         batch_max=2048,
     )
     k = 4
+    say(f"training the digits networks ({epochs} epochs)")
     trained = train_digits(app, k, epochs=epochs, seed=seed)
     app = app.model_copy(update={"accuracy": trained.accuracy})
     layer_model = trained.modules["layer"]
@@ -187,6 +191,7 @@ def run_on_ray(
     cfg = small_cluster(hosts, mips, interval_s, intervals, seed, arrival_rate, app)
     profile: AppProfile = build_profile(app, cfg.workload.model_copy(update={"fragments": k}))
     profiles = {app.name: profile}
+    say(f"simulating {intervals} intervals of {policy}")
     learned = prepare(cfg, profiles, [policy])
     pol = make_policy(policy, seed, learned, profiles)
     rec = _Recording(pol.placer)
@@ -214,6 +219,7 @@ def run_on_ray(
     # Logical CPUs, not cores: Ray keeps about num_cpus idle workers alive, and every
     # emulated host plus the broker's combine step needs a warm one.
     slots = num_cpus or 2 * hosts + 2
+    say(f"replaying {len(sim.arrivals)} tasks on Ray (about {intervals * interval_s:g} s)")
     if address:
         ray.init(address=address, log_to_driver=False)
     else:

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from edgesplit.commands.common import JsonOpt, console, err_console, print_json
+from edgesplit.commands.common import JsonOpt, console, print_json
+from edgesplit.commands.progress import Progress
 
 
 def summary_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
@@ -77,23 +77,12 @@ def simulate(
     state = None
     if mab_state is not None and mab_state.is_file():
         state = MABSplitter.load(mab_state).state()
-    with err_console.status("training learned components", spinner="dots"):
+    with Progress(f"simulate {policy}", count=False, info="training the learned components"):
         trained = prepare(cfg, profiles, [policy], state)
     if mab_state is not None and state is None and trained.mab_state is not None:
         write_json(mab_state, trained.mab_state)
-    progress = Progress(
-        TextColumn(f"{policy}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=as_json,
-    )
-    with progress:
-        bar = progress.add_task("simulate", total=cfg.intervals)
-        metrics, _ = run_policy(
-            cfg, policy, profiles, trained, on_interval=lambda m: progress.advance(bar)
-        )
+    with Progress(f"simulate {policy}", total=cfg.intervals, unit="intervals") as bar:
+        metrics, _ = run_policy(cfg, policy, profiles, trained, on_interval=lambda m: bar.advance())
     summary = summarize(metrics, cfg.interval_s)
     doc = {
         "policy": policy,
@@ -151,8 +140,11 @@ def ray_run(
 
     if policy not in POLICIES:
         raise InputError(f"--policy {policy!r} is unknown; choose one of {', '.join(POLICIES)}")
-    with err_console.status("training, simulating and running on Ray", spinner="dots"):
-        doc = run_on_ray(policy, hosts, intervals, interval_s, arrival_rate, seed, address, epochs)
+    with Progress(f"ray-run {policy}", count=False) as bar:
+        doc = run_on_ray(
+            policy, hosts, intervals, interval_s, arrival_rate, seed, address, epochs,
+            log=bar.stage,
+        )  # fmt: skip
     if out is not None:
         write_json(out, doc)
     if as_json:

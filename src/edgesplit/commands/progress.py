@@ -162,6 +162,14 @@ class Progress:
         else:
             self._line()
 
+    def stage(self, text: str) -> None:
+        """A new stage: the live detail on a terminal, one ``label: text`` line when piped."""
+        self.info = text
+        if self._rich is not None:
+            self._rich.update(self._task, info=text)  # type: ignore[arg-type]
+        else:
+            self._line(force=True)
+
     def _line(self, force: bool = False) -> None:
         now = time.monotonic()
         state = (self.done, self.info)
