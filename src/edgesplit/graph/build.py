@@ -35,7 +35,7 @@ from torch.fx.passes.shape_prop import TensorMetadata
 
 from edgesplit.errors import TraceError
 from edgesplit.graph import kinds
-from edgesplit.graph.flops import count_flops, matmul_flops
+from edgesplit.graph.flops import composite_flops, count_flops, matmul_flops
 from edgesplit.graph.types import Granularity, Graph, Node, Tensor
 
 _COMPUTE_OPS = ("call_module", "call_function", "call_method")
@@ -235,6 +235,10 @@ class _Builder:
             product = matmul_flops(m.target, in_shapes, self._meta(m)[0])
             if product is not None:
                 return product
+            shaped = tuple(self._meta(a)[0] if isinstance(a, fx.Node) else a for a in m.args)
+            fused = composite_flops(m.target, shaped)
+            if fused is not None:
+                return fused
         ws = self._weight_shape(m) if kind in ("conv", "linear") else None
         return count_flops(kind, in_shapes, self._meta(m)[0], module=mod, weight_shape=ws)
 
