@@ -135,6 +135,8 @@ def solve(
         str(len(doc["fpgas"])),
     )
     console.print(table)
+    if meta.get("stop_reason"):
+        console.print(f"stopped: {meta['stop_reason']}", highlight=False)
     if out is not None:
         console.print(f"wrote {out}")
     if exit_code:
