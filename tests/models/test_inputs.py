@@ -127,7 +127,7 @@ def test_bad_example_callables(user_dir):
         example_from_callable("usernets:example_bad", model)
     with pytest.raises(InputError, match="takes no input 'pixels'"):
         example_from_callable("usernets:example_wrong_name", model)
-    with pytest.raises(InputError, match="cannot be imported"):
+    with pytest.raises(InputError, match="cannot import --example .* has no 'nothing_here'"):
         example_from_callable("usernets:nothing_here", model)
 
 

@@ -22,7 +22,6 @@ arguments not given are left out, so the tracer keeps their defaults as constant
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import re
 from dataclasses import dataclass, field
@@ -247,13 +246,9 @@ def example_from_callable(ref: str, module: nn.Module) -> Example:
     module_name, sep, attr = ref.partition(":")
     if not sep or not module_name or not attr:
         raise InputError(f"--example {ref!r} is not package.module:callable")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as err:
-        raise InputError(
-            f"--example {ref!r} cannot be imported: {err}; "
-            "check the name, and run with PYTHONPATH=. for a module in this folder"
-        ) from None
+    from edgesplit.models.zoo import import_callable
+
+    factory = import_callable(ref, "--example")
     result = factory() if callable(factory) else factory
     args: tuple[Any, ...]
     kwargs: dict[str, Any]

@@ -10,6 +10,9 @@ Nothing is ever downloaded. :func:`resolve` also accepts ``timm:NAME``, ``hf:ARC
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,18 +111,62 @@ def is_code_name(name: str) -> bool:
     return name not in ZOO and ":" in name and not is_hub_name(name)
 
 
+def import_callable(ref: str, what: str) -> Any:
+    """The object ``package.module:attr`` names, imported from the user's code.
+
+    Every failure is one :class:`~edgesplit.errors.UnknownModelError` naming ``what``
+    (``model``, ``--example``) and the fix: a module Python cannot find is imported from
+    its folder with ``PYTHONPATH=.`` or installed; a dependency of it is installed; an error
+    raised by the module's own code is reported with its file and line.
+    """
+    module_name, _, attr = ref.partition(":")
+    head = f"cannot import {what} {ref!r}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        missing = err.name or module_name
+        parent, _, leaf = missing.rpartition(".")
+        if parent and parent in sys.modules and module_name.startswith(missing):
+            raise UnknownModelError(
+                f"{head}: package {parent!r} ({getattr(sys.modules[parent], '__file__', '?')}) "
+                f"has no module {leaf!r}; check the name before ':'"
+            ) from None
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise UnknownModelError(
+                f"{head}: Python cannot find module {missing!r} (working folder "
+                f"{os.getcwd()}); run from the folder that holds it with PYTHONPATH=. "
+                "(e.g. PYTHONPATH=. edgesplit ...), or pip install it"
+            ) from None
+        raise UnknownModelError(
+            f"{head}: {module_name!r} imports {missing!r}, which is not installed; pip install it"
+        ) from None
+    except Exception as err:  # the user's module raised while being imported
+        raise UnknownModelError(
+            f"{head}: importing {module_name!r} raised {_where(err)}; fix that module"
+        ) from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise UnknownModelError(
+            f"{head}: module {module_name!r} ({getattr(module, '__file__', '?')}) has no "
+            f"{attr!r}; check the name after ':'"
+        ) from None
+
+
+def _where(err: BaseException) -> str:
+    """``Type: message (file:line)`` of an exception raised by user code, on one line."""
+    if isinstance(err, SyntaxError):
+        return f"SyntaxError: {err.msg} ({err.filename}:{err.lineno})"
+    frames = traceback.extract_tb(err.__traceback__)
+    place = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(err).__name__}: {err}{place}"
+
+
 def import_model(name: str) -> nn.Module:
     """Import ``package.module:callable`` and call it with no arguments."""
     from torch import nn
 
-    module_name, _, attr = name.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as err:
-        raise UnknownModelError(
-            f"cannot import model {name!r}: {err}; run with PYTHONPATH=. for a module in "
-            "this folder"
-        ) from None
+    factory = import_callable(name, "model")
     try:
         model = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
     except TypeError as err:
