@@ -1,0 +1,164 @@
+"""Long commands show progress on stderr and survive Ctrl-C (issue 16 item 3).
+
+Each command runs as a user runs it, in its own process with stderr piped (so progress
+comes as plain lines), and gets a real SIGINT: exit 130, no traceback, one
+``interrupted: ...`` line saying what was kept, and every kept row complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edgesplit.runtime.measure import COLUMNS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _sigint_default() -> None:
+    # A shell's background job starts with SIGINT ignored, and that survives exec: give
+    # the command Python's usual Ctrl-C whatever the runner's own setting.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def interrupt_when(
+    argv: list[str], ready: Callable[[list[str]], bool], timeout: float = 240
+) -> tuple[int, str, str]:
+    """Run ``edgesplit ARGV``; send SIGINT once ``ready(stderr lines so far)``; return
+    (exit status, stdout, stderr). Fails if it ends or times out before it is ready."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgesplit.cli", *argv],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_sigint_default,
+    )
+    lines: list[str] = []
+    assert proc.stderr is not None and proc.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")))
+    reader.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready(lines):
+            assert proc.poll() is None, f"ended before it was interrupted: {''.join(lines)}"
+            assert time.monotonic() < deadline, f"not ready in {timeout} s: {''.join(lines)}"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out = proc.stdout.read()
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        reader.join(timeout=10)
+    return code, out, "".join(lines)
+
+
+def csv_rows(path: Path) -> list[list[str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.reader(f))[1:]
+
+
+@pytest.mark.slow
+def test_run_interrupted_keeps_every_completed_row(tmp_path: Path) -> None:
+    table, lines = tmp_path / "x.csv", tmp_path / "x.jsonl"
+    # 100 ms RTT: 200 requests take far longer than the few rows waited for.
+    argv = ["run", "mnist_cnn", "-n", "200", "--rtt", "100ms", "--csv", str(table),
+            "--jsonl", str(lines)]  # fmt: skip
+    code, out, err = interrupt_when(argv, lambda _: len(csv_rows(table)) >= 3)
+
+    assert code == 130, err
+    assert "Traceback" not in err, err
+    assert out == ""
+    last = err.strip().splitlines()[-1]
+    match = re.fullmatch(rf"interrupted: (\d+) of 200 rows kept in {table} and {lines}", last)
+    assert match, last
+    kept = int(match.group(1))
+    assert 3 <= kept < 200
+    with table.open(newline="") as f:
+        header, *rows = list(csv.reader(f))
+    assert tuple(header) == COLUMNS
+    assert len(rows) == kept
+    assert all(len(r) == len(COLUMNS) and r[-1] == "request" for r in rows)
+    assert [int(r[0]) for r in rows] == list(range(kept))
+    records = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert [r["id"] for r in records] == list(range(kept))
+    # Progress came as plain lines on stderr while it ran.
+    assert re.search(r"^run mnist_cnn: \d+/200 requests, last [\d.]+ ms", err, re.M), err
+
+
+@pytest.mark.slow
+def test_simulate_interrupted_writes_no_half_document(tmp_path: Path) -> None:
+    out_file = tmp_path / "sim.json"
+    argv = ["simulate", "--policy", "bestfit", "--intervals", "100000", "--out", str(out_file),
+            "--json"]  # fmt: skip
+
+    def ready(lines: list[str]) -> bool:
+        return any(re.match(r"simulate bestfit: \d+/100000 intervals", s) for s in lines)
+
+    code, out, err = interrupt_when(argv, ready)
+
+    assert code == 130, err
+    assert "Traceback" not in err, err
+    assert out == ""  # --json: nothing rather than half a document
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith("interrupted: stopped before any output was written")
+    ), err
+    assert not out_file.exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary file left beside it either
+
+
+@pytest.mark.slow
+def test_run_json_stdout_is_one_document_and_progress_goes_to_stderr(tmp_path: Path) -> None:
+    table = tmp_path / "r.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgesplit.cli", "run", "mnist_cnn", "-n", "3", "--json",
+         "--csv", str(table)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["requests"] == 3
+    assert "run mnist_cnn: 3/3 requests, last" in proc.stderr.splitlines()[-1]
+    assert len(csv_rows(table)) == 3
+
+
+def test_piped_progress_lines_and_what_an_interrupt_keeps(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from edgesplit.commands.progress import Progress, interrupted_line, keeping, rows_kept
+
+    with Progress("job", total=3, unit="items", interval_s=3600) as bar:
+        assert capsys.readouterr().err == ""  # nothing before the first item
+        bar.advance(info="last 1 ms")
+        bar.advance(info="last 2 ms")  # within interval_s: no line
+        bar.stage("checking")  # a stage always gets its line
+        bar.advance()
+    assert capsys.readouterr().err.splitlines() == [
+        "job: 1/3 items, last 1 ms",
+        "job: 2/3 items, checking",
+        "job: 3/3 items, checking",
+    ]
+    done = [0]
+    with pytest.raises(KeyboardInterrupt), keeping(lambda: rows_kept(done[0], 9, ["a.csv"])):
+        done[0] = 4
+        raise KeyboardInterrupt
+    assert interrupted_line() == "interrupted: 4 of 9 rows kept in a.csv"
+    assert interrupted_line().startswith("interrupted: stopped before any output")
+    assert rows_kept(1, None, [None], "requests") == (
+        "1 request completed; none written (no --csv/--jsonl given)"
+    )
