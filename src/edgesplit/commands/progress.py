@@ -37,6 +37,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.progress import Progress as RichProgress
+from rich.text import Text
 
 from edgesplit.commands.common import err_console
 
@@ -84,7 +85,7 @@ def rows_kept(done: int, total: int | None, paths: Sequence[object], what: str =
 def stage(label: str, text: str) -> None:
     """One progress line ``label: text`` on stderr (a stage of a multi-stage command)."""
     if err_console.is_terminal:
-        err_console.print(f"[bold]{label}[/]: {text}", highlight=False)
+        err_console.print(Text.assemble((f"{label}: ", "bold"), text), soft_wrap=True)
     else:
         print(f"{label}: {text}", file=sys.stderr, flush=True)
 

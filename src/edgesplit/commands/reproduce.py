@@ -27,7 +27,8 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from edgesplit.commands.common import JsonOpt, console, err_console, print_json
+from edgesplit.commands.common import JsonOpt, console, print_json
+from edgesplit.commands.progress import stage
 from edgesplit.experiments.registry import REPRODUCTIONS, get, listing
 
 
@@ -63,9 +64,7 @@ def _log(name: str) -> Callable[[str], None]:
     """Progress: one line per stage on stderr, so stdout stays pure JSON with --json."""
 
     def say(line: str) -> None:
-        err_console.print(
-            f"reproduce {name}: {line}", highlight=False, markup=False, soft_wrap=True
-        )
+        stage(f"reproduce {name}", line)  # the one progress helper (commands/progress.py)
 
     return say
 
