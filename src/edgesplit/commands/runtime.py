@@ -93,6 +93,15 @@ def serve(
     from edgesplit.runtime.server import serve as run_server
 
     check_bind(host, token, insecure)  # refuse before any model is loaded
+    if ray_address is not None:
+        if ray_replicas is None:
+            raise InputError(
+                "--ray-address joins a Ray cluster for --ray-replicas N; add --ray-replicas "
+                "or drop --ray-address"
+            )
+        from edgesplit.runtime.serve_ray import check_ray_address
+
+        check_ray_address(ray_address)
     from edgesplit.runtime import security
 
     tls = security.ServerTLS.of(tls_cert, tls_key)
@@ -140,11 +149,14 @@ def serve(
             threads=threads or 1,
             insecure=insecure,
         )
-        err_console.print(
-            f"serving {', '.join(model)} on http://{host}:{port} "
-            f"({ray_replicas} Ray Serve replicas, {device})"
+        serve_replicated(
+            config,
+            options,
+            ready=lambda: err_console.print(
+                f"serving {', '.join(model)} on http://{host}:{port} "
+                f"({ray_replicas} Ray Serve replicas, {device})"
+            ),
         )
-        serve_replicated(config, options)
         return
     scheme = "https" if tls else "http"
     err_console.print(f"serving {', '.join(model)} on {scheme}://{host}:{port} ({device})")

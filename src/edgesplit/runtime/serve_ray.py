@@ -23,8 +23,10 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +63,36 @@ class RayOptions:
             raise InputError(f"--threads must be >= 1, not {self.threads}")
         if not 0 < self.port < 65536:
             raise InputError(f"--port must be 1..65535 for Ray Serve, not {self.port}")
+
+
+def check_ray_address(address: str) -> None:
+    """Refuse, in one line and within seconds, a ``--ray-address`` no cluster answers at.
+
+    ``auto`` is left to ``ray.init`` (it looks for a cluster on this machine and fails at
+    once); ``HOST:PORT`` and ``ray://HOST:PORT`` are probed with one TCP connect, because
+    ``ray.init`` retries an address where nothing listens for minutes.
+    """
+    if address == "auto":
+        return
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(
+            f"--ray-address {address!r}: write auto, HOST:PORT (the GCS, e.g. 10.0.0.5:6379) "
+            "or ray://HOST:PORT (the Ray client server, e.g. ray://10.0.0.5:10001)"
+        )
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=3.0):
+            pass
+    except OSError as err:
+        raise InputError(_no_cluster(address, err.strerror or type(err).__name__)) from None
+
+
+def _no_cluster(address: str, why: str) -> str:
+    return (
+        f"--ray-address {address!r}: no Ray cluster at that address ({why.split('.')[0]}); "
+        "start one with `ray start --head`, or drop --ray-address to run a private local Ray"
+    )
 
 
 class _CloudReplica:
@@ -123,7 +155,11 @@ class RayServer:
                 )
                 self._owns_ray = True
             else:
-                ray.init(address=opts.address, logging_level=logging.WARNING)
+                check_ray_address(opts.address)
+                try:
+                    ray.init(address=opts.address, logging_level=logging.WARNING)
+                except ConnectionError as err:  # 'auto' and no cluster on this machine
+                    raise InputError(_no_cluster(opts.address, str(err))) from None
         need = opts.replicas * opts.replica_cpus
         have = float(ray.cluster_resources().get("CPU", 0.0))
         if need > have:
@@ -171,8 +207,13 @@ class RayServer:
         self.stop()
 
 
-def serve_replicated(config: ServerConfig, options: RayOptions) -> None:
-    """Run the replicated tier in the foreground until SIGINT/SIGTERM, then stop it."""
+def serve_replicated(
+    config: ServerConfig, options: RayOptions, ready: Callable[[], None] | None = None
+) -> None:
+    """Run the replicated tier in the foreground until SIGINT/SIGTERM, then stop it.
+
+    ``ready`` is called once every replica answers (the command's "serving ..." line).
+    """
     server = RayServer(config, options)
     done = threading.Event()
 
@@ -183,6 +224,8 @@ def serve_replicated(config: ServerConfig, options: RayOptions) -> None:
     old = {s: signal.signal(s, _stop) for s in signals}
     try:
         server.start()
+        if ready is not None:
+            ready()
         # ray.init installs its own handlers; ours must win so that stop() runs.
         for s in signals:
             signal.signal(s, _stop)
