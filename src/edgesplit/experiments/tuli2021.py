@@ -364,6 +364,10 @@ def plot_fig4(fig4: dict[str, dict[str, Any]], path: Path) -> None:
     save(fig, path)
 
 
+#: The MAB's contexts (eq. 3-4): is the deadline at least the estimated response R^a?
+_CONTEXT = {"h": "deadline ≥ R^a", "l": "deadline < R^a"}
+
+
 def plot_mab(history: list[dict[str, Any]], path: Path) -> None:
     """Training under DASO: epsilon and O^MAB (eq. 8), and Q per context/decision."""
     from edgesplit.plotting import count_axis, legend_right, pyplot, save, undefined
@@ -371,7 +375,7 @@ def plot_mab(history: list[dict[str, Any]], path: Path) -> None:
     plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4))
     a.set_title("MAB training under DASO: epsilon and O^MAB")
-    b.set_title("Q per context/decision")
+    b.set_title("Q per decision and context (eq. 3-4)")
     if not history:
         undefined(a, "no training interval was run")
         undefined(b, "no training interval was run")
@@ -385,7 +389,8 @@ def plot_mab(history: list[dict[str, Any]], path: Path) -> None:
     count_axis(a)
     legend_right(a)
     for key in history[0]["q"]:
-        b.plot(t, [h["q"][key] for h in history], label=f"Q {key}")
+        ctx, decision = key.split("/")
+        b.plot(t, [h["q"][key] for h in history], label=f"Q {decision}, {_CONTEXT[ctx]}")
     b.set_xlabel("training interval")
     b.set_ylabel("reward estimate Q (unitless)")
     count_axis(b)
