@@ -258,8 +258,13 @@ def plot_curves(curves: list[dict[str, Any]], path: Path) -> Path:
     from edgesplit.plotting import count_axis, engineering, legend_below, pyplot, save
 
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.8), squeeze=False)
-    for ax, c in zip(axes[0], curves):
+    cols = min(3, len(curves))
+    rows = -(-len(curves) // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.6 * rows), squeeze=False)
+    axes = grid.ravel()
+    for ax in axes[len(curves) :]:
+        ax.set_visible(False)
+    for ax, c in zip(axes, curves):
         gens = [h["generation"] for h in c["history"]]
         ax.plot(gens, [h["best_s"] for h in c["history"]], label="best")
         ax.plot(gens, [h["mean_s"] for h in c["history"]], label="population mean")
@@ -270,8 +275,11 @@ def plot_curves(curves: list[dict[str, Any]], path: Path) -> Path:
         ax.set_yscale("log")
         engineering(ax, "s")
         count_axis(ax)
+    fig.suptitle(
+        "Zuo 2024 Fig. 5.2 (ours): GA best and mean per generation against the exact optimum"
+    )
     fig.tight_layout()
-    legend_below(fig, axes[0])
+    legend_below(fig, axes[: len(curves)])
     return save(fig, path)
 
 
