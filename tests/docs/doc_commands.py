@@ -133,11 +133,10 @@ def split_commands(doc: str, start: int, lang: str, lines: list[str]) -> list[Co
     text, first = "", 0
     for offset, raw in enumerate(lines):
         line = raw.strip()
-        if lang == "console":
-            if not text:
-                if not line.startswith("$ "):
-                    continue
-                line = line[2:]
+        if lang == "console" and not text:
+            if not line.startswith("$ "):
+                continue
+            line = line[2:]
         line = _strip_comment(line)
         if not line and not text:
             continue

@@ -48,8 +48,28 @@ EXEMPT: dict[str, str] = {
     "from edgesplit import Deployment": "run by tests/runtime/test_api.py against the servers it names",
 }
 
-#: Units that take longer than ~20 s on two shared cores (run in CI, marked slow).
-SLOW: tuple[str, ...] = ()
+#: Units that take longer than ~20 s on two shared cores (run in CI, marked slow), and the
+#: commands that read what one of them wrote (so ``-m "not slow"`` never runs them alone).
+SLOW: tuple[str, ...] = (
+    "edgesplit serve",  # servers, their model loads and the clients' runs
+    "verify torchvision.models:squeezenet1_0",  # every cut of each model
+    "verify timm:vit_tiny_patch16_224",
+    "verify hf:BertModel",
+    "generate hf:GPT2LMHeadModel --cuts 4,8",  # GPT-2 124M built and decoded
+    "profile resnet50",
+    "plan resnet50 --edge-profile profiles/resnet50.json",
+    "placement solve",
+    "placement evaluate $B/resnet50_inference.json resnet50_placement.json",
+    "multidevice run",
+    "multidevice solve examples/multidevice.yaml --solver cpsat --time-limit 20",
+    "earlyexit run",
+    "ray-run",
+    "reproduce luger2023",
+    "reproduce samadi",
+    "reproduce gao2019",
+    "reproduce zuo2024",
+    "reproduce tuli2021",
+)
 
 #: Options a synopsis writes as placeholders of another command's options.
 OPTION = re.compile(r"(?<![\w/.=-])(--?[A-Za-z][\w-]*)")
