@@ -159,8 +159,11 @@ def serve(
         )
         return
     scheme = "https" if tls else "http"
-    err_console.print(f"serving {', '.join(model)} on {scheme}://{host}:{port} ({device})")
-    run_server(config, host=host, port=port, insecure=insecure, wire_port=wire_port)
+
+    def ready() -> None:  # once the models are loaded
+        err_console.print(f"serving {', '.join(model)} on {scheme}://{host}:{port} ({device})")
+
+    run_server(config, host=host, port=port, insecure=insecure, wire_port=wire_port, ready=ready)
 
 
 def _cache_bytes(text: str) -> int:

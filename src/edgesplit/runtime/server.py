@@ -42,6 +42,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -574,15 +575,20 @@ def serve(
     port: int = 8000,
     insecure: bool = False,
     wire_port: int = 0,
+    ready: Callable[[], None] | None = None,
 ) -> None:
     """Run the cloud tier in the foreground until SIGINT/SIGTERM (graceful).
 
     ``wire_port``: the engine's WebSocket transport (:mod:`.binwire`); 0 takes a free port.
+    ``ready`` is called once the models are loaded (the command's "serving ..." line), so a
+    model that fails to load is the only line printed.
     """
     import uvicorn
 
     check_bind(host, config.token, insecure)
     app = create_app(config)
+    if ready is not None:
+        ready()
     app.state.wire.start(host, wire_port)
     try:
         uvicorn.run(
