@@ -485,8 +485,9 @@ def solve(
     the time limit; Ctrl-C or ``watch.stop``. The last two keep the incumbent (the start
     when HiGHS has none better). ``meta``: ``status`` (optimal / time_limit /
     interrupted), ``stop_reason`` (a sentence), ``bound`` (the larger of HiGHS's dual bound
-    and the path bound), ``gap``, ``gap_tolerance``, ``start`` (the start's value) and
-    ``warm_start_only`` (true when the result is no better than the start).
+    and the path bound), ``gap``, ``gap_tolerance``, ``start`` (the start's value),
+    ``start_from`` (heuristic or warm) and ``warm_start_only`` (true when the result is no
+    better than the start).
     """
     from edgesplit.plan.heuristic import solve as heuristic_solve
 
@@ -500,7 +501,12 @@ def solve(
         start = None
     start_value = math.inf if start is None else start.predicted["objective_value"]
     quick = path_bound(problem)
-    meta: dict[str, Any] = {"start": start_value, "path_bound": quick, "gap_tolerance": REL_GAP}
+    meta: dict[str, Any] = {
+        "start": start_value,
+        "start_from": "heuristic" if warm is None else "warm",
+        "path_bound": quick,
+        "gap_tolerance": REL_GAP,
+    }
     if start is not None and quick is not None and _gap(start_value, quick) <= REL_GAP:  # type: ignore[operator]
         return _finish(problem, start.assignment, quick, meta, "optimal", t0, "heuristic")
     try:
@@ -578,18 +584,20 @@ def _finish(
         bound = min(max(0.0, bound), value)
     gap = _gap(value, bound)
     warm_only = value >= meta["start"] * (1 - REL_GAP)
+    start = "its warm start" + (" (the heuristic)" if meta["start_from"] == "heuristic" else "")
     if outcome == "optimal" and "solver" not in meta:
         reason = "the path bound proves the heuristic's placement optimal; MILP not needed"
     elif outcome == "optimal":
-        reason = f"the bound proves the incumbent (gap <= {REL_GAP:g})"
+        what = start if warm_only else "the MILP's incumbent"
+        reason = f"the bound proves {what} optimal (gap <= {REL_GAP:g})"
     else:
         why = {
             "time_limit": "time limit reached",
             "interrupted": "stopped by Ctrl-C" if interrupted != "stop" else "stopped",
         }[outcome]
         reason = f"{why}; incumbent kept, gap {'unknown' if gap is None else f'{gap:.2%}'}"
-    if warm_only and "solver" in meta:
-        reason += "; the MILP found nothing better than its warm start (the heuristic)"
+        if warm_only:
+            reason += f"; the MILP found nothing better than {start}"
     meta.update(
         {
             "status": outcome,
