@@ -51,6 +51,8 @@ def run(problem: Problem, time_limit: float, with_relax: bool) -> dict[str, Any]
         "status": m.meta["status"],
         "solve_s": m.meta["solve_s"] + h.meta["solve_s"],  # started from the heuristic
         "incumbent_from": m.meta.get("incumbent_from", "milp"),
+        "warm_start_only": m.meta.get("warm_start_only"),
+        "stop_reason": m.meta.get("stop_reason"),
     }
     if with_relax:
         r = solve(problem, "relax", time_limit=time_limit, threads=1)
