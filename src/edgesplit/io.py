@@ -18,17 +18,20 @@ extra fields (pydantic's default, ``ignore``) is treated as forbidding them, so 
 misspelt key is an error rather than a silently used default.
 
 Writing: :func:`write_atomic` goes through a temporary file and a rename, so a failed
-command never leaves a half-written output file.
+command never leaves a half-written output file. :func:`json_safe` turns a document into
+strict JSON data (``nan``/``inf`` become ``null``), for every ``--json`` printout and
+``results.json``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -292,6 +295,21 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` as strict JSON data: NaN/±inf become ``None``, paths and tuples plain."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and callable(obj.item):  # a numpy scalar
+        return json_safe(obj.item())
+    return obj
 
 
 def write_json(path: str | Path, obj: Any) -> Path:

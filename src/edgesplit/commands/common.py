@@ -154,4 +154,12 @@ def file_inputs(
 
 
 def print_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    """The one ``--json`` printer: one strict JSON document on stdout.
+
+    A quantity that is undefined or infinite (``nan``, ``inf``) prints as ``null``
+    (:func:`edgesplit.io.json_safe`); ``NaN`` and ``Infinity`` are not JSON, and
+    ``allow_nan=False`` makes sure none slips through.
+    """
+    from edgesplit.io import json_safe
+
+    sys.stdout.write(json.dumps(json_safe(doc), indent=2, allow_nan=False) + "\n")

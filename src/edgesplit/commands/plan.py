@@ -100,6 +100,8 @@ def _edge_cloud_problem(
 
 
 def _print_table(result: Any) -> None:
+    from edgesplit.commands.tables import eng, make_table
+
     c = result.candidates
     has_energy = bool(c.energy_j.any())
     marks: dict[int, list[str]] = {}
@@ -107,42 +109,31 @@ def _print_table(result: Any) -> None:
     for label, cut in chosen + ([("OE", result.oe)] if has_energy else []):
         marks.setdefault(cut, []).append(label)
     pareto = set(result.pareto)
-    table = Table(title=f"{c.model}: split candidates ({c.devices[0]} -> {c.devices[1]})")
-    for col in (
-        "cut",
-        "bytes",
-        "edge ms",
-        "comm ms",
-        "cloud ms",
-        "total ms",
-        "cost",
-        "energy J",
-        "",
-    ):
-        table.add_column(col, justify="right")
+    columns = ["cut", "bytes", "edge", "comm", "cloud", "total", "cost"]
+    columns += ["energy"] if has_energy else []
+    rows, styles = [], []
     for k in range(len(c)):
         r = c.row(k)
         tag = " ".join(marks.get(k, [])) + (" P" if k in pareto else "")
         if not r["feasible"]:
             tag += " (no memory)"
-        style = "bold green" if k == result.chosen.cut else None
-        table.add_row(
-            str(k),
-            f"{int(r['bytes']):,}",
-            f"{r['edge_s'] * 1e3:.2f}",
-            f"{r['comm_s'] * 1e3:.2f}",
-            f"{r['cloud_s'] * 1e3:.2f}",
-            f"{r['latency_s'] * 1e3:.2f}",
-            f"{r['cost']:.3e}",
-            *([f"{r['energy_j']:.4f}"] if has_energy else []),
-            tag.strip(),
-            style=style,
+        styles.append("bold green" if k == result.chosen.cut else None)
+        rows.append(
+            [
+                str(k),
+                eng(r["bytes"], "B"),
+                *(eng(r[key], "s") for key in ("edge_s", "comm_s", "cloud_s", "latency_s")),
+                eng(r["cost"], "$"),
+                *([eng(r["energy_j"], "J")] if has_energy else []),
+                tag.strip(),
+            ]
         )
-    console.print(table)
+    title = f"{c.model}: split candidates ({c.devices[0]} -> {c.devices[1]})"
+    console.print(make_table(title, [*columns, "marks"], rows, text={"marks"}, styles=styles))
+    what = "OL optimal latency, OC optimal cost, " + ("OE optimal energy, " if has_energy else "")
     console.print(
-        "OL optimal latency, OC optimal cost, OE optimal energy, "
-        f"CL Luger Algorithm 1 at w={result.weight}, P Pareto front; chosen cut "
-        f"{result.chosen.cut} ({result.chosen.objective})"
+        f"{what}CL Luger Algorithm 1 at w={result.weight}, P Pareto front; chosen cut "
+        f"{result.chosen.cut} ({result.chosen.objective}); cost in $ per inference"
     )
 
 

@@ -27,12 +27,12 @@ from __future__ import annotations
 import importlib
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgesplit.io import write_atomic, write_json
+from edgesplit.io import json_safe, write_atomic, write_json
 
 
 @dataclass(frozen=True)
@@ -134,21 +134,6 @@ class LoadAverage:
 
     def doc(self) -> dict[str, list[float]]:
         return {"start": self.start, "end": list(os.getloadavg())}
-
-
-def json_safe(obj: Any) -> Any:
-    """``obj`` as strict JSON data: NaN/±inf become ``None``, paths and tuples plain."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "item") and callable(obj.item):  # a numpy scalar
-        return json_safe(obj.item())
-    return obj
 
 
 def fmt_ratio(value: float | None, spec: str = ".2f") -> str:

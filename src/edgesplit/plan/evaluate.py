@@ -4,9 +4,10 @@ It follows the cost semantics written in :mod:`edgesplit.plan.problem` directly,
 by tensor and message by message, and shares no code with any solver: every solver
 scores its candidates with it, and the tests check it in turn against an evaluator of
 their own. Rules (:func:`violations`): every node on a device that can run it, memory
-within capacity, colour classes on one device, contiguous device sets when the problem
-asks for them. Critical-path latency (Tarnawski et al. 2020) is the longest path through
-the quotient graph of host nodes and one unit per device call. O(n + |tensors|·k).
+within capacity, a link wherever data crosses between devices (:func:`unlinked`), colour
+classes on one device, contiguous device sets when the problem asks for them.
+Critical-path latency (Tarnawski et al. 2020) is the longest path through the quotient
+graph of host nodes and one unit per device call. O(n + |tensors|·k).
 """
 
 from __future__ import annotations
@@ -111,6 +112,21 @@ def over_memory(problem: Problem, assignment: Sequence[int]) -> list[int]:
     ]
 
 
+def unlinked(problem: Problem, assignment: Sequence[int]) -> list[tuple[int, int]]:
+    """Device pairs the assignment sends data between with no link joining them.
+
+    Under ``comm="tensor"`` every transfer goes over the source–device link, so a device
+    charged an infinite transfer is unlinked from the source. Without this rule an
+    unlinked pair priced ``inf`` seconds would pass as a feasible plan of infinite
+    latency (and, under the energy objective, of zero energy).
+    """
+    if problem.comm == "tensor":
+        charged = tensor_charges(problem, assignment)
+        return [(problem.source, d) for d, c in enumerate(charged) if math.isinf(c)]
+    sent = messages(problem, assignment)
+    return sorted(p for p, nbytes in sent.items() if nbytes > 0 and problem.link(*p) is None)
+
+
 def violations(problem: Problem, assignment: Sequence[int]) -> list[str]:
     """Every broken rule of ``assignment``, one line each, naming nodes and devices."""
     _check(problem, assignment)
@@ -125,6 +141,12 @@ def violations(problem: Problem, assignment: Sequence[int]) -> list[str]:
         out.append(f"{names[d]}: nodes {bad[:5]} cannot run there")
     for d in over_memory(problem, assignment):
         out.append(f"{names[d]}: its nodes exceed its {problem.memory_bytes[d]:.6g} bytes")
+    for a, b in unlinked(problem, assignment):
+        out.append(
+            f"no link joins {names[a]!r} and {names[b]!r}, yet the assignment sends data "
+            f"between them: add a {names[a]}–{names[b]} link to the system file, or keep "
+            "those nodes on linked devices"
+        )
     if problem.contiguous:
         hub = problem.hub
         succ = problem.structure.succ
