@@ -22,6 +22,7 @@ from edgesplit.commands.common import (
     model_request,
     print_json,
 )
+from edgesplit.commands.progress import Progress
 
 if TYPE_CHECKING:
     from edgesplit.graph import Graph
@@ -193,7 +194,12 @@ def verify(
     with torch.inference_mode():
         reference = module(*call_args, **call_kwargs)
     flat = flat_inputs(module, graph, call_args, call_kwargs)
-    checks = check_every_cut(graph, flat, reference, method=method)  # type: ignore[arg-type]
+    n_cuts = len(graph.nodes) + 1
+    with Progress(f"verify {graph.name}", total=n_cuts, unit="cuts", info=method) as bar:
+        checks = check_every_cut(
+            graph, flat, reference, method=method,  # type: ignore[arg-type]
+            on_cut=lambda c: bar.advance(info=f"cut {c.cut} {'equal' if c.equal else 'DIFFERS'}"),
+        )  # fmt: skip
     results = [c.as_dict() for c in checks]
     passed = all(c.equal for c in checks)
     if as_json:
@@ -255,9 +261,20 @@ def profile(
     graph, module, ex = load_graph(request, granularity)
     x = flat_inputs(module, graph, ex.args, ex.kwargs)
     n_threads = torch.get_num_threads() if threads is None else threads
-    prof = profile_graph(
-        graph, x, threads=n_threads, repeats=repeats, warmup=warmup, device=device, codecs=codecs
-    )
+    label = f"profile {graph.name}"
+    with Progress(
+        label, total=warmup + repeats, unit="passes", info=f"{n_threads} thread(s)"
+    ) as bar:
+
+        def on_pass(done: int, total: int) -> None:
+            bar.update(done, "warm-up" if done <= warmup else f"{n_threads} thread(s)")
+            if done == total and codecs:
+                bar.stage("timing the wire codecs")
+
+        prof = profile_graph(
+            graph, x, threads=n_threads, repeats=repeats, warmup=warmup, device=device,
+            codecs=codecs, on_pass=on_pass,
+        )  # fmt: skip
     prof = prof.model_copy(update={"model_options": request.describe(ex)})
     prof.save(output)
     summary = {

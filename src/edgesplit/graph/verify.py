@@ -41,7 +41,7 @@ Three ways to check every cut ``k`` of a graph with ``n`` nodes:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -94,11 +94,13 @@ def check_every_cut(
     *,
     method: Method = "tails",
     cuts: Sequence[int] | None = None,
+    on_cut: Callable[[CutCheck], None] | None = None,
 ) -> list[CutCheck]:
     """Check the cuts ``cuts`` (default: all ``0..n``) of ``graph`` against ``reference``.
 
     ``inputs`` are the graph's input tensors in ``graph.input_names`` order and
     ``reference`` the unsplit model's output on them. See the module doc for methods.
+    ``on_cut`` receives each cut's verdict as it is reached (progress).
     """
     n = len(graph.nodes)
     wanted = list(range(n + 1)) if cuts is None else list(cuts)
@@ -113,11 +115,16 @@ def check_every_cut(
     # no_grad, not inference_mode: the recorder reads version counters, which inference
     # tensors do not keep.
     with torch.no_grad():
-        if method == "rebuild":
-            return [_rebuild(graph, inputs, reference, k) for k in wanted]
         if method not in METHODS:
             raise InputError(f"verify method must be one of {', '.join(METHODS)}, not {method!r}")
-        return _fast(graph, tuple(inputs), reference, wanted, whole_tails=method == "tails")
+        report = on_cut or (lambda check: None)
+        if method == "rebuild":
+            checks = []
+            for k in wanted:
+                checks.append(_rebuild(graph, inputs, reference, k))
+                report(checks[-1])
+            return checks
+        return _fast(graph, tuple(inputs), reference, wanted, method == "tails", report)
 
 
 def record_values(graph: Graph, inputs: Sequence[torch.Tensor]) -> Recording:
@@ -180,6 +187,7 @@ def _fast(
     reference: Any,
     wanted: list[int],
     whole_tails: bool,
+    report: Callable[[CutCheck], None],
 ) -> list[CutCheck]:
     n = len(graph.nodes)
     recording = record_values(graph, inputs)
@@ -219,6 +227,7 @@ def _fast(
             checks.append(_whole_tail(graph, split, recorded, crossing, reference, k))
         else:
             checks.append(CutCheck(k, True))
+        report(checks[-1])
     return checks
 
 

@@ -220,6 +220,7 @@ def profile_graph(
     warmup: int = 3,
     device: str = "cpu",
     codecs: bool = False,
+    on_pass: Callable[[int, int], None] | None = None,
 ) -> Profile:
     """Wall-clock time of every node of ``graph`` and of the whole forward, on ``threads``.
 
@@ -227,6 +228,7 @@ def profile_graph(
     the module docstring for why wall clock and why the count is stated. ``codecs`` also
     records every wire codec's seconds per byte and each tensor's zstd ratio on this host
     (:func:`edgesplit.predict.codec_costs.measure_graph_codecs`), for ``plan --codec``.
+    ``on_pass(done, total)`` is called after each of the ``warmup + repeats`` passes.
     """
     if repeats < 1:
         raise InputError(f"--repeats must be at least 1, not {repeats}")
@@ -243,7 +245,7 @@ def profile_graph(
     try:
         # Several inputs (token ids and a mask) come in graph.input_names order.
         inputs = (example_input,) if isinstance(example_input, torch.Tensor) else example_input
-        samples, e2e = _measure(graph, tuple(inputs), repeats, warmup, device)
+        samples, e2e = _measure(graph, tuple(inputs), repeats, warmup, device, on_pass)
         record = None
         if codecs:
             node_sum = sum(statistics.median(s) for s in samples)
@@ -281,7 +283,12 @@ def profile_graph(
 
 
 def _measure(
-    graph: Graph, inputs: tuple[torch.Tensor, ...], repeats: int, warmup: int, device: str
+    graph: Graph,
+    inputs: tuple[torch.Tensor, ...],
+    repeats: int,
+    warmup: int,
+    device: str,
+    on_pass: Callable[[int, int], None] | None = None,
 ) -> tuple[list[list[float]], list[float]]:
     """Wall-clock samples per node part and of the unsplit forward (after ``warmup``)."""
     module = graph.module.to(device)
@@ -308,4 +315,6 @@ def _measure(
             sync()
             if rep >= warmup:
                 e2e.append(time.perf_counter() - t0)
+            if on_pass is not None:
+                on_pass(rep + 1, warmup + repeats)
     return samples, e2e
