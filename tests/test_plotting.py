@@ -159,3 +159,13 @@ def test_engineering_ticks_and_undefined_panel(tmp_path: Path) -> None:
     assert any("µUSD" in t for t in labels)
     assert [t.get_text() for t in b.texts] == ["undefined: every pick costs 0"]
     assert save(fig, tmp_path / "e.png").exists()
+
+
+def test_every_figure_is_written_through_plotting_save() -> None:
+    """One home for the style: no other module saves a figure or picks the backend itself."""
+    direct = [
+        str(p.relative_to(SRC))
+        for p in SRC.rglob("*.py")
+        if p.name != "plotting.py" and re.search(r"\.savefig\(|matplotlib\.use\(", p.read_text())
+    ]
+    assert direct == []
