@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from edgesplit.commands.common import JsonOpt, console, err_console, print_json
+from edgesplit.commands.progress import Progress, keeping, rows_kept, stage
 from edgesplit.errors import InputError
 
 earlyexit_app = typer.Typer(
@@ -224,9 +225,15 @@ def exit_run(
     xs = flat_inputs(module, graph, ex.args, ex.kwargs)
     with torch.inference_mode():
         reference = dict(zip(graph.output_names, _leaves(module(*xs))))
-    records = []
+    records: list[dict[str, Any]] = []
     try:
-        with RecordWriter(csv_path, jsonl_path) as writer:
+        with (
+            RecordWriter(csv_path, jsonl_path) as writer,
+            keeping(lambda: rows_kept(len(records), requests, [csv_path, jsonl_path])),
+            Progress(
+                f"early-exit {plan.model.rsplit(':', 1)[-1]}", total=requests, unit="requests"
+            ) as bar,
+        ):
             for i in range(requests):
                 outs, record = runner.infer(xs)
                 name = runner.spec["outputs"][record["exit"] - 1]
@@ -234,6 +241,7 @@ def exit_run(
                     record["equal"] = bool(torch.equal(outs[name], reference[name]))
                 records.append({"id": i, **record})
                 writer.write(records[-1])
+                bar.advance(info=f"exit {record['exit']}, {record['total_s'] * 1e3:.1f} ms")
     finally:
         runner.close()
     return _exit_summary(plan, runner.spec, records)
@@ -344,6 +352,7 @@ def run(
     torch.set_num_threads(1)  # as the tier processes: compare like with like (bitwise)
     request = ModelRequest.from_record(plan.model, plan.meta["model_options"], "plan", True)
     docs = []
+    stage("earlyexit run", f"{len(rules)} exit rule(s); starting edge and cloud (edgesplit serve)")
     with (
         tempfile.TemporaryDirectory() as tmp,
         launch(plan, Path(tmp), problem.wireless_bps, problem.wired_bps) as topo_doc,

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from edgesplit.commands.common import JsonOpt, TrustOpt, console, err_console, print_json
+from edgesplit.commands.progress import Progress, keeping, rows_kept, stage
 
 multidevice_app = typer.Typer(
     help="Split N devices' DNNs and schedule one shared MEC server (Gao et al. 2019, eq. 10-16).",
@@ -81,7 +82,8 @@ def solve_cmd(
 
     models = delay_models(delay_model) if delay_model is not None else None
     problem = load_problem(instance, trust_model_code, models)
-    schedule = solve(problem, solver, time_limit=time_limit)
+    with Progress(f"multidevice solve ({solver})", count=False, info=f"{problem.n} devices"):
+        schedule = solve(problem, solver, time_limit=time_limit)
     doc = {**schedule.to_dict(), "instance": instance, "problem": _problem_meta(problem)}
     plan = _plan(problem, schedule) if plan_out else None
     if output:
@@ -216,13 +218,14 @@ def run_cmd(
     from edgesplit.runtime.server import ServerProcess
 
     problem = load_problem(instance, trust_model_code)
-    schedule = solve(problem, solver, time_limit=time_limit)
+    with Progress(f"multidevice run ({solver})", count=False, info="solving"):
+        schedule = solve(problem, solver, time_limit=time_limit)
     plan = _plan(problem, schedule)
-    if not as_json:
-        err_console.print(
-            f"planned {solver}: average {schedule.average_s * 1e3:.2f} ms; starting the server "
-            f"and {problem.n} device processes…"
-        )
+    stage(
+        "multidevice run",
+        f"planned {solver}: average {schedule.average_s * 1e3:.2f} ms; starting the server "
+        f"and {problem.n} device processes for {rounds} round(s)",
+    )
     models = tuple(sorted({d.model for d in problem.devices}))
     args = ("--threads", "1", "--max-concurrency", str(problem.n + 1))
     server = ServerProcess(models, args=args).start()
@@ -311,8 +314,14 @@ def run_schedule_plan(
             with lock:
                 records.append(record)
                 writer.write(record)
+                bar.advance(info=f"last {dev.name} round {r}")
 
-        with RecordWriter(csv_path, jsonl_path) as writer:
+        total = rounds * len(devices)
+        with (
+            RecordWriter(csv_path, jsonl_path) as writer,
+            keeping(lambda: rows_kept(len(records), total, [csv_path, jsonl_path])),
+            Progress(f"run-plan {plan.model}", total=total, unit="requests") as bar,
+        ):
             run_threads(devices, rounds, lambda d, r: inputs[d.name], done)
     finally:
         for d in devices:
