@@ -277,6 +277,9 @@ def profile(
         )  # fmt: skip
     prof = prof.model_copy(update={"model_options": request.describe(ex)})
     prof.save(output)
+    from edgesplit.commands.flags import check_fidelity
+
+    check_fidelity(prof, output)
     summary = {
         "model": prof.model,
         "output": output,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from edgesplit.commands.common import (
     ExampleOpt,
@@ -54,6 +54,10 @@ def _edge_cloud_problem(
     if cloud_speedup <= 0:
         raise InputError(f"--cloud-speedup must be positive, not {cloud_speedup}")
     edge = saved_seconds(edge_profile, graph, calibrate=calibrate)
+    from edgesplit.commands.flags import check_fidelity
+
+    for path in {edge_profile, cloud_profile} - {None}:
+        check_fidelity(load_profile(str(path)), str(path))
     scale = 1.0
     if clock is not None:
         ref_hz = parse_frequency(profile_clock) if profile_clock else None
@@ -378,19 +382,30 @@ def predictor_report(
         reports["plain_linear"] = holdout_report(
             lambda: LayerTypeRegressor(form="linear", features="table4.1"), data
         )
+    from edgesplit.commands.flags import check_fit
+    from edgesplit.commands.tables import count, eng, make_table, percent
+
+    rows = [
+        (name, kind, m)
+        for name, rep in reports.items()
+        for kind, m in [("all", rep["overall"]), *rep["per_kind"].items()]
+    ]
     if as_json:
         print_json({"samples": len(data.seconds), "reports": reports})
-        return
-    table = Table(title=predictor if predictor else "latency predictor accuracy (held-out 20 %)")
-    for col in ("predictor", "kind", "n", "R²", "MAE ms", "within ±10 %"):
-        table.add_column(col, justify="left" if col in ("predictor", "kind") else "right")
-    for name, rep in reports.items():
-        for kind, m in [("all", rep["overall"]), *rep["per_kind"].items()]:
-            table.add_row(
-                name, kind, str(int(m["n"])), f"{m['r2']:.3f}", f"{m['mae_s'] * 1e3:.3f}",
-                f"{m['within_10pct']:.0%}",
-            )  # fmt: skip
-    console.print(table)
+    else:
+        cells = [
+            [name, kind, count(m["n"]), _r2(m["r2"]), eng(m["mae_s"], "s"), percent(m["within_10pct"])]
+            for name, kind, m in rows
+        ]  # fmt: skip
+        title = predictor if predictor else "latency predictor accuracy (held-out 20 %)"
+        columns = ["predictor", "kind", "n", "R²", "MAE", "within ±10 %"]
+        console.print(make_table(title, columns, cells, text={"predictor", "kind"}))
+    check_fit(rows)
+
+
+def _r2(value: float) -> str:
+    """R² to three decimals (it is a ratio near 1, not a quantity); ``n/a`` if undefined."""
+    return f"{value:.3f}" if value is not None and math.isfinite(value) else "n/a"
 
 
 def register(app: typer.Typer) -> None:
