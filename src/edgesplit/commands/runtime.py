@@ -241,8 +241,12 @@ def run(
         True, help="feed measured edge/cloud compute times back into the predictions"
     ),
     layers: bool = typer.Option(False, help="per-stage compute times as extra CSV rows"),
-    csv_path: Path = typer.Option(Path("results/run/requests.csv"), "--csv", help="CSV out"),
-    jsonl_path: Path | None = typer.Option(None, "--jsonl", help="JSON lines out"),
+    csv_path: Path = typer.Option(
+        Path("results/run/requests.csv"), "--csv", help="CSV out, one row per request as it ends"
+    ),
+    jsonl_path: Path | None = typer.Option(
+        None, "--jsonl", help="JSON lines out, one per request as it ends"
+    ),
     as_json: bool = JsonOpt,
     tls_ca: Path | None = TlsCaOpt,
 ) -> None:
