@@ -386,9 +386,11 @@ def plot_latency_parts(rows: list[dict[str, Any]], model: str, path: Path) -> No
         ax.bar(xs, vals, bottom=bottom, label=name, color=COLOURS.get(key, "#cccccc"),
                hatch=hatch, edgecolor="white", linewidth=0.5)  # fmt: skip
         bottom += vals
-    ax.plot(xs, [r["predicted_s"] or np.nan for r in rows], "k_", ms=18, mew=2,
-            ls="none", label="predicted total")  # fmt: skip
-    ax.set_xticks(xs, [f"{r['nodes_device_edge_cloud']}\n{r['codecs']}" for r in rows], fontsize=7)
+    predicted = [r["predicted_s"] or np.nan for r in rows]
+    ax.plot(xs, predicted, "k_", ms=18, mew=2, ls="none", label="predicted total")
+    ax.set_ylim(0, 1.1 * float(np.nanmax([*bottom, *predicted, 1e-3])))
+    ticks = [f"{r['nodes_device_edge_cloud']}\n" + r["codecs"].replace(",", "\n") for r in rows]
+    ax.set_xticks(xs, ticks, fontsize=7)
     ax.set_xlabel("plan (nodes on device/edge/cloud, codec per link), in order of first use")
     ax.set_ylabel("latency per request (measured median)")
     engineering(ax, "s")
@@ -411,10 +413,12 @@ def plot_split_over_time(steps: list[SessionStep], t0: float, model: str, path: 
         ax1.fill_between(t, low, low + counts[:, d], step="post", color=COLOURS[tier],
                          alpha=0.8, label=f"nodes on the {tier}")  # fmt: skip
         low = low + counts[:, d]
+    total = int(counts.sum(axis=1).max()) if len(steps) else 0
     zstd = [i for i, s in enumerate(steps) if "zstd" in codec_text(s.plan)]
     if zstd:
-        ax1.plot(t[zstd], counts[zstd, 0] + counts[zstd, 1], "x", color="k", ms=4,
-                 label="zstd on a link (at the device/edge boundary)")  # fmt: skip
+        ax1.plot(t[zstd], np.full(len(zstd), total + 1.5), "x", color="k", ms=4, clip_on=False,
+                 label="× above the bands: zstd on a link")  # fmt: skip
+    ax1.set_ylim(0, total + 2.5)
     ax1.set_ylabel("graph nodes")
     count_axis(ax1, "y")
     ax1.set_title(f"{model}: placement over device → edge → cloud re-planned live (lowest latency)")
