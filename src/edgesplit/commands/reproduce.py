@@ -28,7 +28,7 @@ import typer
 from typer.core import TyperGroup
 
 from edgesplit.commands.common import JsonOpt, console, print_json
-from edgesplit.commands.progress import stage
+from edgesplit.commands.progress import keeping, stage
 from edgesplit.experiments.registry import REPRODUCTIONS, get, listing
 
 
@@ -67,6 +67,15 @@ def _log(name: str) -> Callable[[str], None]:
         stage(f"reproduce {name}", line)  # the one progress helper (commands/progress.py)
 
     return say
+
+
+def _run(name: str, out: Path, **options: Any) -> dict[str, Any]:
+    """Run reproduction ``name`` into ``out`` with its stage lines on stderr; on Ctrl-C,
+    the files it had written stay there (``results.json`` is written whole, at the end)."""
+    kept = f"the files written so far stay in {out}/ (results.json is written whole, last)"
+    with keeping(lambda: kept):
+        doc: dict[str, Any] = get(name).function()(out, log=_log(name), **options)
+    return doc
 
 
 def _done(name: str, doc: dict[str, Any], out: Path, as_json: bool) -> bool:
@@ -121,7 +130,7 @@ def luger2023(
 
     --quick: 3 settings, 1 repeat, alexnet and mnist_cnn, 3 clocks.
     """
-    doc = get("luger2023").function()(out, quick=quick, repeats=repeats, log=_log("luger2023"))
+    doc = _run("luger2023", out, quick=quick, repeats=repeats)
     if _done("luger2023", doc, out, as_json):
         return
     console.print((out / "table_7_1.md").read_text())
@@ -150,9 +159,7 @@ def gao2019(
     """
     from edgesplit.experiments.gao2019 import table
 
-    doc = get("gao2019").function()(
-        out, quick=quick, speed_factor=speed_factor, time_limit=time_limit, log=_log("gao2019")
-    )
+    doc = _run("gao2019", out, quick=quick, speed_factor=speed_factor, time_limit=time_limit)
     if not _done("gao2019", doc, out, as_json):
         console.print(table(doc), highlight=False)
 
@@ -172,7 +179,7 @@ def zuo2024(
 
     --quick: 1 GA run per variant instead of 20.
     """
-    doc = get("zuo2024").function()(out, quick=quick, log=_log("zuo2024"))
+    doc = _run("zuo2024", out, quick=quick)
     _done("zuo2024", doc, out, as_json)
 
 
@@ -192,7 +199,7 @@ def tuli2021(
     from edgesplit.commands.cluster import summary_table
 
     torch.set_num_threads(1)  # the surrogate is tiny; threads only add contention
-    doc = get("tuli2021").function()(out, quick=quick, seeds=seeds, log=_log("tuli2021"))
+    doc = _run("tuli2021", out, quick=quick, seeds=seeds)
     if _done("tuli2021", doc, out, as_json):
         return
     rows = {
@@ -218,12 +225,12 @@ def samadi(
     """
     from edgesplit.experiments.samadi import MODELS, table
 
-    doc = get("samadi").function()(
+    doc = _run(
+        "samadi",
         out,
         quick=quick,
         time_limit=time_limit,
         models=models.split(",") if models else MODELS,
-        log=_log("samadi"),
     )
     if not _done("samadi", doc, out, as_json):
         console.print(table(doc), highlight=False)
