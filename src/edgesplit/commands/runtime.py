@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from edgesplit.commands.common import (
     ExampleOpt,
@@ -296,20 +295,6 @@ def run(
         calibrate=calibrate,
         failover=not no_failover,
     )
-    table = Table(title=f"edgesplit run {model}")
-    for col in (
-        "id",
-        "SP",
-        "BW",
-        "CS",
-        "edge s",
-        "comm s",
-        "cloud s",
-        "overall s",
-        "pred s",
-        "note",
-    ):
-        table.add_column(col, justify="right")
     import sys
 
     from edgesplit.commands.progress import Progress, keeping, rows_kept
@@ -341,15 +326,26 @@ def run(
     if as_json:
         print_json(summary)
         return
-    for m in result.recorder.rows:
-        table.add_row(*_row(m))
-    console.print(table)
+    from edgesplit.commands.tables import make_table
+
+    columns = ["id", "SP", "BW", "CS", "edge", "comm", "cloud", "overall", "pred", "note"]
+    rows = [_row(m) for m in result.recorder.rows]
+    console.print(make_table(f"edgesplit run {model}", columns, rows, text={"note"}))
+    replans = f"{summary['replans']} re-plans"
+    if "fixed_cut" in summary:
+        replans += (
+            f" (fixed --cut {summary['fixed_cut']}: predictions refreshed "
+            f"{summary['prediction_updates']} times as measured conditions changed)"
+        )
     console.print(
         f"{summary['requests']} requests, {summary['fallbacks']} local fallbacks "
         f"(failover), {summary['retries']} retries, "
-        f"{summary['replans']} re-plans, clock method {summary['clock_method']}; "
-        f"CSV {csv_path}"
+        f"{replans}, clock method {summary['clock_method']}; CSV {csv_path}"
     )
+    if check:
+        checked, bad = summary["checked"], summary["mismatches"]
+        verdict = "all match" if not bad else f"{bad} MISMATCH (see the note column)"
+        console.print(f"--check: {checked} requests compared with local inference: {verdict}")
 
 
 def _refused_setup(err: Exception) -> None:
@@ -366,18 +362,16 @@ def _row(m: Any) -> list[str]:
     note = "fallback" if m.fallback else ""
     if m.correct is False:
         note += " MISMATCH"
-    pred = "" if m.predicted_lat is None else f"{m.predicted_lat:.4f}"
+    from edgesplit.commands.tables import eng
+
+    secs = [m.edge_lat, m.comm_lat, m.cloud_lat, m.overall_lat, m.predicted_lat]
     return [
         str(m.id),
         str(m.SP),
-        f"{m.BW:g}",
-        f"{m.CS:g}",
-        f"{m.edge_lat:.4f}",
-        f"{m.comm_lat:.4f}",
-        f"{m.cloud_lat:.4f}",
-        f"{m.overall_lat:.4f}",
-        pred,
-        note,
+        eng(m.BW * 1e6, "b/s"),
+        eng(m.CS * 1e9, "Hz"),
+        *("" if s is None else eng(s, "s") for s in secs),
+        note.strip(),
     ]
 
 

@@ -315,12 +315,18 @@ class RunResult:
 
     def summary(self) -> dict[str, Any]:
         rows = self.recorder.rows
+        events = self.rescheduler.events
+        # A fixed cut (--cut) never re-plans: its planner only refreshes the predictions
+        # for the conditions, so those are counted apart and re-plans are 0.
+        fixed = [e.cut for e in events if e.plan.algorithm == "fixed"]
         return {
             "requests": len(rows),
             "fallbacks": sum(m.fallback for m in rows),
             "retries": sum(m.retries for m in rows),
+            "checked": sum(m.correct is not None for m in rows),
             "mismatches": sum(m.correct is False for m in rows),
-            "replans": len(self.rescheduler.events),
+            "replans": 0 if fixed else len(events),
+            **({"fixed_cut": fixed[0], "prediction_updates": len(fixed)} if fixed else {}),
             "splits": sorted({m.SP for m in rows}),
             "median_overall_s": float(np.median([m.overall_lat for m in rows])) if rows else None,
             "clock_method": rows[0].clock_method if rows else "",
