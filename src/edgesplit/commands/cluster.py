@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,32 +10,31 @@ import typer
 from rich.table import Table
 
 from edgesplit.commands.common import JsonOpt, console, print_json
+from edgesplit.commands.flags import check_sim_vs_measured
 from edgesplit.commands.progress import Progress
+from edgesplit.commands.tables import eng, make_table
+
+PER_APP_KEYS = ("response_intervals", "sla_violation", "accuracy", "layer_fraction")
 
 
 def summary_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
-    """Table 1 layout: one row per policy."""
-    table = Table(title=title)
+    """Table 1 layout: one row per policy (energy in Wh with an SI prefix, scheduling time
+    in seconds; the rest are interval counts, ratios and percentages)."""
     cols = [
-        ("energy_kwh", "Energy kWh", "{:.4f}"),
-        ("sched_s", "Sched. s", "{:.3f}"),
-        ("jain", "Jain", "{:.2f}"),
-        ("wait_intervals", "Wait", "{:.2f}"),
-        ("response_intervals", "Resp.", "{:.2f}"),
-        ("sla_violation", "SLA viol.", "{:.2f}"),
-        ("accuracy", "Acc. %", "{:.2f}"),
-        ("reward_eq8", "Reward (eq. 8)", "{:.2f}"),
+        ("energy_kwh", "Energy", lambda v: eng(v * 1e3, "Wh")),
+        ("sched_s", "Sched.", lambda v: eng(v, "s")),
+        ("jain", "Jain", "{:.2f}".format),
+        ("wait_intervals", "Wait", "{:.2f}".format),
+        ("response_intervals", "Resp.", "{:.2f}".format),
+        ("sla_violation", "SLA viol.", "{:.2f}".format),
+        ("accuracy", "Acc. %", "{:.2f}".format),
+        ("reward_eq8", "Reward (eq. 8)", "{:.2f}".format),
     ]
-    table.add_column("Policy")
-    for _, label, _ in cols:
-        table.add_column(label, justify="right")
-    for name, s in rows.items():
-        cells = []
-        for key, _, fmt in cols:
-            v = s.get(key)
-            cells.append("-" if v is None else fmt.format(v))
-        table.add_row(name, *cells)
-    return table
+    cells = [
+        [name, *("-" if s.get(key) is None else fmt(s[key]) for key, _, fmt in cols)]
+        for name, s in rows.items()
+    ]
+    return make_table(title, ["Policy", *(label for _, label, _ in cols)], cells, text={"Policy"})
 
 
 def simulate(
@@ -103,19 +103,16 @@ def simulate(
             {policy: summary},
         )
     )
-    per_app = Table(title="per application")
-    for col in ("app", "tasks", "resp.", "SLA viol.", "acc. %", "layer share"):
-        per_app.add_column(col)
-    for app, s in summary["per_app"].items():
-        per_app.add_row(
+    per_app = [
+        [
             app,
             str(s["tasks"]),
-            f"{s.get('response_intervals', 0):.2f}",
-            f"{s.get('sla_violation', 0):.2f}",
-            f"{s.get('accuracy', 0):.2f}",
-            f"{s.get('layer_fraction', 0):.2f}",
-        )
-    console.print(per_app)
+            *(f"{s.get(key, 0):.2f}" for key in PER_APP_KEYS),
+        ]
+        for app, s in summary["per_app"].items()
+    ]
+    columns = ["app", "tasks", "resp.", "SLA viol.", "acc. %", "layer share"]
+    console.print(make_table("per application", columns, per_app, text={"app"}))
 
 
 def ray_run(
@@ -147,19 +144,29 @@ def ray_run(
         )  # fmt: skip
     if out is not None:
         write_json(out, doc)
+    sim, meas = doc["simulated_response_s"], doc["measured_response_s"]
     if as_json:
         print_json(doc)
-        return
-    table = Table(title=f"Ray run: {policy}, {hosts} hosts, {intervals} intervals")
-    table.add_column("quantity")
-    table.add_column("simulated", justify="right")
-    table.add_column("measured", justify="right")
-    sim, meas = doc["simulated_response_s"], doc["measured_response_s"]
-    table.add_row("mean response s", f"{sim['mean']:.3f}", f"{meas['mean']:.3f}")
-    table.add_row("median response s", f"{sim['median']:.3f}", f"{meas['median']:.3f}")
-    table.add_row("tasks", str(doc["tasks"]), str(doc["tasks"]))
-    table.add_row("accuracy %", "-", f"{doc['measured_accuracy']:.2f}")
-    console.print(table)
+    else:
+        rows = [
+            ["mean response", eng(sim["mean"], "s"), eng(meas["mean"], "s")],
+            ["median response", eng(sim["median"], "s"), eng(meas["median"], "s")],
+            ["tasks", str(doc["tasks"]), str(doc["tasks"])],
+            ["accuracy %", "-", f"{doc['measured_accuracy']:.2f}"],
+        ]
+        title = f"Ray run: {policy}, {hosts} hosts, {intervals} intervals"
+        columns = ["quantity", "simulated", "measured"]
+        console.print(make_table(title, columns, rows, text={"quantity"}))
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    check_sim_vs_measured(
+        "ray-run median response",
+        sim["median"],
+        meas["median"],
+        "the simulator prices compute alone, at host speeds calibrated by one forward "
+        "pass here, while each measured task also pays Ray's submission, serialisation "
+        f"and scheduling, and any load on this machine (load average {load}); compare "
+        "on a quiet machine with --interval-s long enough for a task",
+    )
 
 
 def register(app: typer.Typer) -> None:
