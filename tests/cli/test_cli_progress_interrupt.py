@@ -162,3 +162,31 @@ def test_piped_progress_lines_and_what_an_interrupt_keeps(
     assert rows_kept(1, None, [None], "requests") == (
         "1 request completed; none written (no --csv/--jsonl given)"
     )
+
+
+def test_row_log_writes_what_the_whole_file_writer_writes(tmp_path: Path) -> None:
+    from edgesplit.runtime.measure import Measurement, Recorder, RowLog
+
+    rows = [
+        Measurement(i, f"t{i}", 1.0 * i, 1.5 * i, 100 + i, 3, 7.2, 2.6, "m", 0.1, 0.2, 0.3,
+                    0.6, 0.02, 40, i == 2, i, layers={"edge[0:3]": 0.1, "cloud[3:9]": 0.3})
+        for i in range(4)
+    ]  # fmt: skip
+    whole = Recorder(layer_rows=True)
+    table, lines = tmp_path / "a.csv", tmp_path / "a.jsonl"
+    with RowLog(table, lines, layer_rows=True) as log:
+        for m in rows:
+            log.add(m)
+            whole.add(m)
+            # Flushed per row: the file holds every row written so far.
+            assert table.read_bytes() == whole.csv_text().encode()
+    assert lines.read_bytes() == whole.jsonl_text().encode()
+
+    # Refused or interrupted before its first row: the previous file stays as it was.
+    with pytest.raises(KeyboardInterrupt), RowLog(table) as log:
+        raise KeyboardInterrupt
+    assert table.read_bytes() == whole.csv_text().encode()
+    # Ended normally with no request: the header alone.
+    with RowLog(table):
+        pass
+    assert table.read_bytes() == Recorder().csv_text().encode()

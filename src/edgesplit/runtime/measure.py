@@ -200,8 +200,8 @@ class RowLog:
     """The run's rows written as each request finishes: a fresh CSV (header, then rows)
     and/or JSON-lines file, flushed after every row, so an interrupted run keeps each
     completed request (issue 16 item 3). The files are created with the first row, so a
-    run refused before its first request leaves the previous files untouched. ``count``
-    is the requests written."""
+    run refused or interrupted before its first request leaves the previous files untouched;
+    one that ends normally with none leaves the header. ``count`` is the requests written."""
 
     def __init__(
         self, csv_path: Path | None, jsonl_path: Path | None = None, layer_rows: bool = False
@@ -217,14 +217,17 @@ class RowLog:
         self._files.append(f)
         return f
 
+    def _start(self) -> None:
+        if self.csv_path is not None:
+            self._csv = self._open(self.csv_path)
+            self._writer = csv.writer(self._csv)
+            self._writer.writerow(COLUMNS)
+        if self.jsonl_path is not None:
+            self._jsonl = self._open(self.jsonl_path)
+
     def add(self, m: Measurement) -> None:
         if self.count == 0:
-            if self.csv_path is not None:
-                self._csv = self._open(self.csv_path)
-                self._writer = csv.writer(self._csv)
-                self._writer.writerow(COLUMNS)
-            if self.jsonl_path is not None:
-                self._jsonl = self._open(self.jsonl_path)
+            self._start()
         if self.csv_path is not None:
             self._writer.writerows(csv_rows(m, self.layer_rows))
             self._csv.flush()
@@ -240,5 +243,7 @@ class RowLog:
     def __enter__(self) -> RowLog:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, *exc: object) -> None:
+        if kind is None and self.count == 0 and not self._files:
+            self._start()  # a run that ended with no request still leaves its (empty) log
         self.close()
