@@ -1,7 +1,8 @@
 """Options and helpers shared by every command module.
 
 The model options are one bundle that every command taking a model declares the same way
-(inspect, verify, profile, plan, serve, run, run-plan, generate)::
+(inspect, verify, profile, plan, serve, run, run-plan, generate; ``serve`` takes
+:data:`ModelsOpt`, repeatable, where the others take :data:`ModelArg`)::
 
     def cmd(
         model: str = ModelArg,
@@ -47,6 +48,13 @@ MODEL_HELP = (
     "(a local config.json [+ weights]), or package.module:callable"
 )
 ModelArg = typer.Argument(..., help=MODEL_HELP)
+#: ``serve``'s models: the same forms, repeatable; the model options apply to each.
+ModelsOpt = typer.Option(
+    ["alexnet"],
+    "--model",
+    "-m",
+    help=f"model to serve, repeat for several: {MODEL_HELP}; the model options apply to each",
+)
 InputOpt = typer.Option(
     None,
     "--input",

@@ -15,6 +15,7 @@ from edgesplit.commands.common import (
     JsonOpt,
     ModelArg,
     ModelConfigOpt,
+    ModelsOpt,
     TrustOpt,
     WeightsOpt,
     console,
@@ -33,12 +34,7 @@ TlsCaOpt = typer.Option(
 
 
 def serve(
-    model: list[str] = typer.Option(
-        ["alexnet"],
-        "--model",
-        "-m",
-        help="model to serve (repeat for several); the model options below apply to each",
-    ),
+    model: list[str] = ModelsOpt,
     inputs: list[str] | None = InputOpt,
     input_shape: str | None = InputShapeOpt,
     example: str | None = ExampleOpt,
