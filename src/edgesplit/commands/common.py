@@ -161,6 +161,17 @@ def file_inputs(
     return load_inputs(path, graph, tuple(example), module)
 
 
+def refused_setup(err: Exception) -> None:
+    """Re-raise a tier's refusal of the setup itself, which no retry or failover mends:
+    the model is not served there (404, the message names it and the served ones) or is
+    served with other weights (409). The CLI prints it as one line and exits 2; the caller
+    handles any other transport error (a tier failing mid-run: exit 1)."""
+    from edgesplit.runtime.transport import ServerRejected
+
+    if isinstance(err, ServerRejected) and err.status in (404, 409):
+        raise err
+
+
 def print_json(doc: Any) -> None:
     """The one ``--json`` printer: one strict JSON document on stdout.
 

@@ -29,6 +29,7 @@ from edgesplit.commands.common import (
     console,
     model_request,
     print_json,
+    refused_setup,
 )
 from edgesplit.commands.runtime import TlsCaOpt
 from edgesplit.errors import InputError
@@ -350,6 +351,7 @@ def _across(
         run = client.generate(ids, n_tokens)
     except TransportError as err:
         # A tier failing (with --no-failover) is not bad input: one line, exit 1.
+        refused_setup(err)
         print("error: " + " ".join(str(err).split()), file=sys.stderr)
         raise typer.Exit(1) from None
     finally:

@@ -22,6 +22,7 @@ from edgesplit.commands.common import (
     err_console,
     model_request,
     print_json,
+    refused_setup,
 )
 from edgesplit.errors import InputError
 
@@ -315,7 +316,7 @@ def run(
             result = run_split(opts, requests=requests, duration_s=duration, on_step=on_step)
         except TransportError as err:
             # The cloud failing with --no-failover is not bad input: one line, exit 1.
-            _refused_setup(err)
+            refused_setup(err)
             print("error: " + " ".join(str(err).split()), file=sys.stderr)
             raise typer.Exit(1) from None
     summary = result.summary()
@@ -342,16 +343,6 @@ def run(
         checked, bad = summary["checked"], summary["mismatches"]
         verdict = "all match" if not bad else f"{bad} MISMATCH (see the note column)"
         console.print(f"--check: {checked} requests compared with local inference: {verdict}")
-
-
-def _refused_setup(err: Exception) -> None:
-    """Re-raise a tier's refusal of the setup itself, which no retry or failover mends:
-    the model is not served there (404, the message names it and the served ones) or is
-    served with other weights (409). The CLI prints it as one line and exits 2."""
-    from edgesplit.runtime.transport import ServerRejected
-
-    if isinstance(err, ServerRejected) and err.status in (404, 409):
-        raise err
 
 
 def _row(m: Any) -> list[str]:
@@ -520,7 +511,7 @@ def run_plan(
                             jsonl_path, concurrency, given)  # fmt: skip
     except TransportError as err:
         # A tier failing mid-run is not bad input: one line, exit 1.
-        _refused_setup(err)
+        refused_setup(err)
         print("error: " + " ".join(str(err).split()), file=sys.stderr)
         raise typer.Exit(1) from None
     finally:
