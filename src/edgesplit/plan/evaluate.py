@@ -113,7 +113,8 @@ def over_memory(problem: Problem, assignment: Sequence[int]) -> list[int]:
 
 
 def unlinked(problem: Problem, assignment: Sequence[int]) -> list[tuple[int, int]]:
-    """Device pairs the assignment sends data between with no link joining them.
+    """Device pairs ``(a, b)``, ``a < b``, the assignment sends data between (either way)
+    with no link joining them.
 
     Under ``comm="tensor"`` every transfer goes over the source–device link, so a device
     charged an infinite transfer is unlinked from the source. Without this rule an
@@ -124,7 +125,8 @@ def unlinked(problem: Problem, assignment: Sequence[int]) -> list[tuple[int, int
         charged = tensor_charges(problem, assignment)
         return [(problem.source, d) for d, c in enumerate(charged) if math.isinf(c)]
     sent = messages(problem, assignment)
-    return sorted(p for p, nbytes in sent.items() if nbytes > 0 and problem.link(*p) is None)
+    pairs = {(min(p), max(p)) for p, nbytes in sent.items() if nbytes > 0}  # links: both ways
+    return sorted(p for p in pairs if problem.link(*p) is None)
 
 
 def violations(problem: Problem, assignment: Sequence[int]) -> list[str]:
