@@ -10,6 +10,7 @@ from rich.table import Table
 
 from edgesplit.commands.common import JsonOpt, TrustOpt, console, err_console, print_json
 from edgesplit.commands.progress import Progress, keeping, rows_kept, stage
+from edgesplit.commands.tables import eng, make_table
 
 multidevice_app = typer.Typer(
     help="Split N devices' DNNs and schedule one shared MEC server (Gao et al. 2019, eq. 10-16).",
@@ -24,30 +25,20 @@ TimeLimitOpt = typer.Option(60.0, "--time-limit", help="solver time limit in sec
 
 
 def _table(schedule: Any, title: str) -> Table:
-    table = Table(title=title)
-    for col in (
-        "device",
-        "model",
-        "split after",
-        "local done (s)",
-        "arrives (s)",
-        "done (s)",
-        "sent (B)",
-    ):
-        table.add_column(
-            col, justify="left" if col in ("device", "model", "split after") else "right"
-        )
-    for d in schedule.devices:
-        table.add_row(
+    rows = [
+        [
             d.name,
             d.model,
             _split_label(d),
-            f"{d.local_finish_s:.4f}",
-            "-" if d.arrival_s is None else f"{d.arrival_s:.4f}",
-            f"{d.completion_s:.4f}",
-            f"{d.transmitted_bytes:,}",
-        )
-    return table
+            eng(d.local_finish_s, "s"),
+            "-" if d.arrival_s is None else eng(d.arrival_s, "s"),
+            eng(d.completion_s, "s"),
+            eng(d.transmitted_bytes, "B"),
+        ]
+        for d in schedule.devices
+    ]
+    columns = ["device", "model", "split after", "local done", "arrives", "done", "sent"]
+    return make_table(title, columns, rows, text={"device", "model", "split after"})
 
 
 def _split_label(d: Any) -> str:
@@ -248,13 +239,19 @@ def run_cmd(
 
 
 def _print_schedule_run(result: dict[str, Any]) -> None:
-    table = Table(title=f"plan vs reality ({result['rounds']} rounds)")
-    for col in ("device", "split", "predicted (s)", "measured (s)", "equal"):
-        table.add_column(col, justify="right")
-    for d in result["devices"]:
-        pred = "-" if d["predicted_s"] is None else f"{d['predicted_s']:.4f}"
-        table.add_row(d["name"], str(d["split"]), pred, f"{d['measured_s']:.4f}", str(d["equal"]))
-    console.print(table)
+    rows = [
+        [
+            d["name"],
+            str(d["split"]),
+            "-" if d["predicted_s"] is None else eng(d["predicted_s"], "s"),
+            eng(d["measured_s"], "s"),
+            str(d["equal"]),
+        ]
+        for d in result["devices"]
+    ]
+    title = f"plan vs reality ({result['rounds']} rounds)"
+    columns = ["device", "split", "predicted", "measured", "equal"]
+    console.print(make_table(title, columns, rows, text={"device", "split"}))
     pred = result["predicted_average_s"]
     console.print(
         f"average: predicted {pred * 1e3:.2f} ms, measured "

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from edgesplit.commands.common import JsonOpt, console, print_json
 from edgesplit.commands.progress import Progress, keeping
@@ -122,19 +121,20 @@ def solve(
             with keeping(lambda: note):
                 raise typer.Exit(exit_code)
         return
-    table = Table(title=f"{problem.graph.name}: {algorithm} ({semantics})")
-    for col in ("latency", "bound", "gap", "status", "solve s", "accelerators used"):
-        table.add_column(col)
+    from edgesplit.commands.tables import eng, make_table
+
     bound, gap = meta.get("bound"), meta.get("gap")
-    table.add_row(
-        f"{latency:.6g}",
-        "-" if bound is None else f"{bound:.6g}",
+    row = [
+        eng(latency),
+        "-" if bound is None else eng(bound),
         "-" if gap is None else f"{gap:.2%}",
         str(meta.get("status")),
-        f"{meta.get('solve_s', 0.0):.2f}",
+        eng(meta.get("solve_s", 0.0), "s"),
         str(len(doc["fpgas"])),
-    )
-    console.print(table)
+    ]
+    columns = ["latency", "bound", "gap", "status", "solve", "accelerators used"]
+    title = f"{problem.graph.name}: {algorithm} ({semantics})"
+    console.print(make_table(title, columns, [row], text={"status"}))
     if meta.get("stop_reason"):
         console.print(f"stopped: {meta['stop_reason']}", highlight=False)
     if out is not None:
