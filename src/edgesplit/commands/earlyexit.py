@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from edgesplit.commands.common import JsonOpt, console, err_console, print_json
 from edgesplit.commands.progress import Progress, keeping, rows_kept, stage
+from edgesplit.commands.tables import eng, make_table
 from edgesplit.errors import InputError
 
 earlyexit_app = typer.Typer(
@@ -108,18 +108,17 @@ def solve(
     if as_json:
         print_json(doc)
         return
-    table = Table(title=f"{plan.algorithm}: expected latency {doc['expected_latency_ms']:.3f} ms")
-    for col in ("exit", "accuracy", "P(exit)", "latency ms", "tiers on chain"):
-        table.add_column(col)
+    rows = []
     for e in doc["exit_table"]:
         k = e["exit"]
-        chain = problem.chain(k)
-        tiers = "".join("MEC"[plan.meta["genes"][i]] for i in chain)
-        table.add_row(
-            str(k), f"{e['accuracy']:.3f}", f"{e['probability']:.4f}",
-            f"{e['latency_ms']['total_s']:.3f}", tiers,
+        tiers = "".join("MEC"[plan.meta["genes"][i]] for i in problem.chain(k))
+        rows.append(
+            [str(k), f"{e['accuracy']:.3f}", f"{e['probability']:.4f}",
+             eng(e["latency_ms"]["total_s"] / 1e3, "s"), tiers]
         )  # fmt: skip
-    console.print(table)
+    title = f"{plan.algorithm}: expected latency {eng(doc['expected_latency_ms'] / 1e3, 's')}"
+    columns = ["exit", "accuracy", "P(exit)", "latency", "tiers on chain"]
+    console.print(make_table(title, columns, rows, text={"tiers on chain"}))
     console.print("tiers: M mobile, E edge, C cloud (chain order, input to exit)")
 
 
@@ -290,16 +289,16 @@ def _exit_summary(plan: Any, spec: dict[str, Any], records: list[dict[str, Any]]
 
 
 def _print_exit_run(doc: dict[str, Any]) -> None:
-    table = Table(
-        title=f"early exits on the engine ({doc['requests']} requests, {doc['rule']['rule']} rule)"
-    )
-    for col in ("exit", "requests", "median ms", "predicted ms", "bytes per link"):
-        table.add_column(col)
+    rows = []
     for e in doc["exits"]:
-        links = ", ".join(f"{k} {v:,}" for k, v in e["link_bytes"].items()) or "(none sent)"
-        table.add_row(str(e["exit"]), str(e["requests"]), f"{e['median_total_ms']:.2f}",
-                      f"{e['predicted_ms']:.2f}", links)  # fmt: skip
-    console.print(table)
+        links = ", ".join(f"{k} {eng(v, 'B')}" for k, v in e["link_bytes"].items())
+        rows.append(
+            [str(e["exit"]), str(e["requests"]), eng(e["median_total_ms"] / 1e3, "s"),
+             eng(e["predicted_ms"] / 1e3, "s"), links or "(none sent)"]
+        )  # fmt: skip
+    title = f"early exits on the engine ({doc['requests']} requests, {doc['rule']['rule']} rule)"
+    columns = ["exit", "requests", "median", "predicted", "bytes per link"]
+    console.print(make_table(title, columns, rows, text={"bytes per link"}))
     verdict = "bitwise equal" if doc["equal_to_local"] else "NOT equal"
     same = "same torch threads everywhere" if doc["bitwise_expected"] else "threads differ"
     console.print(
