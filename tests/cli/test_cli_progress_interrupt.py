@@ -190,3 +190,34 @@ def test_row_log_writes_what_the_whole_file_writer_writes(tmp_path: Path) -> Non
     with RowLog(table):
         pass
     assert table.read_bytes() == Recorder().csv_text().encode()
+
+
+@pytest.mark.slow
+def test_demo_interrupted_while_its_servers_start_exits_130_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C at a terminal reaches the whole process group: the demo and its two servers."""
+    import os
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgesplit.demo", "--seconds", "5", "--out", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_sigint_default,
+    )
+    assert proc.stdout is not None
+    try:
+        started = proc.stdout.readline()  # printed once torch is loaded, as the servers start
+        assert "edgesplit demo" in started, started
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err + out, err
+    assert err.strip().splitlines()[-1].startswith("interrupted: "), err
+    assert "servers were stopped" in err
