@@ -115,6 +115,23 @@ def test_stop_flag_keeps_the_incumbent_without_an_inaccurate_warning(tmp_path: P
     assert any(inc is not None and math.isfinite(inc) for inc, _ in seen)
 
 
+def test_ctrl_c_while_the_milp_is_built_returns_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C before HiGHS runs (cvxpy compiling a large model) keeps the warm start."""
+    problem = load_problem(tarnawski_file(tmp_path / "hard.json", 12, 3))
+
+    def interrupted(*args: object, **kwargs: object) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(milp, "run_solver", interrupted)
+    watch = milp.Watch()
+    plan = milp.solve(problem, time_limit=30, watch=watch)
+    assert watch.interrupted == "ctrl-c" and plan.meta["status"] == "interrupted"
+    assert plan.meta["warm_start_only"] and plan.meta["incumbent_from"] == "heuristic"
+    assert independent(problem, plan.assignment)[2] == pytest.approx(plan.meta["start"])
+
+
 def _sigint_default() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background job may start with it ignored
 
