@@ -23,7 +23,7 @@ from edgesplit.commands import multidevice as multidevice_commands
 from edgesplit.commands import placement as placement_commands
 from edgesplit.commands import plan as plan_commands
 from edgesplit.commands import runtime as runtime_commands
-from edgesplit.commands.progress import interrupted_line
+from edgesplit.commands.progress import forget_kept, interrupted_line
 from edgesplit.commands.reproduce import reproduce_app
 from edgesplit.errors import EdgesplitError
 from edgesplit.io import validation_line
@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     Ctrl-C prints one line ``interrupted: ...`` saying what the command kept
     (:mod:`edgesplit.commands.progress`) and exits 130, without a traceback.
     """
+    forget_kept()  # notes left by an earlier command that failed in this process
     try:
         code = app(args=argv, prog_name="edgesplit", standalone_mode=False)
     except _click_errors.NoArgsIsHelpError as err:

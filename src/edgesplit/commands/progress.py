@@ -59,6 +59,11 @@ def keeping(describe: Callable[[], str]) -> Iterator[None]:
     _kept.remove(describe)
 
 
+def forget_kept() -> None:
+    """Drop the notes of earlier commands run in this process (the CLI calls it first)."""
+    _kept.clear()
+
+
 def interrupted_line() -> str:
     """``interrupted: ...`` naming what the interrupted command kept; clears the notes."""
     notes = []
