@@ -54,7 +54,6 @@ try:  # Ctrl-C while torch loads (seconds) exits 130 without a traceback, like l
     from rich.live import Live
     from rich.table import Table
 
-    from edgesplit.commands.progress import rows_kept
     from edgesplit.io import write_atomic, write_json
     from edgesplit.runtime.conditions import ConditionSchedule, ConditionStep
     from edgesplit.runtime.measure import RowLog
@@ -286,8 +285,12 @@ def main(argv: list[str] | None = None) -> int:
         with log:
             return run_demo(args, console, log)
     except KeyboardInterrupt:
-        files = [log.csv_path, log.jsonl_path]
-        kept = rows_kept(log.count, None, files, "requests") if log.count else "no outputs written"
+        n = log.count
+        kept = (
+            f"{n} request{'s' * (n != 1)} kept in {log.csv_path} and {log.jsonl_path}"
+            if n
+            else "no outputs written"
+        )
         print(f"interrupted: {kept}; the edge and cloud servers were stopped", file=sys.stderr)
         return 130
 
