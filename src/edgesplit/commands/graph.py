@@ -123,33 +123,29 @@ def inspect(
         f"{'chain' if s['is_chain'] else 'DAG'}, {s['flops'] / 1e9:.3f} GFLOPs, {s['params']:,} params, "
         f"traced by {graph.tracer}; inputs {', '.join(graph.input_args)}"
     )
-    table = Table()
-    for col in (
-        "#",
-        "name",
-        "kind",
-        "output shape",
-        "out bytes",
-        "MFLOPs",
-        "params",
-        "cut after: bytes (tensors)",
-    ):
-        table.add_column(col, justify="right" if col not in ("name", "kind") else "left")
+    from edgesplit.commands.tables import eng, make_table
+
     cuts = graph.cuts()
-    table.add_row("-", "(input)", "", "", "", "", "", f"{cuts[0].bytes:,} ({len(cuts[0].tensors)})")
+    rows = [
+        ["-", "(input)", "", "", "", "", "", f"{eng(cuts[0].bytes, 'B')} ({len(cuts[0].tensors)})"]
+    ]
     for n in graph.nodes:
         c = cuts[n.index + 1]
-        table.add_row(
-            str(n.index),
-            n.name,
-            n.kind,
-            "x".join(map(str, n.output_shape)),
-            f"{n.output_bytes:,}",
-            f"{n.flops / 1e6:.2f}",
-            f"{n.params:,}",
-            f"{c.bytes:,} ({len(c.tensors)})",
+        rows.append(
+            [
+                str(n.index),
+                n.name,
+                n.kind,
+                "x".join(map(str, n.output_shape)),
+                eng(n.output_bytes, "B"),
+                eng(n.flops),
+                eng(n.params),
+                f"{eng(c.bytes, 'B')} ({len(c.tensors)})",
+            ]
         )
-    console.print(table)
+    columns = ["#", "name", "kind", "output shape", "out", "FLOPs", "params", "cut after"]
+    console.print(make_table(None, columns, rows, text={"name", "kind", "output shape"}))
+    console.print("cut after: bytes crossing a cut after that node (tensors crossing)")
 
 
 def verify(

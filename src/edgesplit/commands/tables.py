@@ -104,7 +104,7 @@ def make_table(
     for col, width in zip(columns, widths):
         if col in text:
             words = [w for r in rows for w in r[columns.index(col)].split()]
-            least = max([len(col), *(min(len(w), 16) for w in words)])
+            least = max([len(col), *(min(len(w), 10) for w in words)])
             table.add_column(col, justify="left", overflow="fold", min_width=least)
         else:
             table.add_column(col, justify="right", no_wrap=True, min_width=width)
