@@ -73,12 +73,31 @@ def tarnawski_file(path: Path, n: int, fpgas: int, seed: int = 0, chain: bool = 
 def test_early_stop_keeps_the_brute_force_optimum(seed: int, semantics: str, chain: bool) -> None:
     problem = tensor_problem(seed, 6, 2, chain=chain, semantics=semantics, identical=False)
     opt = brute_force(problem)
+    bound = milp.path_bound(problem)
+    assert bound is not None and bound <= opt * (1 + 1e-9)
     plan = milp.solve(problem, time_limit=30)
     ok, _, value = independent(problem, plan.assignment)
     assert ok and value == pytest.approx(opt, rel=1e-7)
     assert plan.meta["status"] == "optimal" and plan.meta["gap"] <= milp.REL_GAP
     assert "proves" in plan.meta["stop_reason"]
     assert plan.meta["bound"] <= value * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("seed", range(10, 18))
+def test_path_bound_never_exceeds_the_brute_force_optimum(seed: int) -> None:
+    """The bound that may skip the MILP is a lower bound on random DAGs, both semantics,
+    colour classes, tight memory and distinct accelerators."""
+    problem = tensor_problem(
+        seed,
+        6,
+        2,
+        semantics="sequential" if seed % 2 else "critical",
+        colours=seed % 3 == 0,
+        tight_memory=seed % 4 == 1,
+        identical=seed % 5 != 0,
+    )
+    bound = milp.path_bound(problem)
+    assert bound is not None and 0 < bound <= brute_force(problem) * (1 + 1e-9)
 
 
 def test_path_bound_proves_the_heuristic_without_building_the_milp(tmp_path: Path) -> None:

@@ -507,7 +507,7 @@ def solve(
         "path_bound": quick,
         "gap_tolerance": REL_GAP,
     }
-    if start is not None and quick is not None and _gap(start_value, quick) <= REL_GAP:  # type: ignore[operator]
+    if start is not None and quick is not None and start_value - quick <= REL_GAP * start_value:
         return _finish(problem, start.assignment, quick, meta, "optimal", t0, "heuristic")
     try:
         model = build(problem, upper_bound=start_value)
@@ -586,7 +586,7 @@ def _finish(
     warm_only = value >= meta["start"] * (1 - REL_GAP)
     start = "its warm start" + (" (the heuristic)" if meta["start_from"] == "heuristic" else "")
     if outcome == "optimal" and "solver" not in meta:
-        reason = "the path bound proves the heuristic's placement optimal; MILP not needed"
+        reason = f"the path bound proves {start} optimal; no MILP needed"
     elif outcome == "optimal":
         what = start if warm_only else "the MILP's incumbent"
         reason = f"the bound proves {what} optimal (gap <= {REL_GAP:g})"
