@@ -117,21 +117,22 @@ def _calibrated_plan(
 
 
 def _print_records(gen: Generation, names: list[str]) -> None:
-    from rich.table import Table
+    from edgesplit.commands.tables import eng, make_table
 
-    table = Table(title="per-token records (step 0 is the prefill)")
-    for col in ("step", "pos", "token", *(f"{n} s" for n in names), "bytes/cut", "total s"):
-        table.add_column(col, justify="right")
-    for r in gen.records:
-        table.add_row(
+    rows = [
+        [
             str(r.step),
             str(r.position),
             ",".join(map(str, r.tokens)),
-            *(f"{s:.5f}" for s in r.part_seconds),
-            ",".join(map(str, r.cut_bytes)) or "-",
-            f"{r.seconds:.5f}",
-        )
-    console.print(table)
+            *(eng(s, "s") for s in r.part_seconds),
+            ", ".join(eng(b, "B") for b in r.cut_bytes) or "-",
+            eng(r.seconds, "s"),
+        ]
+        for r in gen.records
+    ]
+    columns = ["step", "pos", "token", *names, "bytes/cut", "total"]
+    title = "per-token records (step 0 is the prefill)"
+    console.print(make_table(title, columns, rows, text={"token", "bytes/cut"}))
 
 
 def generate(
@@ -403,23 +404,24 @@ def _across(
 
 
 def _print_across(records: Any) -> None:
-    from rich.table import Table
+    from edgesplit.commands.tables import eng, make_table
 
-    table = Table(title="per-token records across tiers (step 0 is the prefill)")
-    for col in ("step", "pos", "token", "where", "bytes per link", "total s", "note"):
-        table.add_column(col, justify="right")
-    for r in records:
-        note = f"rebuilt after {r.failed_device} failed" if r.rebuilt else ""
-        table.add_row(
+    rows = [
+        [
             str(r.step),
             str(r.position),
             ",".join(map(str, r.tokens)),
             ",".join(r.where),
-            " ".join(f"{h['dst']}:{h['sent_bytes']}" for h in r.links) or "-",
-            f"{r.seconds:.5f}",
-            note,
-        )
-    console.print(table)
+            " ".join(f"{h['dst']}:{eng(h['sent_bytes'], 'B')}" for h in r.links) or "-",
+            eng(r.seconds, "s"),
+            f"rebuilt after {r.failed_device} failed" if r.rebuilt else "",
+        ]
+        for r in records
+    ]
+    columns = ["step", "pos", "token", "where", "bytes per link", "total", "note"]
+    title = "per-token records across tiers (step 0 is the prefill)"
+    text = {"token", "where", "bytes per link", "note"}
+    console.print(make_table(title, columns, rows, text=text))
 
 
 def register(app: typer.Typer) -> None:
