@@ -151,6 +151,21 @@ def test_ctrl_c_while_the_milp_is_built_returns_the_start(
     assert independent(problem, plan.assignment)[2] == pytest.approx(plan.meta["start"])
 
 
+def test_ctrl_c_reaches_callers_without_a_watch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``plan --algorithm ilp`` and the benchmarks pass no watch: for them Ctrl-C still
+    raises KeyboardInterrupt (once HiGHS has stopped), instead of a silent early result."""
+    problem = load_problem(tarnawski_file(tmp_path / "hard.json", 12, 3))
+
+    def cancelled(problem: object, start: object, limit: float, threads: int, watch: Any) -> None:
+        watch.interrupted = "ctrl-c"  # as the wait loop records a Ctrl-C after cancelSolve
+
+    monkeypatch.setattr(milp, "_solve_highs_started", cancelled)
+    with pytest.raises(KeyboardInterrupt):
+        milp.solve(problem, time_limit=30)
+
+
 def _sigint_default() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background job may start with it ignored
 

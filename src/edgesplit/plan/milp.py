@@ -330,7 +330,9 @@ def run_solver(
             continue  # installed but unlicensed: fall through to HiGHS
     try:
         if start is None and watch is None:
-            problem.solve(solver="HIGHS", time_limit=float(time_limit), threads=int(threads))
+            with warnings.catch_warnings():  # a time limit is reported by the caller
+                warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+                problem.solve(solver="HIGHS", time_limit=float(time_limit), threads=int(threads))
         else:
             _solve_highs_started(problem, start, time_limit, threads, watch or Watch())
     except cp.error.SolverError as err:
@@ -483,7 +485,8 @@ def solve(
     Stop rules, in order: the start is proven by :func:`path_bound` (relative gap <=
     :data:`REL_GAP`; the MILP is not built); HiGHS closes the gap to :data:`REL_GAP`;
     the time limit; Ctrl-C or ``watch.stop``. The last two keep the incumbent (the start
-    when HiGHS has none better). ``meta``: ``status`` (optimal / time_limit /
+    when HiGHS has none better); Ctrl-C does so only for a caller that passed a ``watch``
+    (for others HiGHS is stopped and ``KeyboardInterrupt`` raised, as before). ``meta``: ``status`` (optimal / time_limit /
     interrupted), ``stop_reason`` (a sentence), ``bound`` (the larger of HiGHS's dual bound
     and the path bound), ``gap``, ``gap_tolerance``, ``start`` (the start's value),
     ``start_from`` (heuristic or warm) and ``warm_start_only`` (true when the result is no
@@ -493,6 +496,7 @@ def solve(
 
     if time_limit <= 0:
         raise InputError(f"--time-limit must be positive, not {time_limit}")
+    caller_watches = watch is not None  # else Ctrl-C is re-raised once HiGHS has stopped
     watch = watch or Watch()
     t0 = time.perf_counter()
     try:
@@ -516,11 +520,13 @@ def solve(
         x0 = None if start is None else (model.x, model.start_values(start.assignment))
         solver = run_solver(model.problem, left, threads, start=x0, watch=watch)
     except KeyboardInterrupt:  # while cvxpy compiles: keep the start, if there is one
-        if start is None:
+        if start is None or not caller_watches:
             raise
         watch.interrupted = "ctrl-c"
         meta["solver"] = "none (interrupted while building the MILP)"
         return _finish(problem, start.assignment, quick, meta, "interrupted", t0, "heuristic")
+    if watch.interrupted == "ctrl-c" and not caller_watches:
+        raise KeyboardInterrupt
     status = model.problem.status
     info = getattr(model.problem.solver_stats, "extra_stats", None)
     has_incumbent = status == cp.OPTIMAL or (
