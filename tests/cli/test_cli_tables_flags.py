@@ -136,6 +136,27 @@ def test_the_evaluator_names_the_missing_link() -> None:
     assert unlinked(problem, [0] * (n // 2) + [1] * (n - n // 2)) == []
 
 
+def test_solvers_on_a_partly_linked_system_raise_no_numpy_warning() -> None:
+    import warnings
+
+    import numpy as np
+
+    from edgesplit.commands.common import load_graph
+    from edgesplit.plan.problem import Problem
+    from edgesplit.plan.registry import solve
+    from edgesplit.system import load_system
+
+    graph, _, _ = load_graph("alexnet")
+    system = load_system(ROOT / "examples/system-shannon.yaml")
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        for objective in ("latency", "energy"):
+            problem = Problem.from_system(system, graph, objective=objective)
+            for algorithm in ("relax", "ilp", "heuristic"):
+                plan = solve(problem, algorithm)
+                assert math.isfinite(plan.predicted["latency_s"]), (objective, algorithm)
+
+
 def test_a_two_device_plan_without_a_link_is_one_error_line(cli, assert_input_error) -> None:
     args = ("plan", "alexnet", "--system", "examples/system-shannon.yaml", "--devices")
     result = cli(*args, "phone,cloud", "--json")
