@@ -133,9 +133,9 @@ def split_commands(doc: str, start: int, lang: str, lines: list[str]) -> list[Co
     text, first = "", 0
     for offset, raw in enumerate(lines):
         line = raw.strip()
-        if lang == "console" and not text:
-            if not line.startswith("$ "):
-                continue
+        if lang == "console" and not text and not line.startswith("$ "):
+            continue  # output
+        if not text and line.startswith("$ "):
             line = line[2:]
         line = _strip_comment(line)
         if not line and not text:
