@@ -486,11 +486,13 @@ def solve(
     :data:`REL_GAP`; the MILP is not built); HiGHS closes the gap to :data:`REL_GAP`;
     the time limit; Ctrl-C or ``watch.stop``. The last two keep the incumbent (the start
     when HiGHS has none better); Ctrl-C does so only for a caller that passed a ``watch``
-    (for others HiGHS is stopped and ``KeyboardInterrupt`` raised, as before). ``meta``: ``status`` (optimal / time_limit /
-    interrupted), ``stop_reason`` (a sentence), ``bound`` (the larger of HiGHS's dual bound
-    and the path bound), ``gap``, ``gap_tolerance``, ``start`` (the start's value),
-    ``start_from`` (heuristic or warm) and ``warm_start_only`` (true when the result is no
-    better than the start).
+    (for others HiGHS is stopped and ``KeyboardInterrupt`` raised, as before).
+
+    ``meta``: ``status`` (optimal / time_limit / interrupted), ``stop_reason`` (a
+    sentence), ``bound`` (the larger of HiGHS's dual bound and the path bound), ``gap``,
+    ``gap_tolerance``, ``path_bound``, ``start`` (the start's value), ``start_from``
+    (heuristic or warm) and ``warm_start_only`` (true when the result is no better than
+    the start).
     """
     from edgesplit.plan.heuristic import solve as heuristic_solve
 
