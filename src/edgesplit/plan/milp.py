@@ -508,7 +508,7 @@ def solve(
     start_value = math.inf if start is None else start.predicted["objective_value"]
     quick = path_bound(problem)
     meta: dict[str, Any] = {
-        "start": start_value,
+        "start": None if start is None else start_value,  # JSON has no Infinity
         "start_from": "heuristic" if warm is None else "warm",
         "path_bound": quick,
         "gap_tolerance": REL_GAP,
@@ -591,7 +591,7 @@ def _finish(
     if bound is not None:
         bound = min(max(0.0, bound), value)
     gap = _gap(value, bound)
-    warm_only = value >= meta["start"] * (1 - REL_GAP)
+    warm_only = meta["start"] is not None and value >= meta["start"] * (1 - REL_GAP)
     start = "its warm start" + (" (the heuristic)" if meta["start_from"] == "heuristic" else "")
     if outcome == "optimal" and "solver" not in meta:
         reason = f"the path bound proves {start} optimal; no MILP needed"
