@@ -106,13 +106,15 @@ def reproductions(
     if as_json:
         print_json(listing())
     else:
-        from rich.table import Table
+        from edgesplit.commands.tables import make_table
 
-        table = Table("name", "paper", "reproduces", "--quick", title="reproductions")
-        for row in listing():
-            budget = f"< {row['quick_budget_s'] / 60:g} min"
-            table.add_row(row["name"], row["citation"], row["reproduces"], budget)
-        console.print(table)
+        rows = [
+            [r["name"], r["citation"], r["reproduces"], f"< {r['quick_budget_s'] / 60:g} min"]
+            for r in listing()
+        ]
+        columns = ["name", "paper", "reproduces", "--quick"]
+        text = {"name", "paper", "reproduces"}
+        console.print(make_table("reproductions", columns, rows, text=text))
         console.print("run: edgesplit reproduce NAME [--quick] [--out DIR] [--json]")
     raise typer.Exit(0)
 
