@@ -186,6 +186,11 @@ def test_a_low_fidelity_profile_is_flagged_with_its_cause(cli, tmp_path) -> None
     assert "20 repeats" in line and "load on the machine" in line and "--repeats" in line
     quiet = cli("plan", "alexnet", "--edge-profile", PROFILE, "--bandwidth", "10mbit", "--json")
     assert quiet.code == 0 and "warning" not in quiet.stderr
+    system = (ROOT / "examples/system-shannon.yaml").read_text()
+    (tmp_path / "sys.yaml").write_text(system.replace("profiles/alexnet.json", "low.json"))
+    via = cli("plan", "alexnet", "--system", tmp_path / "sys.yaml", "--algorithm", "heuristic")
+    (line,) = [x for x in via.stderr.splitlines() if x.strip()]
+    assert via.code == 0 and "fidelity 0.47" in line and "calibrate: true" in line
 
 
 def test_predictor_rows_worse_than_the_mean_are_flagged(capsys) -> None:

@@ -30,9 +30,10 @@ def warn(line: str) -> None:
     err_console.print(f"warning: {line}", soft_wrap=True, markup=False, highlight=False)
 
 
-def check_fidelity(prof: Any, source: str) -> bool:
+def check_fidelity(prof: Any, source: str, rescale: str = "plan with --calibrate") -> bool:
     """Warn when ``prof`` (a :class:`~edgesplit.predict.profile.Profile`) has fidelity below
-    :data:`MIN_FIDELITY`; True when it warned."""
+    :data:`MIN_FIDELITY`; True when it warned. ``rescale``: how to rescale its node times
+    to the whole where it is used."""
     fid = prof.fidelity
     if not math.isfinite(fid) or fid >= MIN_FIDELITY:
         return False
@@ -42,7 +43,7 @@ def check_fidelity(prof: Any, source: str) -> bool:
         f"{prof.end_to_end.median_s * 1e3:.3g} ms; asked for {prof.repeats} repeats on "
         f"{prof.host.threads} thread(s)), below {MIN_FIDELITY}: likely load on the machine "
         "while profiling or too few --repeats; re-profile on a quiet machine with more "
-        "--repeats, or plan with --calibrate"
+        f"--repeats, or {rescale}"
     )
     return True
 

@@ -56,8 +56,8 @@ def _edge_cloud_problem(
     edge = saved_seconds(edge_profile, graph, calibrate=calibrate)
     from edgesplit.commands.flags import check_fidelity
 
-    for path in {edge_profile, cloud_profile} - {None}:
-        check_fidelity(load_profile(str(path)), str(path))
+    for path in {None if calibrate else edge_profile, cloud_profile} - {None}:
+        check_fidelity(load_profile(str(path)), str(path))  # --calibrate rescales the edge's
     scale = 1.0
     if clock is not None:
         ref_hz = parse_frequency(profile_clock) if profile_clock else None
@@ -210,6 +210,7 @@ def plan(
 
         sysdesc = load_system(system)
         names = [d.strip() for d in devices.split(",")] if devices else None
+        _check_system_profiles(sysdesc, names)
         problem = Problem.from_system(
             sysdesc,
             graph,
@@ -264,6 +265,20 @@ def plan(
             console.print(f"  {d}: {len(chosen.nodes_on(d))} nodes")
         if codec != "none":
             console.print(_codec_line(chosen))
+
+
+def _check_system_profiles(sysdesc: Any, names: list[str] | None) -> None:
+    """The fidelity flag for every measured profile the planned devices use uncalibrated."""
+    from edgesplit.commands.flags import check_fidelity
+    from edgesplit.predict.profile import load_profile
+
+    paths = {
+        d.compute.profile
+        for d in sysdesc.devices
+        if d.compute.profile and not d.compute.calibrate and (names is None or d.name in names)
+    }
+    for path in sorted(paths):
+        check_fidelity(load_profile(path), path, "set calibrate: true in its device's compute")
 
 
 def _all_codecs_allowed(problem: Any) -> Any:
