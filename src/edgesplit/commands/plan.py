@@ -256,10 +256,12 @@ def plan(
         if codec != "none":
             console.print(_codec_line(chosen))
     else:
+        from edgesplit.commands.tables import eng
+
         p = chosen.predicted
         console.print(
             f"{graph.name} on {', '.join(problem.devices)} ({chosen.algorithm}): latency "
-            f"{p.get('latency_s', float('nan')) * 1e3:.2f} ms, cost {p.get('cost', 0):.3e}"
+            f"{eng(p.get('latency_s'), 's')}, cost {eng(p.get('cost', 0.0), '$')} per inference"
         )
         for d in problem.devices:
             console.print(f"  {d}: {len(chosen.nodes_on(d))} nodes")
@@ -358,6 +360,8 @@ def fit_predictor(
         "kinds": {k: m.form for k, m in est.models_.items()},
         "holdout": report["overall"],
     }
+    from edgesplit.commands.flags import check_fit
+
     if as_json:
         print_json(summary)
     else:
@@ -366,6 +370,7 @@ def fit_predictor(
             f"fitted {len(est.models_)} kinds on {len(data.seconds)} nodes; held-out 20 %: "
             f"R² {o['r2']:.3f}, within ±10 % {o['within_10pct']:.0%}; wrote {output}"
         )
+    check_fit([("fit-predictor held-out 20 %", kind, m) for kind, m in report["per_kind"].items()])
 
 
 def predictor_report(
