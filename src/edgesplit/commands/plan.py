@@ -54,10 +54,6 @@ def _edge_cloud_problem(
     if cloud_speedup <= 0:
         raise InputError(f"--cloud-speedup must be positive, not {cloud_speedup}")
     edge = saved_seconds(edge_profile, graph, calibrate=calibrate)
-    from edgesplit.commands.flags import check_fidelity
-
-    for path in {None if calibrate else edge_profile, cloud_profile} - {None}:
-        check_fidelity(load_profile(str(path)), str(path))  # --calibrate rescales the edge's
     scale = 1.0
     if clock is not None:
         ref_hz = parse_frequency(profile_clock) if profile_clock else None
@@ -89,7 +85,7 @@ def _edge_cloud_problem(
     from edgesplit.system.prices import Prices
 
     prices = Prices()
-    return Problem.two_tier(
+    problem = Problem.two_tier(
         graph,
         edge,
         cloud,
@@ -101,6 +97,12 @@ def _edge_cloud_problem(
         objective=objective,  # type: ignore[arg-type]
         weight=weight,
     )
+    from edgesplit.commands.flags import check_fidelity
+
+    # Flagged once the problem stands, so a bad option is still the only stderr line.
+    for path in {None if calibrate else edge_profile, cloud_profile} - {None}:
+        check_fidelity(load_profile(str(path)), str(path))  # --calibrate rescales the edge's
+    return problem
 
 
 def _print_table(result: Any) -> None:
@@ -210,7 +212,6 @@ def plan(
 
         sysdesc = load_system(system)
         names = [d.strip() for d in devices.split(",")] if devices else None
-        _check_system_profiles(sysdesc, names)
         problem = Problem.from_system(
             sysdesc,
             graph,
@@ -219,6 +220,7 @@ def plan(
             objective=objective,  # type: ignore[arg-type]
             weight=weight,
         )
+        _check_system_profiles(sysdesc, names)
     else:
         problem = _edge_cloud_problem(
             graph, edge_profile, cloud_profile, cloud_speedup, bandwidth, rtt, clock,
