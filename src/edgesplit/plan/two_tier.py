@@ -233,7 +233,11 @@ def problem_table(
     inputs = inputs or TwoTierInputs.from_problem(problem)
     link = problem.link(0, 1)
     if link is None:
-        raise InputError(f"no link joins {problem.devices[0]!r} and {problem.devices[1]!r}")
+        a, b = problem.devices
+        raise InputError(
+            f"no link joins {a!r} and {b!r}: add a {a}–{b} link to the system file, or plan "
+            "over devices that are linked (--devices)"
+        )
     edge_pm, cloud_pm = problem.power
     return candidate_table(
         inputs,
