@@ -134,6 +134,12 @@ def test_the_evaluator_names_the_missing_link() -> None:
     ev = evaluate(problem, to_cloud)
     assert not ev.feasible and "no link joins 'phone' and 'cloud'" in ev.problems[0]
     assert unlinked(problem, [0] * (n // 2) + [1] * (n - n // 2)) == []
+    from edgesplit.errors import InfeasiblePlanError
+    from edgesplit.plan.feasible import plan_from_assignment
+
+    with pytest.raises(InfeasiblePlanError, match="no link joins 'phone' and 'cloud'") as err:
+        plan_from_assignment(problem, "given", to_cloud, {})
+    assert "memory" not in str(err.value).split(": ", 1)[1]
 
 
 def test_solvers_on_a_partly_linked_system_raise_no_numpy_warning() -> None:

@@ -217,9 +217,16 @@ def plan_from_assignment(
     ev = evaluate(problem, assignment)
     if not ev.feasible:
         what = "memory" if over_memory(problem, assignment) else "its rules"
+        broken = ev.problems[0]
+        # A missing link's line names its own fix (evaluate.unlinked).
+        fix = (
+            ""
+            if broken.startswith("no link")
+            else "; raise a device's memory or allow more devices"
+        )
         raise InfeasiblePlanError(
             f"{algorithm} found no assignment of {problem.graph.name!r} within {what}: "
-            f"{ev.problems[0]}; raise a device's memory or allow more devices"
+            f"{broken}{fix}"
         )
     cut = None
     if problem.n_devices == 2 and problem.source == 0:
