@@ -66,7 +66,7 @@ class Command:
     @property
     def program(self) -> str:
         words = self.words()
-        return Path(words[0]).name if words else ""
+        return words[0].rsplit("/", 1)[-1] if words else ""  # "src/edgesplit/" is no program
 
     @property
     def is_assignment(self) -> bool:
