@@ -36,6 +36,7 @@ from doc_commands import (
     all_blocks,
     edgesplit_commands,
     runnable_units,
+    split_commands,
 )
 
 #: Documented commands that are not run, keyed by a piece of their text, with the reason.
@@ -204,3 +205,37 @@ def test_exempt_command_is_valid(command: Command) -> None:
         assert not hasattr(node, "commands"), f"{command.where}: `{path}` is a group, not a command"
     else:
         assert command.program == "git", f"{command.where}: no validity check for `{command.text}`"
+
+
+def test_extraction_joins_continuations_and_skips_comments_and_output() -> None:
+    bash = [
+        "# a comment",
+        "CFG='--model-config n_layer=4'",
+        "edgesplit plan alexnet --bandwidth 5mbit \\",
+        "    --rtt 10ms   # trailing comment",
+        "",
+        "edgesplit serve --model alexnet --port 8102 &",
+    ]
+    texts = [c.text for c in split_commands("X.md", 10, "bash", bash)]
+    assert texts == [
+        "CFG='--model-config n_layer=4'",
+        "edgesplit plan alexnet --bandwidth 5mbit --rtt 10ms",
+        "edgesplit serve --model alexnet --port 8102 &",
+    ]
+    commands = split_commands("X.md", 10, "bash", bash)
+    assert [c.line for c in commands] == [11, 12, 15]
+    assert commands[0].is_assignment and commands[2].is_server and not commands[1].is_server
+    console = ["$ edgesplit models", "name  shape", "$ edgesplit schema profile"]
+    assert [c.text for c in split_commands("X.md", 1, "console", console)] == [
+        "edgesplit models",
+        "edgesplit schema profile",
+    ]
+
+
+def test_runner_reports_a_failing_command(tmp_path: Path) -> None:
+    """The checker is not vacuous: a documented command that exits 2 is a failure naming it."""
+    bad = Command("X.md", 7, "edgesplit inspect no_such_model", "bash")
+    failures = Workspace(tmp_path).run(Unit((bad,)), timeout=120)
+    assert len(failures) == 1
+    assert failures[0].startswith("X.md:7: `edgesplit inspect no_such_model` exited 2")
+    assert "error:" in failures[0]
