@@ -60,7 +60,7 @@ EXEMPT: dict[str, str] = {
 #: The units cheap enough for the normal suite (each under ~5 s on two quiet cores); every
 #: other unit is marked slow (it still runs in CI). Measured on a quiet 2-core host: a
 #: command that builds a model takes 6-12 s (profile, plan, inspect, verify), a block with
-#: servers 20-150 s; the slow set is ~15 minutes in all.
+#: servers 15-115 s; the slow set took 12 min on a quiet 2-core host.
 FAST: tuple[str, ...] = (
     "edgesplit models",
     "edgesplit schema ",
