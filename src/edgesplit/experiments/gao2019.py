@@ -253,8 +253,12 @@ def plot(doc: dict[str, Any], out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 4))
         xs = [r[x] for r in doc[key]]
         for k, case in enumerate(CASES):
-            ax.plot(xs, [y(r[case]) for r in doc[key]], marker="o", color=f"C{k}",
-                    label=labels[case])  # fmt: skip
+            # Case 1 on top, dashed and hollow: where it equals Case 3 both stay visible
+            first = case == "case1"
+            ax.plot(xs, [y(r[case]) for r in doc[key]], marker="D" if first else "o",
+                    color=f"C{k}", label=labels[case], ls="--" if first else "-",
+                    mfc="none" if first else None, ms=9 if first else 6,
+                    zorder=3 if first else 2)  # fmt: skip
         if x == "mbps":
             ax.set_xscale("log")
             log_ticks(ax, "x")

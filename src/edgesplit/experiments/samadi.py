@@ -278,7 +278,9 @@ def plot(doc: dict[str, Any], out: Path) -> list[Path]:
     paths = []
     for axis, key in (("processors", "by_processors"), ("mbps", "by_bandwidth")):
         models = list(doc["models"])
-        fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
+        fig, axes = plt.subplots(
+            1, len(models), figsize=(5 * len(models), 4), squeeze=False, gridspec_kw={"wspace": 0.3}
+        )
         for ax, model in zip(axes[0], models):
             pts = _sweep(doc["models"][model], axis, key)
             xs = [p[axis] for p in pts]
