@@ -13,55 +13,14 @@ import re
 import signal
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from edgesplit.runtime.measure import COLUMNS
+from tests.interrupt import interrupt_when, sigint_default
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _sigint_default() -> None:
-    # A shell's background job starts with SIGINT ignored, and that survives exec: give
-    # the command Python's usual Ctrl-C whatever the runner's own setting.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def interrupt_when(
-    argv: list[str], ready: Callable[[list[str]], bool], timeout: float = 240
-) -> tuple[int, str, str]:
-    """Run ``edgesplit ARGV``; send SIGINT once ``ready(stderr lines so far)``; return
-    (exit status, stdout, stderr). Fails if it ends or times out before it is ready."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgesplit.cli", *argv],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_sigint_default,
-    )
-    lines: list[str] = []
-    assert proc.stderr is not None and proc.stdout is not None
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")))
-    reader.start()
-    deadline = time.monotonic() + timeout
-    try:
-        while not ready(lines):
-            assert proc.poll() is None, f"ended before it was interrupted: {''.join(lines)}"
-            assert time.monotonic() < deadline, f"not ready in {timeout} s: {''.join(lines)}"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        out = proc.stdout.read()
-        code = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        reader.join(timeout=10)
-    return code, out, "".join(lines)
 
 
 def csv_rows(path: Path) -> list[list[str]]:
@@ -206,7 +165,7 @@ def test_demo_interrupted_while_its_servers_start_exits_130_without_a_traceback(
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        preexec_fn=_sigint_default,
+        preexec_fn=sigint_default,
     )
     assert proc.stdout is not None
     try:

@@ -7,11 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
-import subprocess
-import sys
-import threading
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,10 +16,9 @@ import pytest
 
 from edgesplit.plan import milp
 from edgesplit.plan.tarnawski import load_problem
+from tests.interrupt import interrupt_when
 
 from .conftest import brute_force, independent, tensor_problem
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def tarnawski_file(path: Path, n: int, fpgas: int, seed: int = 0, chain: bool = False) -> Path:
@@ -166,10 +160,6 @@ def test_ctrl_c_reaches_callers_without_a_watch(
         milp.solve(problem, time_limit=30)
 
 
-def _sigint_default() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background job may start with it ignored
-
-
 @pytest.mark.slow
 def test_ctrl_c_during_placement_solve_keeps_the_incumbent(tmp_path: Path) -> None:
     """A real SIGINT once the progress line shows an incumbent: exit 130, no traceback,
@@ -177,32 +167,7 @@ def test_ctrl_c_during_placement_solve_keeps_the_incumbent(tmp_path: Path) -> No
     source = tarnawski_file(tmp_path / "hard.json", 40, 5)
     out = tmp_path / "placement.json"
     argv = ["placement", "solve", str(source), "--time-limit", "300", "--out", str(out), "--json"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgesplit.cli", *argv],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_sigint_default,
-    )
-    lines: list[str] = []
-    assert proc.stderr is not None and proc.stdout is not None
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")))
-    reader.start()
-    deadline = time.monotonic() + 240
-    try:
-        while not any("incumbent " in line for line in lines):
-            assert proc.poll() is None, f"ended before it was interrupted: {''.join(lines)}"
-            assert time.monotonic() < deadline, f"no incumbent shown: {''.join(lines)}"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        stdout = proc.stdout.read()
-        code = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        reader.join(timeout=10)
-    stderr = "".join(lines)
+    code, stdout, stderr = interrupt_when(argv, lambda lines: any("incumbent " in x for x in lines))
     assert code == 130, stderr
     assert "Traceback" not in stderr and "inaccurate" not in stderr
     assert "interrupted:" in stderr and "kept" in stderr
